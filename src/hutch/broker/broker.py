@@ -1,0 +1,61 @@
+"""The broker: virtual hosts, users, connections and broker-wide resources."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from .pump import Pump
+from .users import Users
+from .vhost import Vhost
+
+log = logging.getLogger("hutch.broker")
+
+
+def total_memory() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 * 1024**3
+
+
+class Broker:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *,
+                 max_message_size: int = 128 * 1024 * 1024,
+                 memory_high_watermark: int | None = None,
+                 default_user: str = "guest", default_pass: str = "guest") -> None:
+        self.loop = loop or asyncio.get_running_loop()
+        self.pump = Pump(self.loop)
+        self.vhosts: dict[str, Vhost] = {"/": Vhost(self, "/")}
+        self.users = Users()
+        self.users.add(default_user, default_pass, ["administrator"])
+        self.connections: set[Any] = set()
+        self.max_message_size = max_message_size
+        # RabbitMQ's default vm_memory_high_watermark is 0.4 of RAM.  Hutch measures
+        # the bytes of queued message bodies, which is what grows without bound.
+        self.memory_high_watermark = memory_high_watermark or int(total_memory() * 0.4)
+        self.queued_bytes = 0
+        self.memory_alarm = False
+        # The storage seam: None keeps every queue in memory; the durable store
+        # plugs in here (add/remove per message, flush for confirms).
+        self.store: Any = None
+
+    def account(self, delta: int) -> None:
+        self.queued_bytes += delta
+        if not self.memory_alarm:
+            if self.queued_bytes > self.memory_high_watermark:
+                self.memory_alarm = True
+                log.warning("memory resource limit alarm set: %d bytes queued > %d",
+                            self.queued_bytes, self.memory_high_watermark)
+                for conn in list(self.connections):
+                    conn.on_memory_alarm(True)
+        elif self.queued_bytes <= self.memory_high_watermark:
+            self.memory_alarm = False
+            log.warning("memory resource limit alarm cleared")
+            for conn in list(self.connections):
+                conn.on_memory_alarm(False)

@@ -1,0 +1,87 @@
+"""Command line: ``hutch serve`` (more commands arrive with later issues)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from . import __version__
+from .broker.broker import Broker
+from .server.listener import Server
+
+
+def _parse_size(text: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    t = text.strip().lower().rstrip("b")
+    if t and t[-1] in units:
+        return int(float(t[:-1]) * units[t[-1]])
+    return int(t)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hutch", description="A RabbitMQ-compatible work-queue broker")
+    p.add_argument("--version", action="version", version=f"hutch {__version__}")
+    sub = p.add_subparsers(dest="command")
+    s = sub.add_parser("serve", help="run the broker")
+    s.add_argument("--host", default="localhost",
+                   help="address to listen on (default: localhost = 127.0.0.1 and ::1)")
+    s.add_argument("--port", type=int, default=5672, help="AMQP port (default 5672; 0 = any free)")
+    s.add_argument("--http-port", type=int, default=15672,
+                   help="management API port (not implemented yet; accepted for compatibility)")
+    s.add_argument("--data-dir", default=None,
+                   help="where durable data lives (the durable store is not implemented yet)")
+    s.add_argument("--config", default=None, help="configuration file (reserved)")
+    s.add_argument("--max-message-size", type=_parse_size, default=128 * 1024 * 1024,
+                   help="largest accepted message body (default 128MiB, like RabbitMQ 3.x)")
+    s.add_argument("--memory-high-watermark", type=_parse_size, default=None,
+                   help="queued bytes above which publishers are blocked (default 40%% of RAM)")
+    s.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"], help="log verbosity")
+    s.add_argument("--log-file", default=None, help="also write the log to this file")
+    return p
+
+
+def _setup_logging(level: str, log_file: str | None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        handlers.append(logging.FileHandler(log_file))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=handlers,
+                        format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
+
+
+async def serve(args: argparse.Namespace) -> int:
+    loop = asyncio.get_running_loop()
+    broker = Broker(loop, max_message_size=args.max_message_size,
+                    memory_high_watermark=args.memory_high_watermark)
+    server = Server(broker, args.host, args.port)
+    await server.start()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log = logging.getLogger("hutch")
+    log.info("started TCP listener on %s", ", ".join(server.addresses))
+    # The line tests and scripts wait for; keep the word "ready" and the port in it.
+    print(f"hutch {__version__} ready: amqp://guest:guest@localhost:{server.port}/ "
+          f"(listening on {', '.join(server.addresses)})", flush=True)
+    await stop.wait()
+    log.info("stopping: closing connections")
+    await server.stop()
+    log.info("stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command != "serve":
+        build_parser().print_help()
+        return 2
+    _setup_logging(args.log_level, args.log_file)
+    try:
+        import uvloop
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    return runner(serve(args))

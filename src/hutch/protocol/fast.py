@@ -1,0 +1,75 @@
+"""Hand-written codecs for the methods on the message hot path.
+
+publish / ack / nack / reject arrive once per message and deliver / confirm
+leave once per message, so they skip the generic table-driven codec in
+``methods.py``.  ``tests/protocol/test_fast.py`` checks every function here
+against pamqp's encoding of the same method.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .codec import DecodeError
+
+_frame_head = struct.Struct(">BHI")
+_ids_tag = struct.Struct(">HHQ")
+_deliver_tail = struct.Struct(">QB")
+_u16 = struct.Struct(">H")
+_u64 = struct.Struct(">Q")
+
+_DELIVER_IDS = b"\x00\x3c\x00\x3c"  # basic(60).deliver(60)
+_GET_OK_IDS = b"\x00\x3c\x00\x47"  # basic(60).get-ok(71)
+
+
+def decode_publish(payload: bytes) -> tuple[str, str, bool, bool]:
+    """basic.publish args -> (exchange, routing_key, mandatory, immediate).
+
+    Layout after class/method ids: reserved(2) exchange(shortstr)
+    routing_key(shortstr) bits(1: mandatory, immediate).
+    """
+    try:
+        off = 6
+        n = payload[off]
+        exchange = payload[off + 1 : off + 1 + n].decode()
+        off += 1 + n
+        n = payload[off]
+        routing_key = payload[off + 1 : off + 1 + n].decode()
+        off += 1 + n
+        bits = payload[off]
+    except (IndexError, UnicodeDecodeError) as exc:
+        raise DecodeError(f"malformed basic.publish: {exc}") from None
+    return exchange, routing_key, bool(bits & 1), bool(bits & 2)
+
+
+def decode_ack(payload: bytes) -> tuple[int, int]:
+    """basic.ack / reject / nack args -> (delivery_tag, bits)."""
+    if len(payload) < 13:
+        raise DecodeError("malformed acknowledgement")
+    return _u64.unpack_from(payload, 4)[0], payload[12]
+
+
+def deliver_frame(channel: int, consumer_tag_enc: bytes, delivery_tag: int,
+                  redelivered: bool, exchange_enc: bytes, routing_key_enc: bytes) -> bytes:
+    """A complete basic.deliver method frame.
+
+    ``*_enc`` arguments are already shortstr-encoded (length byte + bytes):
+    consumer tags and exchange names repeat on every delivery, so callers
+    encode them once.
+    """
+    payload = b"".join((
+        _DELIVER_IDS, consumer_tag_enc, _u64.pack(delivery_tag),
+        b"\x01" if redelivered else b"\x00", exchange_enc, routing_key_enc,
+    ))
+    return _frame_head.pack(1, channel, len(payload)) + payload + b"\xce"
+
+
+def confirm_frame(channel: int, delivery_tag: int, multiple: bool, nack: bool = False) -> bytes:
+    """basic.ack (or basic.nack with requeue=false) sent to a confirming publisher."""
+    payload = _ids_tag.pack(60, 120 if nack else 80, delivery_tag) + (b"\x01" if multiple else b"\x00")
+    return _frame_head.pack(1, channel, len(payload)) + payload + b"\xce"
+
+
+def shortstr(value: str) -> bytes:
+    raw = value.encode()
+    return bytes((len(raw),)) + raw

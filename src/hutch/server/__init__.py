@@ -1,0 +1,1 @@
+"""The asyncio side: listener, connections, channels."""

@@ -1,0 +1,587 @@
+"""One AMQP channel: content assembly, consumers, delivery tags, qos, confirms, tx.
+
+A channel error (``ChannelError``) closes only this channel: we send
+channel.close, forget its consumers, requeue its unacked messages, and ignore
+every frame but channel.close/close-ok until the client answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from ..broker.consumer import Consumer
+from ..broker.message import Message
+from ..broker.queue import REJECT_PUBLISH_DLX
+from ..broker.vhost import server_named
+from ..errors import AMQPError, ChannelError, HardError
+from ..protocol import constants as rc
+from ..protocol import fast
+from ..protocol import methods as m
+from ..protocol.codec import DecodeError
+from ..protocol.frames import body_frames, header_frame, method_frame
+from ..protocol.properties import peek
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+log = logging.getLogger("hutch.channel")
+
+_PUBLISH_IDS = b"\x00\x3c\x00\x28"
+_ACK_IDS = b"\x00\x3c\x00\x50"
+_u64 = struct.Struct(">Q")
+
+
+class Channel:
+    def __init__(self, conn: Connection, number: int) -> None:
+        self.conn = conn
+        self.number = number
+        self.vhost = conn.vhost
+        self.closing = False
+        self.flow_active = True
+        self.consumers: dict[str, Consumer] = {}
+        # delivery tag -> Message, in tag order (OrderedDict pops from the front in O(1)).
+        self.unacked: OrderedDict[int, Message] = OrderedDict()
+        self.next_tag = 1
+        self.prefetch_global = 0  # basic.qos global=true: shared by the channel's consumers
+        self.prefetch_consumer = 0  # basic.qos global=false: for consumers created later
+        # Content assembly for basic.publish: (exchange, routing_key, mandatory) then header, body.
+        self._publish: tuple[str, str, bool] | None = None
+        self._header: bytes | None = None
+        self._body_size = 0
+        self._body_parts: list[bytes] = []
+        self._body_len = 0
+        # Publisher confirms.
+        self.confirm = False
+        self.publish_seq = 0
+        self._acks: list[int] = []
+        self._nacks: list[int] = []
+        self.confirms_pending = False
+        # Transactions.
+        self.tx = False
+        self._tx_publishes: list[tuple[str, str, bool, bytes, bytes]] = []
+        self._tx_acks: list[tuple[str, list[Message]]] = []
+
+    # -- frame entry point ------------------------------------------------------
+    def handle_frame(self, ftype: int, payload: bytes) -> None:
+        if self.closing:
+            # Waiting for close-ok: everything but close/close-ok is dropped (spec 2.3.5.2).
+            if ftype == rc.FRAME_METHOD and payload[:4] in (b"\x00\x14\x00\x29", b"\x00\x14\x00\x28"):
+                if payload[:4] == b"\x00\x14\x00\x28":
+                    self.conn.send_method(self.number, m.ChannelCloseOk())
+                self.conn.channel_closed(self.number)
+            return
+        try:
+            if ftype == rc.FRAME_METHOD:
+                if self._publish is not None:
+                    exc = HardError(
+                        rc.UNEXPECTED_FRAME,
+                        "expected content header for class 60, got non content header frame instead")
+                    exc.class_id, exc.method_id = 60, 40
+                    raise exc
+                ids = payload[:4]
+                if ids == _PUBLISH_IDS:
+                    self._on_publish(payload)
+                elif ids == _ACK_IDS:
+                    tag, bits = fast.decode_ack(payload)
+                    self._on_ack(tag, bool(bits & 1))
+                else:
+                    self._on_method(payload)
+            elif ftype == rc.FRAME_HEADER:
+                self._on_header(payload)
+            elif ftype == rc.FRAME_BODY:
+                self._on_body(payload)
+        except ChannelError as exc:
+            if not exc.class_id and ftype == rc.FRAME_METHOD and len(payload) >= 4:
+                exc.class_id, exc.method_id = struct.unpack_from(">HH", payload, 0)
+            self.error(exc)
+        except AMQPError as exc:
+            if not exc.class_id and ftype == rc.FRAME_METHOD and len(payload) >= 4:
+                exc.class_id, exc.method_id = struct.unpack_from(">HH", payload, 0)
+            raise
+        except DecodeError as exc:
+            raise HardError(rc.SYNTAX_ERROR, str(exc)) from None
+
+    def error(self, exc: ChannelError) -> None:
+        """Close this channel with a soft error; the connection lives on."""
+        self.conn.channel_error(self.number, exc)
+        self.release()
+        self.closing = True
+        self.conn.send_method(self.number, m.ChannelClose(
+            reply_code=exc.code, reply_text=exc.text, class_id=exc.class_id,
+            method_id=exc.method_id))
+
+    # -- publishing -----------------------------------------------------------------
+    def _on_publish(self, payload: bytes) -> None:
+        exchange, routing_key, mandatory, immediate = fast.decode_publish(payload)
+        if immediate:
+            # RabbitMQ never implemented immediate; it closes the connection.
+            raise HardError(rc.NOT_IMPLEMENTED, "immediate=true")
+        ex = self.vhost.exchanges.get(exchange)
+        if ex is None:
+            # Reported now, but the content frames still follow: swallow them first.
+            self._publish = ("\x00missing", exchange, False)
+        else:
+            if ex.internal:
+                raise ChannelError(rc.ACCESS_REFUSED,
+                                   f"cannot publish to internal exchange '{exchange}' in vhost "
+                                   f"'{self.vhost.name}'")
+            self._publish = (exchange, routing_key, mandatory)
+        self.conn.on_publish()
+
+    def _on_header(self, payload: bytes) -> None:
+        if self._publish is None or self._header is not None:
+            raise HardError(rc.UNEXPECTED_FRAME,
+                                   "expected method frame, got non method frame instead")
+        if len(payload) < 14:
+            raise HardError(rc.FRAME_ERROR, "content header frame too short")
+        class_id, _weight, body_size = struct.unpack_from(">HHQ", payload, 0)
+        if class_id != 60:
+            exc = HardError(rc.UNEXPECTED_FRAME, "expected content header for class 60, "
+                                   f"got one for class {class_id} instead")
+            exc.class_id, exc.method_id = 60, 40
+            raise exc
+        max_size = self.conn.broker.max_message_size
+        if body_size > max_size:
+            self._reset_content()
+            raise ChannelError(rc.PRECONDITION_FAILED,
+                               f"message size {body_size} is larger than configured max size "
+                               f"{max_size}")
+        self._header = payload
+        self._body_size = body_size
+        if body_size == 0:
+            self._complete_publish(b"")
+
+    def _on_body(self, payload: bytes) -> None:
+        if self._header is None:
+            raise HardError(rc.UNEXPECTED_FRAME,
+                                   "expected method frame, got non method frame instead")
+        self._body_parts.append(payload)
+        self._body_len += len(payload)
+        if self._body_len >= self._body_size:
+            if self._body_len > self._body_size:
+                raise HardError(rc.FRAME_ERROR, "content body larger than declared")
+            parts = self._body_parts
+            self._complete_publish(parts[0] if len(parts) == 1 else b"".join(parts))
+
+    def _reset_content(self) -> None:
+        self._publish = None
+        self._header = None
+        self._body_parts = []
+        self._body_len = 0
+
+    def _complete_publish(self, body: bytes) -> None:
+        assert self._publish is not None and self._header is not None
+        exchange, routing_key, mandatory = self._publish
+        header = self._header
+        self._reset_content()
+        if exchange == "\x00missing":
+            raise ChannelError(rc.NOT_FOUND,
+                               f"no exchange '{routing_key}' in vhost '{self.vhost.name}'",)
+        delivery_mode, expiration, _has_headers, user_id = peek(header[12:])
+        if user_id is not None and user_id != self.conn.user.name:
+            raise ChannelError(rc.PRECONDITION_FAILED,
+                               f"user_id property set to '{user_id}' but authenticated user "
+                               f"was '{self.conn.user.name}'")
+        expires_at = None
+        if expiration is not None:
+            try:
+                ttl = int(expiration)
+                if ttl < 0:
+                    raise ValueError
+            except ValueError:
+                raise ChannelError(rc.PRECONDITION_FAILED,
+                                   f"invalid expiration '{expiration}': {{value_negative,"
+                                   f"{expiration}}}" if expiration.lstrip("-").isdigit() else
+                                   f"invalid expiration '{expiration}': no_integer") from None
+            expires_at = time.monotonic() + ttl / 1000.0
+        if self.confirm:
+            self.publish_seq += 1
+        if self.tx:
+            self._tx_publishes.append((exchange, routing_key, mandatory, header, body))
+            return
+        self._route(exchange, routing_key, mandatory, header, body, delivery_mode == 2,
+                    expires_at, self.publish_seq if self.confirm else 0)
+
+    def _route(self, exchange: str, routing_key: str, mandatory: bool, header: bytes,
+               body: bytes, persistent: bool, expires_at: float | None, seq: int) -> None:
+        vhost = self.vhost
+        ex = vhost.exchanges.get(exchange)
+        queues = vhost.route(ex, routing_key, header) if ex is not None else []
+        rejected = False
+        if not queues:
+            if mandatory:
+                self.conn.write_many([
+                    method_frame(self.number, m.BasicReturn(
+                        reply_code=rc.NO_ROUTE, reply_text="NO_ROUTE", exchange=exchange,
+                        routing_key=routing_key).encode()),
+                    header_frame(self.number, header),
+                    *body_frames(self.number, body, self.conn.frame_max),
+                ])
+        else:
+            for q in queues:
+                if q.would_overflow(len(body)):
+                    rejected = True
+                    if q.overflow == REJECT_PUBLISH_DLX and q.dlx is not None:
+                        vhost.dead_letter(q, Message(exchange, routing_key, header, body,
+                                                     persistent, expires_at), "maxlen")
+                    continue
+                q.enqueue(Message(exchange, routing_key, header, body, persistent, expires_at))
+        if seq:
+            if rejected:
+                self._nacks.append(seq)
+            else:
+                self._acks.append(seq)
+            if not self.confirms_pending:
+                self.confirms_pending = True
+                self.conn.broker.pump.conn_dirty(self.conn)
+
+    def emit_confirms(self) -> None:
+        """Send pending basic.ack/nack to a confirming publisher, coalesced.
+
+        One ``multiple=true`` ack covers a run of successes; if the batch holds a
+        nack everything is sent one by one so no nacked tag is ever acked.
+        """
+        self.confirms_pending = False
+        acks, nacks = self._acks, self._nacks
+        self._acks, self._nacks = [], []
+        if not acks and not nacks:
+            return
+        n = self.number
+        if not nacks:
+            if len(acks) == 1:
+                self.conn.write(fast.confirm_frame(n, acks[0], False))
+            else:
+                self.conn.write(fast.confirm_frame(n, max(acks), True))
+            return
+        frames = [fast.confirm_frame(n, t, False) for t in acks]
+        frames += [fast.confirm_frame(n, t, False, nack=True) for t in nacks]
+        self.conn.write_many(frames)
+
+    # -- delivering -------------------------------------------------------------
+    def can_deliver(self) -> bool:
+        if not self.flow_active or self.conn.write_paused or self.closing:
+            return False
+        return not self.prefetch_global or len(self.unacked) < self.prefetch_global
+
+    def can_deliver_no_ack(self) -> bool:
+        return self.flow_active and not self.conn.write_paused and not self.closing
+
+    def deliver(self, consumer: Consumer, msg: Message) -> None:
+        tag = self.next_tag
+        self.next_tag = tag + 1
+        if not consumer.no_ack:
+            self.unacked[tag] = msg
+        conn = self.conn
+        n = self.number
+        frames = [
+            fast.deliver_frame(n, consumer.tag_enc, tag, msg.redelivered,
+                               fast.shortstr(msg.exchange), fast.shortstr(msg.routing_key)),
+            header_frame(n, msg.header),
+        ]
+        if msg.body:
+            frames += body_frames(n, msg.body, conn.frame_max)
+        conn.write_many(frames)
+
+    def redispatch(self) -> None:
+        """Capacity came back (ack, qos, flow, socket drained): wake our queues."""
+        pump = self.conn.broker.pump
+        for c in self.consumers.values():
+            pump.queue_dirty(c.queue)
+
+    def cancel_by_server(self, consumer: Consumer) -> None:
+        """The queue went away: tell the client if it understands basic.cancel."""
+        self.consumers.pop(consumer.tag, None)
+        if self.conn.capabilities.get("consumer_cancel_notify") and not self.closing:
+            self.conn.send_method(self.number, m.BasicCancel(consumer_tag=consumer.tag, nowait=True))
+
+    # -- acknowledgements ------------------------------------------------------------
+    def _take(self, tag: int, multiple: bool) -> list[tuple[int, Message]]:
+        """Remove and return (tag, message) for every unacked message an
+        ack/nack/reject with ``tag`` covers; ``multiple`` with tag 0 means all."""
+        unacked = self.unacked
+        if multiple:
+            if tag == 0:
+                taken = list(unacked.items())
+                unacked.clear()
+                return taken
+            taken = []
+            while unacked:
+                if next(iter(unacked)) > tag:
+                    break
+                taken.append(unacked.popitem(last=False))
+            if not taken and tag >= self.next_tag:
+                raise ChannelError(rc.PRECONDITION_FAILED, f"unknown delivery tag {tag}")
+            return taken
+        msg = unacked.pop(tag, None)
+        if msg is None:
+            raise ChannelError(rc.PRECONDITION_FAILED, f"unknown delivery tag {tag}")
+        return [(tag, msg)]
+
+    def _on_ack(self, tag: int, multiple: bool) -> None:
+        taken = self._take(tag, multiple)
+        if self.tx:
+            self._tx_acks.append(("ack", taken))
+            return
+        for _tag, msg in taken:
+            q = msg.queue
+            if q is not None:
+                q.ack(msg)
+
+    def _settle_negative(self, msgs: list[Message], requeue: bool) -> None:
+        if requeue:
+            by_queue: dict[Any, list[Message]] = {}
+            for msg in msgs:
+                if msg.queue is not None:
+                    by_queue.setdefault(msg.queue, []).append(msg)
+            for q, group in by_queue.items():
+                q.requeue(group)
+        else:
+            for msg in msgs:
+                if msg.queue is not None:
+                    msg.queue.reject(msg)
+
+    # -- channel teardown -----------------------------------------------------------
+    def release(self) -> None:
+        """Forget consumers and requeue everything unacked (channel or connection closing)."""
+        for c in list(self.consumers.values()):
+            c.queue.remove_consumer(c)
+        self.consumers.clear()
+        if self.unacked:
+            msgs = list(self.unacked.values())
+            self.unacked.clear()
+            self._settle_negative(msgs, requeue=True)
+        for _kind, taken in self._tx_acks:
+            self._settle_negative([msg for _t, msg in taken], requeue=True)
+        self._tx_acks.clear()
+        self._tx_publishes.clear()
+
+    # -- every other method -------------------------------------------------------------
+    def _on_method(self, payload: bytes) -> None:
+        try:
+            method = m.decode_method(payload)
+        except KeyError:
+            raise HardError(rc.COMMAND_INVALID, "unknown method") from None
+        handler = getattr(self, "_m_" + method.NAME.replace(".", "_"), None)
+        if handler is None:
+            raise HardError(rc.COMMAND_INVALID,
+                                   f"method '{method.NAME}' not allowed on a channel")
+        handler(method)
+
+    def _reply(self, method: m.Method) -> None:
+        self.conn.send_method(self.number, method)
+
+    # channel class
+    def _m_channel_open(self, method: Any) -> None:
+        raise HardError(rc.CHANNEL_ERROR, "second 'channel.open' seen")
+
+    def _m_channel_flow(self, method: Any) -> None:
+        if not method.active:
+            # RabbitMQ does not let a client pause deliveries with channel.flow
+            # (use basic.qos); it closes the connection with 540.  We follow it.
+            raise HardError(rc.NOT_IMPLEMENTED, "active=false")
+        self.flow_active = method.active
+        self._reply(m.ChannelFlowOk(active=method.active))
+        if method.active:
+            self.redispatch()
+
+    def _m_channel_flow_ok(self, method: Any) -> None:
+        pass
+
+    def _m_channel_close(self, method: Any) -> None:
+        self.release()
+        self._reply(m.ChannelCloseOk())
+        self.conn.channel_closed(self.number)
+
+    def _m_channel_close_ok(self, method: Any) -> None:
+        self.conn.channel_closed(self.number)
+
+    # exchange class
+    def _m_exchange_declare(self, method: Any) -> None:
+        self.vhost.declare_exchange(method.exchange, method.type, method.passive, method.durable,
+                                    method.auto_delete, method.internal, method.arguments)
+        if not method.nowait:
+            self._reply(m.ExchangeDeclareOk())
+
+    def _m_exchange_delete(self, method: Any) -> None:
+        self.vhost.delete_exchange(method.exchange, method.if_unused)
+        if not method.nowait:
+            self._reply(m.ExchangeDeleteOk())
+
+    def _m_exchange_bind(self, method: Any) -> None:
+        self.vhost.bind_exchange(method.destination, method.source, method.routing_key,
+                                 method.arguments)
+        if not method.nowait:
+            self._reply(m.ExchangeBindOk())
+
+    def _m_exchange_unbind(self, method: Any) -> None:
+        self.vhost.unbind_exchange(method.destination, method.source, method.routing_key,
+                                   method.arguments)
+        if not method.nowait:
+            self._reply(m.ExchangeUnbindOk())
+
+    # queue class
+    def _m_queue_declare(self, method: Any) -> None:
+        q = self.vhost.declare_queue(method.queue, method.passive, method.durable,
+                                     method.exclusive, method.auto_delete, method.arguments,
+                                     self.conn)
+        if not method.nowait:
+            self._reply(m.QueueDeclareOk(queue=q.name, message_count=q.message_count,
+                                         consumer_count=q.consumer_count))
+
+    def _m_queue_bind(self, method: Any) -> None:
+        self.vhost.bind_queue(method.queue, method.exchange, method.routing_key, method.arguments,
+                              self.conn)
+        if not method.nowait:
+            self._reply(m.QueueBindOk())
+
+    def _m_queue_unbind(self, method: Any) -> None:
+        self.vhost.unbind_queue(method.queue, method.exchange, method.routing_key,
+                                method.arguments, self.conn)
+        self._reply(m.QueueUnbindOk())
+
+    def _m_queue_purge(self, method: Any) -> None:
+        q = self.vhost.get_queue(method.queue, self.conn)
+        count = q.purge()
+        if not method.nowait:
+            self._reply(m.QueuePurgeOk(message_count=count))
+
+    def _m_queue_delete(self, method: Any) -> None:
+        count = self.vhost.delete_queue_by_name(method.queue, method.if_unused, method.if_empty,
+                                                self.conn)
+        if not method.nowait:
+            self._reply(m.QueueDeleteOk(message_count=count))
+
+    # basic class
+    def _m_basic_qos(self, method: Any) -> None:
+        if method.prefetch_size:
+            raise HardError(rc.NOT_IMPLEMENTED,
+                                   f"prefetch_size!=0 ({method.prefetch_size})")
+        if method.global_:
+            self.prefetch_global = method.prefetch_count
+        else:
+            self.prefetch_consumer = method.prefetch_count
+        self._reply(m.BasicQosOk())
+        self.redispatch()
+
+    def _m_basic_consume(self, method: Any) -> None:
+        q = self.vhost.get_queue(method.queue, self.conn)
+        tag = method.consumer_tag or server_named("amq.ctag-")
+        if tag in self.consumers:
+            raise HardError(rc.NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'")
+        if q.exclusive_consumer is not None or (method.exclusive and q.consumers):
+            raise ChannelError(rc.ACCESS_REFUSED, f"queue '{q.name}' in vhost "
+                               f"'{self.vhost.name}' in exclusive use")
+        consumer = Consumer(tag, self, q, method.no_ack, method.exclusive,
+                            self.prefetch_consumer, method.arguments)
+        self.consumers[tag] = consumer
+        if not method.nowait:
+            self._reply(m.BasicConsumeOk(consumer_tag=tag))
+        q.add_consumer(consumer)
+
+    def _m_basic_cancel(self, method: Any) -> None:
+        consumer = self.consumers.pop(method.consumer_tag, None)
+        if consumer is not None:
+            consumer.queue.remove_consumer(consumer)
+        if not method.nowait:
+            self._reply(m.BasicCancelOk(consumer_tag=method.consumer_tag))
+
+    def _m_basic_get(self, method: Any) -> None:
+        q = self.vhost.get_queue(method.queue, self.conn)
+        msg = q.get(method.no_ack)
+        if msg is None:
+            self._reply(m.BasicGetEmpty())
+            return
+        tag = self.next_tag
+        self.next_tag += 1
+        if not method.no_ack:
+            self.unacked[tag] = msg
+        n = self.number
+        frames = [
+            method_frame(n, m.BasicGetOk(delivery_tag=tag, redelivered=msg.redelivered,
+                                         exchange=msg.exchange, routing_key=msg.routing_key,
+                                         message_count=q.message_count).encode()),
+            header_frame(n, msg.header),
+        ]
+        if msg.body:
+            frames += body_frames(n, msg.body, self.conn.frame_max)
+        self.conn.write_many(frames)
+
+    def _m_basic_ack(self, method: Any) -> None:
+        self._on_ack(method.delivery_tag, method.multiple)
+
+    def _m_basic_reject(self, method: Any) -> None:
+        self._negative(self._take(method.delivery_tag, False), method.requeue)
+
+    def _m_basic_nack(self, method: Any) -> None:
+        self._negative(self._take(method.delivery_tag, method.multiple), method.requeue)
+
+    def _negative(self, taken: list[tuple[int, Message]], requeue: bool) -> None:
+        if self.tx:
+            self._tx_acks.append(("requeue" if requeue else "reject", taken))
+            return
+        self._settle_negative([msg for _t, msg in taken], requeue)
+
+    def _m_basic_recover(self, method: Any) -> None:
+        self._recover(method)
+        self._reply(m.BasicRecoverOk())
+
+    def _m_basic_recover_async(self, method: Any) -> None:
+        self._recover(method)
+
+    def _recover(self, method: Any) -> None:
+        if not method.requeue:
+            # RabbitMQ does not implement redelivery to the same consumer.
+            raise HardError(rc.NOT_IMPLEMENTED, "requeue=false")
+        msgs = list(self.unacked.values())
+        self.unacked.clear()
+        self._settle_negative(msgs, requeue=True)
+
+    # confirm class
+    def _m_confirm_select(self, method: Any) -> None:
+        if self.tx:
+            raise ChannelError(rc.PRECONDITION_FAILED, "cannot switch from tx to confirm mode")
+        self.confirm = True
+        if not method.nowait:
+            self._reply(m.ConfirmSelectOk())
+
+    # tx class
+    def _m_tx_select(self, method: Any) -> None:
+        if self.confirm:
+            raise ChannelError(rc.PRECONDITION_FAILED, "cannot switch from confirm to tx mode")
+        self.tx = True
+        self._reply(m.TxSelectOk())
+
+    def _m_tx_commit(self, method: Any) -> None:
+        if not self.tx:
+            raise ChannelError(rc.PRECONDITION_FAILED, "channel is not transactional")
+        publishes, self._tx_publishes = self._tx_publishes, []
+        acks, self._tx_acks = self._tx_acks, []
+        for exchange, routing_key, mandatory, header, body in publishes:
+            delivery_mode, expiration, _h, _u = peek(header[12:])
+            expires_at = time.monotonic() + int(expiration) / 1000.0 if expiration else None
+            self._route(exchange, routing_key, mandatory, header, body, delivery_mode == 2,
+                        expires_at, 0)
+        for kind, taken in acks:
+            if kind == "ack":
+                for _tag, msg in taken:
+                    if msg.queue is not None:
+                        msg.queue.ack(msg)
+            else:
+                self._settle_negative([msg for _t, msg in taken], kind == "requeue")
+        self._reply(m.TxCommitOk())
+
+    def _m_tx_rollback(self, method: Any) -> None:
+        if not self.tx:
+            raise ChannelError(rc.PRECONDITION_FAILED, "channel is not transactional")
+        self._tx_publishes = []
+        # Acks are undone: the messages are unacked again, under their old tags.
+        acks, self._tx_acks = self._tx_acks, []
+        restored = dict(self.unacked)
+        for _kind, taken in acks:
+            restored.update(taken)
+        self.unacked = OrderedDict(sorted(restored.items()))
+        self._reply(m.TxRollbackOk())

@@ -1,0 +1,74 @@
+"""Start and stop a real ``hutch serve`` subprocess for tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+
+class HutchProcess:
+    def __init__(self, *extra_args: str) -> None:
+        self.extra_args = list(extra_args)
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+        self.log_lines: list[str] = []
+        self._ready = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def start(self, timeout: float = 15.0) -> None:
+        cmd = [sys.executable, "-m", "hutch", "serve", "--port", str(self.port),
+               "--http-port", "0", *self.extra_args]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, env=env)
+        self._ready.clear()
+        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise RuntimeError("hutch did not become ready:\n" + "\n".join(self.log_lines))
+
+    def _pump(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.log_lines.append(line.rstrip("\n"))
+            if "ready" in line and not self._ready.is_set():
+                m = re.search(r"localhost:(\d+)/", line)
+                if m:
+                    self.port = int(m.group(1))
+                self._ready.set()
+
+    def log_text(self) -> str:
+        return "\n".join(self.log_lines)
+
+    def wait_for_log(self, needle: str, timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.log_text():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
