@@ -129,15 +129,18 @@ def cleanup(url: str, queues: tuple[str, ...] = (), exchanges: tuple[str, ...] =
             try:
                 ch.queue_delete(q)
                 ch.close()
-            except pika.exceptions.ChannelClosedByBroker:
-                pass  # e.g. still locked by an exclusive owner: it goes away with its owner
+            except pika.exceptions.AMQPError:
+                # e.g. still locked by an exclusive owner (it goes away with its owner)
+                if not conn.is_open:
+                    conn = connect(url)
         for x in exchanges:
             ch = conn.channel()
             try:
                 ch.exchange_delete(x)
                 ch.close()
-            except pika.exceptions.ChannelClosedByBroker:
-                pass
+            except pika.exceptions.AMQPError:
+                if not conn.is_open:
+                    conn = connect(url)
     finally:
         if conn.is_open:
             conn.close()

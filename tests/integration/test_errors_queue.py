@@ -7,6 +7,7 @@ channel was closed, and that the broker still serves a fresh connection.
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 from pamqp import commands as cmd
@@ -17,20 +18,28 @@ from tests.integration.rawamqp import (
     connect,
     expect_channel_error,
     expect_ok,
+    hutch_bug,
     locked,
     raw_session,
+    wire_text,
 )
 
 PF = "PRECONDITION_FAILED - "
 
 
 @pytest.fixture
-def conn(broker_url, qname):
+def sq() -> str:
+    """A short unique queue name: keeps the long RESOURCE_LOCKED text under 255 bytes."""
+    return f"q.{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def conn(broker_url, qname, sq):
     c = connect(broker_url)
     yield c
     if c.is_open:
         c.close()
-    cleanup(broker_url, queues=(qname,))
+    cleanup(broker_url, queues=(qname, sq))
 
 
 def _inequivalent(arg: str, q: str, detail: str) -> str:
@@ -93,11 +102,11 @@ def test_redeclare_auto_delete_flag(broker_url, conn, qname, auto_delete):
 
 
 @pytest.mark.parametrize("exclusive", [False, True])
-def test_redeclare_exclusive_flag_same_connection(broker_url, conn, qname, exclusive):
+def test_redeclare_exclusive_flag_same_connection(broker_url, conn, sq, exclusive):
     ch = conn.channel()
-    ch.queue_declare(qname, exclusive=exclusive)
-    expect_channel_error(broker_url, conn, ch, lambda c: c.queue_declare(qname, exclusive=not exclusive),
-                         405, locked(qname))
+    ch.queue_declare(sq, exclusive=exclusive)
+    expect_channel_error(broker_url, conn, ch, lambda c: c.queue_declare(sq, exclusive=not exclusive),
+                         405, locked(sq))
 
 
 def test_redeclare_unknown_arg_changed_is_ok(broker_url, conn, qname):
@@ -181,12 +190,12 @@ def test_passive_declare_empty_name(broker_url, conn):
 # ---------------------------------------------------------------------------
 
 @pytest.fixture
-def owner(broker_url, qname):
-    """Connection A, owning the exclusive queue ``qname`` bound to amq.direct with key 'k'."""
+def owner(broker_url, conn, sq):
+    """Connection A, owning the exclusive queue ``sq`` bound to amq.direct with key 'k'."""
     a = connect(broker_url)
     ch = a.channel()
-    ch.queue_declare(qname, exclusive=True)
-    ch.queue_bind(qname, "amq.direct", routing_key="k")
+    ch.queue_declare(sq, exclusive=True)
+    ch.queue_bind(sq, "amq.direct", routing_key="k")
     yield ch
     if a.is_open:
         a.close()
@@ -206,23 +215,42 @@ EXCLUSIVE_FROM_B = {
 
 
 @pytest.mark.parametrize("op", list(EXCLUSIVE_FROM_B))
-def test_exclusive_queue_from_other_connection(broker_url, owner, conn, qname, op):
+def test_exclusive_queue_from_other_connection(broker_url, conn, owner, sq, op):
     ch = conn.channel()
-    expect_channel_error(broker_url, conn, ch, EXCLUSIVE_FROM_B[op](qname), 405, locked(qname))
+    expect_channel_error(broker_url, conn, ch, EXCLUSIVE_FROM_B[op](sq), 405, locked(sq))
     # The owner is unaffected.
-    assert owner.queue_declare(qname, passive=True).method.queue == qname
+    assert owner.queue_declare(sq, passive=True).method.queue == sq
 
 
-def test_exclusive_queue_unbind_missing_binding_from_other_connection_is_ok(broker_url, owner, conn, qname):
+def test_exclusive_queue_unbind_missing_binding_from_other_connection_is_ok(broker_url, conn, owner, sq):
     ch = conn.channel()
-    expect_ok(broker_url, conn, ch, lambda c: c.queue_unbind(qname, "amq.direct", routing_key="other"))
+    expect_ok(broker_url, conn, ch, lambda c: c.queue_unbind(sq, "amq.direct", routing_key="other"))
 
 
-def test_exclusive_queue_publish_from_other_connection_is_ok(broker_url, owner, conn, qname):
+def test_exclusive_queue_publish_from_other_connection_is_ok(broker_url, conn, owner, sq):
     ch = conn.channel()
-    expect_ok(broker_url, conn, ch, lambda c: c.basic_publish("", qname, b"to-exclusive"))
-    method, _props, body = owner.basic_get(qname, auto_ack=True)
+    expect_ok(broker_url, conn, ch, lambda c: c.basic_publish("", sq, b"to-exclusive"))
+    method, _props, body = owner.basic_get(sq, auto_ack=True)
     assert method is not None and body == b"to-exclusive"
+
+
+@hutch_bug("reply texts over 255 bytes are not truncated to 252 bytes + '...': encoding the "
+           "shortstr raises ValueError, the connection dies with 541 INTERNAL_ERROR")
+def test_long_lock_error_text_is_truncated(broker_url, conn):
+    long_name = "q." + "x" * 120 + uuid.uuid4().hex
+    ch = conn.channel()
+    ch.queue_declare(long_name, exclusive=True)
+    text = locked(long_name)
+    assert len(text.encode()) > 255 and wire_text(text).endswith("...")
+    expect_channel_error(broker_url, conn, ch, lambda c: c.queue_declare(long_name), 405, text)
+
+
+@hutch_bug("reply texts over 255 bytes are not truncated (541 INTERNAL_ERROR instead of 404)")
+def test_long_not_found_text_is_truncated(broker_url, conn):
+    long_name = "q." + "y" * 240 + uuid.uuid4().hex[:8]
+    ch = conn.channel()
+    expect_channel_error(broker_url, conn, ch, lambda c: c.queue_declare(long_name, passive=True),
+                         404, f"NOT_FOUND - no queue '{long_name}' in vhost '/'")
 
 
 # ---------------------------------------------------------------------------

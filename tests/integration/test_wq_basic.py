@@ -14,6 +14,7 @@ from tests.integration.test_wq_dispatch import (
     pump_until,
     ready_count,
     setup_queue,
+    stays,
     wait_ready,
 )
 
@@ -80,7 +81,7 @@ def test_ack_multiple_zero_acks_all(conns, qname):
     ch.basic_cancel(ch.consumer_tags[0])
     ch.basic_ack(0, multiple=True)
     ch.close()
-    assert wait_ready(pch, qname, 0, timeout=0.3) == 0
+    assert stays(pch, qname, 0)
 
 
 def test_nack_multiple_requeue(conns, qname):
@@ -112,7 +113,7 @@ def test_nack_multiple_no_requeue_drops(conns, qname):
         ch.basic_get(qname)
     ch.basic_nack(0, multiple=True, requeue=False)
     ch.close()
-    assert wait_ready(pch, qname, 0, timeout=0.3) == 0
+    assert stays(pch, qname, 0)
 
 
 def test_reject_requeue_and_not(conns, qname):
@@ -131,7 +132,7 @@ def test_reject_requeue_and_not(conns, qname):
     pump_for([c], 0.1)
     assert len(r.got) == 3
     ch.close()
-    assert wait_ready(pch, qname, 0, timeout=0.3) == 0
+    assert stays(pch, qname, 0)
 
 
 def test_unknown_delivery_tag_is_406(conns, qname):
@@ -159,7 +160,7 @@ def test_basic_recover_requeue(conns, qname):
     assert [t for t, _r, _b in r.got] == list(range(1, 7))
     ch.basic_ack(6, multiple=True)
     ch.close()
-    assert wait_ready(pch, qname, 0, timeout=0.3) == 0
+    assert stays(pch, qname, 0)
 
 
 # -- transactions -----------------------------------------------------------------

@@ -80,6 +80,17 @@ def wait_ready(ch, queue: str, n: int, timeout: float = 5.0) -> int:
         time.sleep(0.02)
 
 
+def stays(ch, queue: str, n: int, duration: float = 0.2) -> bool:
+    """The ready count is ``n`` now and throughout ``duration`` seconds."""
+    deadline = time.monotonic() + duration
+    while True:
+        if ready_count(ch, queue) != n:
+            return False
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.02)
+
+
 class Recorder:
     def __init__(self, ack: bool = False) -> None:
         self.ack = ack
