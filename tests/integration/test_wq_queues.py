@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 
 import aio_pika
 import pika
@@ -18,6 +20,13 @@ from tests.integration.test_wq_dispatch import (
     setup_queue,
     wait_ready,
 )
+
+
+HUTCH = not os.environ.get("HUTCH_TEST_AMQP_URL")
+
+
+def hutch_bug(reason: str):
+    return pytest.mark.xfail(HUTCH, strict=True, reason="hutch bug: " + reason)
 
 
 def queue_gone(conns, name: str, timeout: float = 5.0, interval: float = 0.03) -> bool:
@@ -403,7 +412,8 @@ def test_auto_delete_when_consumer_connection_closes(conns, qname):
     assert queue_gone(conns, qname)
 
 
-def test_exclusive_queue_locked_then_deleted_with_connection(conns, qname):
+def test_exclusive_queue_locked_then_deleted_with_connection(conns):
+    qname = "wq.excl." + uuid.uuid4().hex[:8]  # short: see test_long_reply_text_truncated
     owner = conns()
     och = owner.channel()
     och.queue_declare(qname, exclusive=True)
@@ -471,3 +481,19 @@ def test_quorum_queue_requires_durable(conns, qname):
     with pytest.raises(ChannelClosedByBroker) as ei:
         ch.queue_declare(qname, durable=False, arguments={"x-queue-type": "quorum"})
     assert ei.value.reply_code == 406
+
+
+@hutch_bug("reply-text longer than 255 bytes is not truncated; encoding the shortstr fails "
+           "and the whole connection is closed with 541 INTERNAL_ERROR")
+def test_long_reply_text_truncated(conns):
+    """RabbitMQ truncates reply-text to 255 bytes ending in '...'; the channel error stays
+    a channel error (404) and the connection survives."""
+    c = conns()
+    name = "q" * 250
+    with pytest.raises(ChannelClosedByBroker) as ei:
+        c.channel().queue_declare(name, passive=True)
+    assert ei.value.reply_code == 404
+    assert ei.value.reply_text.startswith("NOT_FOUND - no queue 'qqq")
+    assert len(ei.value.reply_text.encode()) <= 255
+    assert c.is_open
+    assert c.channel().is_open

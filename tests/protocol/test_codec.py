@@ -246,7 +246,7 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None, database=None)
 @given(_HUTCH_TABLE, st.binary(max_size=5), st.binary(max_size=5))
 def test_table_roundtrip(table: dict[str, Any], before: bytes, after: bytes) -> None:
     raw = encode_table(table)
@@ -270,7 +270,7 @@ def test_sample_table_matches_pamqp() -> None:
     assert pdecode.field_table(raw) == (len(raw), SAMPLE_TABLE)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None, database=None)
 @given(SHARED_TABLE)
 def test_table_matches_pamqp_encoding(table: dict[str, Any]) -> None:
     raw = encode_table(table)
@@ -301,7 +301,7 @@ _PAMQP_TABLE = st.dictionaries(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None, database=None)
 @given(_PAMQP_TABLE)
 def test_decodes_pamqp_encoded_tables(table: dict[str, Any]) -> None:
     raw = pencode.field_table(table)
@@ -310,8 +310,8 @@ def test_decodes_pamqp_encoded_tables(table: dict[str, Any]) -> None:
     assert decoded == table
 
 
-@settings(max_examples=300, deadline=None)
-@given(_HUTCH_TABLE.filter(lambda t: "\x00" not in repr(t) or True))
+@settings(max_examples=120, deadline=None, database=None)
+@given(_HUTCH_TABLE)
 def test_pamqp_decodes_hutch_tables(table: dict[str, Any]) -> None:
     raw = encode_table(table)
     consumed, decoded = pdecode.field_table(raw)
@@ -331,12 +331,6 @@ def _pamqp_view(value: Any) -> Any:
         ts = int(value.timestamp())
         # pamqp reads anything past 2106 as milliseconds
         return datetime.datetime.fromtimestamp(ts / 1000.0 if ts > 0xFFFFFFFF else ts, UTC)
-    if isinstance(value, decimal.Decimal):
-        # pamqp reads the decimal mantissa as unsigned
-        _s, _d, exp = value.as_tuple()
-        scale = -exp if exp < 0 else 0
-        mant = int(value.scaleb(scale)) & 0xFFFFFFFF
-        return decimal.Decimal(mant) * (decimal.Decimal(10) ** -scale)
     return value
 
 
@@ -386,7 +380,7 @@ def test_decode_error_is_value_error() -> None:
     assert issubclass(DecodeError, ValueError)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None, database=None)
 @given(_HUTCH_TABLE.filter(bool))
 def test_every_truncation_raises_decode_error(table: dict[str, Any]) -> None:
     raw = encode_table(table)
@@ -395,7 +389,7 @@ def test_every_truncation_raises_decode_error(table: dict[str, Any]) -> None:
             decode_table(raw[:cut], 0)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None, database=None)
 @given(_HUTCH_TABLE.filter(bool), st.data())
 def test_shortened_declared_length_raises_decode_error(table: dict[str, Any], data: st.DataObject) -> None:
     raw = encode_table(table)
