@@ -213,6 +213,7 @@ def _raw_connection_error(broker_url: str, method, code: int, text: str, ids: tu
     assert_broker_ok(broker_url)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pamqp: recover-async is deprecated
 def test_recover_async_requeue_false(broker_url):
     _raw_connection_error(broker_url, cmd.Basic.RecoverAsync(requeue=False), 540,
                           "NOT_IMPLEMENTED - requeue=false", (60, 100))
