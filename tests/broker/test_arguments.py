@@ -40,7 +40,8 @@ def test_quorum_rules() -> None:
                                                   (True, False, True, "auto-delete")):
         with pytest.raises(ChannelError) as info:
             validate_queue_args("/", "q", durable, exclusive, auto_delete, {"x-queue-type": "quorum"})
-        assert info.value.text == f"PRECONDITION_FAILED - invalid property '{prop}' for queue 'q' in vhost '/'"
+        assert info.value.text == (f"PRECONDITION_FAILED - invalid property '{prop}' "
+                                   "for queue 'q' in vhost '/'")
 
 
 def test_unknown_x_arguments_are_accepted() -> None:

@@ -54,7 +54,9 @@ def test_publish_missing_exchange_class_method_ids(broker_url):
         raw.publish(1, "nosuchx", "k", b"body")
         close = raw.expect_channel_close(1)
         assert close_fields(close) == (404, NO_EXCHANGE, 60, 40)
-        raw.expect(1, cmd.Channel.CloseOk) if False else None  # noqa: B018 (we sent close-ok)
+        # The channel number can be used again after close-ok.
+        raw.open_channel(1)
+        raw.rpc(1, cmd.Queue.Declare(queue="", exclusive=True), cmd.Queue.DeclareOk)
         raw.close()
     finally:
         raw.close_socket()

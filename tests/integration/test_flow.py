@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pika
@@ -50,7 +51,7 @@ def test_memory_alarm_blocks_publishers_and_unblocks_after_drain(small_hutch) ->
     # Publishes still in the socket when the alarm went off may raise it once more
     # while we drain; what matters is that it alternates and ends unblocked.
     assert events[0] == "blocked" and events[-1] == "unblocked"
-    assert all(a != b for a, b in zip(events, events[1:], strict=False))
+    assert all(a != b for a, b in itertools.pairwise(events))
     ch.basic_publish("", "big", b"after")
     assert cch.basic_get("big", auto_ack=True)[2] == b"after"
     pub.close()
