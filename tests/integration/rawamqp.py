@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import struct
 import time
@@ -47,6 +48,11 @@ def wire_text(text: str) -> str:
     if len(raw) <= 255:
         return text
     return raw[:252].decode("utf-8", "ignore") + "..."
+
+
+def raw_name(name: str) -> str:
+    """pamqp only encodes names made of word characters, '.', ':' and '-'."""
+    return re.sub(r"[^\w.:-]", "-", name)
 
 
 def locked(q: str) -> str:

@@ -16,6 +16,8 @@ from tests.integration.rawamqp import (
     close_fields,
     connect,
     expect_channel_error,
+    hutch_bug,
+    raw_name,
     raw_session,
 )
 
@@ -48,6 +50,8 @@ def test_publish_to_missing_exchange_in_confirm_mode(broker_url, conn):
                          404, NO_EXCHANGE)
 
 
+@hutch_bug("channel.close for a publish to a missing exchange carries class/method 0/0, not 60/40 "
+           "(the error is raised from Channel._complete_publish while handling the content frame)")
 def test_publish_missing_exchange_class_method_ids(broker_url):
     raw = raw_session(broker_url)
     try:
@@ -144,6 +148,7 @@ def test_exclusive_consumer_conflict(broker_url, conn, qname, first_exclusive, s
 
 @pytest.mark.parametrize("same_queue", [True, False], ids=["same-queue", "other-queue"])
 def test_duplicate_consumer_tag(broker_url, qname, same_queue):
+    qname = raw_name(qname)
     other = qname if same_queue else qname + ".2"
     raw = raw_session(broker_url)
     try:

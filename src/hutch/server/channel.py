@@ -59,6 +59,7 @@ class Channel:
         self.publish_seq = 0
         self._acks: list[int] = []
         self._nacks: list[int] = []
+        self._in_flight: set[int] = set()  # confirmed seqs still waiting for the store
         self.confirms_pending = False
         # Transactions.
         self.tx = False
@@ -212,6 +213,7 @@ class Channel:
         ex = vhost.exchanges.get(exchange)
         queues = vhost.route(ex, routing_key, header) if ex is not None else []
         rejected = False
+        stored = False
         if not queues:
             if mandatory:
                 self.conn.write_many([
@@ -229,21 +231,31 @@ class Channel:
                         vhost.dead_letter(q, Message(exchange, routing_key, header, body,
                                                      persistent, expires_at), "maxlen")
                     continue
-                q.enqueue(Message(exchange, routing_key, header, body, persistent, expires_at))
+                msg = Message(exchange, routing_key, header, body, persistent, expires_at)
+                q.enqueue(msg)
+                if msg.store_ref is not None:
+                    stored = True
         if seq:
-            if rejected:
-                self._nacks.append(seq)
+            if stored:
+                # The storage seam: confirm only once the store says it is on disk.
+                self._in_flight.add(seq)
+                self.conn.broker.store.when_durable(lambda: self._settle_confirm(seq, rejected))
             else:
-                self._acks.append(seq)
-            if not self.confirms_pending:
-                self.confirms_pending = True
-                self.conn.broker.pump.conn_dirty(self.conn)
+                self._settle_confirm(seq, rejected)
+
+    def _settle_confirm(self, seq: int, rejected: bool) -> None:
+        self._in_flight.discard(seq)
+        (self._nacks if rejected else self._acks).append(seq)
+        if not self.confirms_pending:
+            self.confirms_pending = True
+            self.conn.broker.pump.conn_dirty(self.conn)
 
     def emit_confirms(self) -> None:
         """Send pending basic.ack/nack to a confirming publisher, coalesced.
 
         One ``multiple=true`` ack covers a run of successes; if the batch holds a
-        nack everything is sent one by one so no nacked tag is ever acked.
+        nack, or an older publish still waits for the disk, everything is sent
+        one by one so no nacked or unsynced tag is ever covered.
         """
         self.confirms_pending = False
         acks, nacks = self._acks, self._nacks
@@ -251,7 +263,7 @@ class Channel:
         if not acks and not nacks:
             return
         n = self.number
-        if not nacks:
+        if not nacks and not (self._in_flight and min(self._in_flight) < max(acks)):
             if len(acks) == 1:
                 self.conn.write(fast.confirm_frame(n, acks[0], False))
             else:
