@@ -208,7 +208,8 @@ class Channel:
                     expires_at, self.publish_seq if self.confirm else 0)
 
     def _route(self, exchange: str, routing_key: str, mandatory: bool, header: bytes,
-               body: bytes, persistent: bool, expires_at: float | None, seq: int) -> None:
+               body: bytes, persistent: bool, expires_at: float | None, seq: int) -> bool:
+        """Route and enqueue one message; True if the store now holds a copy."""
         vhost = self.vhost
         ex = vhost.exchanges.get(exchange)
         queues = vhost.route(ex, routing_key, header) if ex is not None else []
@@ -242,6 +243,7 @@ class Channel:
                 self.conn.broker.store.when_durable(lambda: self._settle_confirm(seq, rejected))
             else:
                 self._settle_confirm(seq, rejected)
+        return stored
 
     def _settle_confirm(self, seq: int, rejected: bool) -> None:
         self._in_flight.discard(seq)
@@ -572,11 +574,12 @@ class Channel:
             raise ChannelError(rc.PRECONDITION_FAILED, "channel is not transactional")
         publishes, self._tx_publishes = self._tx_publishes, []
         acks, self._tx_acks = self._tx_acks, []
+        stored = False
         for exchange, routing_key, mandatory, header, body in publishes:
             delivery_mode, expiration, _h, _u = peek(header[12:])
             expires_at = time.monotonic() + int(expiration) / 1000.0 if expiration else None
-            self._route(exchange, routing_key, mandatory, header, body, delivery_mode == 2,
-                        expires_at, 0)
+            stored |= self._route(exchange, routing_key, mandatory, header, body,
+                                  delivery_mode == 2, expires_at, 0)
         for kind, taken in acks:
             if kind == "ack":
                 for _tag, msg in taken:
@@ -584,7 +587,11 @@ class Channel:
                         msg.queue.ack(msg)
             else:
                 self._settle_negative([msg for _t, msg in taken], kind == "requeue")
-        self._reply(m.TxCommitOk())
+        if stored:
+            # commit-ok promises the same as a confirm: the messages are on disk.
+            self.conn.broker.store.when_durable(lambda: self._reply(m.TxCommitOk()))
+        else:
+            self._reply(m.TxCommitOk())
 
     def _m_tx_rollback(self, method: Any) -> None:
         if not self.tx:
