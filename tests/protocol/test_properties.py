@@ -183,9 +183,8 @@ _VALUE_STRATEGY: dict[str, st.SearchStrategy[Any]] = {
 @st.composite
 def properties(draw: st.DrawFn) -> dict[str, Any]:
     present = draw(st.lists(st.sampled_from([n for n, _ in PROPERTIES]), unique=True))
-    kinds = dict(PROPERTIES)
-    # keep wire order so dict comparison also checks key order of decode_properties
-    return {n: draw(_VALUE_STRATEGY[k]) for n, k in PROPERTIES if n in present for _ in [kinds]}
+    # keep wire order so the tests can also check decode_properties' key order
+    return {n: draw(_VALUE_STRATEGY[k]) for n, k in PROPERTIES if n in present}
 
 
 @settings(max_examples=200, deadline=None, database=None)
@@ -233,11 +232,14 @@ def test_peek_hot_fields(delivery_mode: int | None, expiration: str | None, head
 # -- malformed ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cut", range(len(encode_properties(ALL_PROPS))))
-def test_truncated_properties_raise_decode_error(cut: int) -> None:
-    raw = encode_properties(ALL_PROPS)[:cut]
-    with pytest.raises(DecodeError):
-        decode_properties(raw)
+@pytest.mark.parametrize("name", [n for n, _ in PROPERTIES])
+def test_truncated_properties_raise_decode_error(name: str) -> None:
+    # the properties up to and including `name`: every strict prefix is malformed
+    props = {n: ALL_PROPS[n] for n, _ in PROPERTIES[: [p for p, _ in PROPERTIES].index(name) + 1]}
+    raw = encode_properties(props)
+    for cut in range(len(raw)):
+        with pytest.raises(DecodeError):
+            decode_properties(raw[:cut])
 
 
 def test_truncated_continuation_word_raises_decode_error() -> None:
@@ -247,14 +249,24 @@ def test_truncated_continuation_word_raises_decode_error() -> None:
         decode_properties(b"\x80\x01\x00")
 
 
+@pytest.mark.parametrize("raw", [b"\x01\x00\x09abc", b"\x00\x10", b"\x11\x00\x01", b"\x11\x00\x01\x03ab"],
+                         ids=["expiration-overruns", "user-id-missing", "dm-then-expiration-missing",
+                              "dm-expiration-overruns"])
+def test_peek_malformed_slow_path_raises_decode_error(raw: bytes) -> None:
+    # with expiration or user_id flagged, peek falls back to decode_properties
+    with pytest.raises(DecodeError):
+        peek(raw)
+
+
+# peek's fast path (no expiration/user_id flag) indexes the buffer without bounds checks
 _PEEK_MALFORMED = {
     "empty": b"",
     "one-byte": b"\x10",
     "delivery-mode-missing": b"\x10\x00",
     "content-type-overruns": b"\x90\x00\x05ab",
+    "content-encoding-missing": b"\x50\x00\x01a",
     "headers-overrun": b"\x30\x00\x00\x00\x00\x10",
-    "expiration-overruns": b"\x01\x00\x09abc",
-    "user-id-missing": b"\x00\x10",
+    "headers-length-truncated": b"\x30\x00\x00\x00",
     "continuation-truncated": b"\x10\x01",
 }
 

@@ -24,6 +24,12 @@ if TYPE_CHECKING:
     from .consumer import Consumer
     from .vhost import Vhost
 
+# Deliveries per dispatch pass.  Frames are only handed to the socket when the
+# pump flushes, so without a cap one pass could copy a whole backlog into a
+# slow no-ack consumer's write buffer; with it, the socket's high-water mark
+# (pause_writing) gets a say every DISPATCH_BATCH messages.
+DISPATCH_BATCH = 256
+
 # x-overflow values
 DROP_HEAD = "drop-head"
 REJECT_PUBLISH = "reject-publish"
@@ -155,7 +161,14 @@ class Queue:
         if not ready or not consumers or self.deleted:
             return
         now = time.monotonic()
+        budget = DISPATCH_BATCH
         while ready and consumers:
+            if not budget:
+                # Come back next loop turn, after this batch has been written.
+                loop = self.vhost.broker.loop
+                loop.call_soon(self.vhost.broker.pump.queue_dirty, self)
+                return
+            budget -= 1
             for _ in range(len(consumers)):
                 consumer = consumers[0]
                 consumers.rotate(-1)
