@@ -10,10 +10,19 @@ from __future__ import annotations
 from .protocol.constants import REPLY_NAMES
 
 
+def truncate_reply(text: str) -> str:
+    """Reply texts are short strings (255 bytes); RabbitMQ cuts longer ones to
+    252 bytes plus "..." rather than failing to send the error at all."""
+    raw = text.encode("utf-8")
+    if len(raw) <= 255:
+        return text
+    return raw[:252].decode("utf-8", "ignore") + "..."
+
+
 class AMQPError(Exception):
     def __init__(self, code: int, detail: str) -> None:
         self.code = code
-        self.text = f"{REPLY_NAMES.get(code, 'ERROR')} - {detail}"
+        self.text = truncate_reply(f"{REPLY_NAMES.get(code, 'ERROR')} - {detail}")
         # Filled in by the channel with the method that failed.
         self.class_id = 0
         self.method_id = 0

@@ -24,7 +24,8 @@ class Dest:
     ("a.*.c", "a.b.c", True),
     ("a.*.c", "a.c", False),
     ("a.*", "a.", True),  # an empty word is still a word
-    ("*", "", True),
+    ("*", "", False),  # an empty key is zero words
+    ("", "", True),
     ("#", "", True),
     ("#", "a.b.c", True),
     ("a.#", "a", True),
@@ -34,7 +35,7 @@ class Dest:
     ("a.#.c", "a.b.b.d", False),
     ("#.c", "c", True),
     ("#.c", "x.y.c", True),
-    ("*.#", "", True),
+    ("*.#", "", False),
     ("*.*", "a", False),
     ("#.#", "a.b", True),
     ("a.#.#.b", "a.b", True),

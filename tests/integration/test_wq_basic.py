@@ -8,7 +8,7 @@ from pika.exceptions import ChannelClosedByBroker
 
 from tests.integration.test_wq_dispatch import (
     Recorder,
-    conns,  # noqa: F401  (fixture)
+    open_conns,
     publish_n,
     pump_for,
     pump_until,
@@ -19,11 +19,16 @@ from tests.integration.test_wq_dispatch import (
 )
 
 
+@pytest.fixture
+def conns(broker_url):
+    yield from open_conns(broker_url)
+
+
 def test_basic_get_and_get_empty(conns, qname):
     _c, ch = setup_queue(conns, qname)
     publish_n(ch, qname, 3)
     assert wait_ready(ch, qname, 3) == 3
-    method, props, body = ch.basic_get(qname)
+    method, _props, body = ch.basic_get(qname)
     assert body == b"m0"
     assert method.delivery_tag == 1
     assert method.redelivered is False
@@ -249,3 +254,30 @@ def test_tx_properties_survive_commit(conns, qname):
     ch.tx_commit()
     _m, props, body = pch.basic_get(qname, auto_ack=True)
     assert body == b"x" and props.message_id == "abc" and props.headers == {"k": 1}
+
+
+def test_tx_nack_requeue_applies_at_commit(conns, qname):
+    _c, pch = setup_queue(conns, qname)
+    publish_n(pch, qname, 1)
+    assert wait_ready(pch, qname, 1) == 1
+    c = conns()
+    ch = c.channel()
+    ch.tx_select()
+    m0 = ch.basic_get(qname)[0]
+    ch.basic_nack(m0.delivery_tag, requeue=True)
+    assert stays(pch, qname, 0, duration=0.1)  # not requeued yet
+    ch.tx_commit()
+    assert wait_ready(pch, qname, 1) == 1
+    m, _p, body = pch.basic_get(qname, auto_ack=True)
+    assert body == b"m0" and m.redelivered is True
+
+
+def test_tx_mandatory_return_sent_at_commit(conns, qname):
+    c = conns()
+    ch = c.channel()
+    returned = []
+    ch.add_on_return_callback(lambda _ch, method, _p, body: returned.append((method.reply_code, body)))
+    ch.tx_select()
+    ch.basic_publish("amq.direct", qname + ".none", b"unroutable", mandatory=True)
+    ch.tx_commit()
+    assert pump_until([c], lambda: returned == [(312, b"unroutable")])

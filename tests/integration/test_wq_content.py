@@ -12,7 +12,7 @@ import pytest
 
 from tests.integration.test_wq_dispatch import (
     Recorder,
-    conns,  # noqa: F401  (fixture)
+    open_conns,
     pump_until,
     setup_queue,
     wait_ready,
@@ -31,11 +31,16 @@ HEADERS = {
     "void": None,
     "bytes": b"\x00\x01\xff",
     "decimal": decimal.Decimal("12.345"),
-    "when": datetime.datetime(2021, 5, 6, 7, 8, 9, tzinfo=datetime.timezone.utc),
+    "when": datetime.datetime(2021, 5, 6, 7, 8, 9, tzinfo=datetime.UTC),
     "table": {"nested": {"deeper": "yes", "n": 1}, "list": [1, "two"]},
     "array": [1, "two", True, None, {"k": "v"}, [1, 2], b"raw"],
     "x-custom": "kept",
 }
+
+
+@pytest.fixture
+def conns(broker_url):
+    yield from open_conns(broker_url)
 
 
 def test_all_basic_properties_round_trip(conns, qname):
@@ -169,7 +174,7 @@ async def test_aio_pika_header_types_round_trip(broker_url, qname):
             aio_pika.Message(b"h", headers=headers, priority=3, correlation_id="c",
                              content_type="text/plain", app_id="a", type="t",
                              timestamp=datetime.datetime(2022, 2, 2, 2, 2, 2,
-                                                         tzinfo=datetime.timezone.utc)),
+                                                         tzinfo=datetime.UTC)),
             routing_key=qname)
         msg = await q.get(timeout=5)
         await msg.ack()

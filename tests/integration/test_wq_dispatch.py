@@ -43,11 +43,16 @@ class Conns:
                 pass
 
 
-@pytest.fixture
-def conns(broker_url):
-    f = Conns(broker_url)
+def open_conns(url: str):
+    """Generator body of the ``conns`` fixture (each test_wq_* module defines its own)."""
+    f = Conns(url)
     yield f
     f.cleanup()
+
+
+@pytest.fixture
+def conns(broker_url):
+    yield from open_conns(broker_url)
 
 
 def pump_until(connections, pred, timeout: float = 5.0) -> bool:
@@ -124,7 +129,7 @@ def publish_n(ch, qname: str, n: int, prefix: str = "m") -> list[bytes]:
 # -- round robin -------------------------------------------------------------
 
 def test_round_robin_three_consumers(conns, qname):
-    pc, pch = setup_queue(conns, qname)
+    _pc, pch = setup_queue(conns, qname)
     c = conns()
     recs = []
     for _ in range(3):

@@ -13,7 +13,7 @@ from pika.exceptions import ChannelClosedByBroker, NackError, UnroutableError
 
 from tests.integration.test_wq_dispatch import (
     Recorder,
-    conns,  # noqa: F401  (fixture)
+    open_conns,
     publish_n,
     pump_until,
     ready_count,
@@ -22,11 +22,13 @@ from tests.integration.test_wq_dispatch import (
 )
 
 
+@pytest.fixture
+def conns(broker_url):
+    yield from open_conns(broker_url)
+
+
 HUTCH = not os.environ.get("HUTCH_TEST_AMQP_URL")
 
-
-def hutch_bug(reason: str):
-    return pytest.mark.xfail(HUTCH, strict=True, reason="hutch bug: " + reason)
 
 
 def queue_gone(conns, name: str, timeout: float = 5.0, interval: float = 0.03) -> bool:
@@ -219,7 +221,7 @@ def test_per_message_expiration(conns, qname):
     ch.basic_publish("", qname, b"long", pika.BasicProperties(expiration="60000"))
     ch.basic_publish("", qname, b"zero", pika.BasicProperties(expiration="0"))
     time.sleep(0.05)
-    m, props, body = ch.basic_get(qname, auto_ack=True)
+    _m, props, body = ch.basic_get(qname, auto_ack=True)
     assert body == b"long" and props.expiration == "60000"
     assert ch.basic_get(qname) == (None, None, None)  # expiration 0 to an idle queue: gone
 
@@ -483,8 +485,6 @@ def test_quorum_queue_requires_durable(conns, qname):
     assert ei.value.reply_code == 406
 
 
-@hutch_bug("reply-text longer than 255 bytes is not truncated; encoding the shortstr fails "
-           "and the whole connection is closed with 541 INTERNAL_ERROR")
 def test_long_reply_text_truncated(conns):
     """RabbitMQ truncates reply-text to 255 bytes ending in '...'; the channel error stays
     a channel error (404) and the connection survives."""
@@ -497,3 +497,33 @@ def test_long_reply_text_truncated(conns):
     assert len(ei.value.reply_text.encode()) <= 255
     assert c.is_open
     assert c.channel().is_open
+
+
+def test_overflow_reject_publish_dlx_nacks_and_dead_letters(conns, qname):
+    ch, dlq = _dlx_pair(conns, qname, {"x-max-length": 1, "x-overflow": "reject-publish-dlx"})
+    ch.confirm_delivery()
+    ch.basic_publish("", qname, b"fits")
+    with pytest.raises(NackError):
+        ch.basic_publish("", qname, b"over")
+    _m, props, body = _get_dead(ch, dlq)
+    assert body == b"over"
+    _check_death(props, "maxlen", qname, qname)
+    assert ch.basic_get(qname, auto_ack=True)[2] == b"fits"
+
+
+def test_reject_publish_one_full_queue_of_two(conns, qname):
+    """Fanout to a full reject-publish queue and a free one: nacked, yet the free one gets it."""
+    c = conns()
+    ch = c.channel()
+    x = qname + ".fan"
+    ch.exchange_declare(x, "fanout", auto_delete=True)
+    full, free = qname + ".full", qname + ".free"
+    ch.queue_declare(full, arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
+    ch.queue_declare(free)
+    conns.queues += [full, free]
+    ch.queue_bind(full, x)
+    ch.queue_bind(free, x)
+    ch.confirm_delivery()
+    with pytest.raises(NackError):
+        ch.basic_publish(x, "", b"both")
+    assert ready_count(ch, free) == 1 and ready_count(ch, full) == 0

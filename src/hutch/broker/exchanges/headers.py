@@ -48,9 +48,19 @@ def matches(arguments: dict[str, Any], headers: dict[str, Any]) -> bool:
             continue
         checked += 1
         actual = headers.get(key, _MISSING)
-        ok = actual is not _MISSING and (expected is None or actual == expected)
+        ok = actual is not _MISSING and (expected is None or _same(actual, expected))
         if want_all and not ok:
             return False
         if not want_all and ok:
             return True
     return want_all
+
+
+def _same(actual: Any, expected: Any) -> bool:
+    # RabbitMQ compares values, not field types: a byte-array header (pika sends
+    # bytes as 'x') matches a long-string binding with the same bytes.
+    if isinstance(actual, (bytes, bytearray)) and isinstance(expected, str):
+        return bytes(actual) == expected.encode()
+    if isinstance(expected, (bytes, bytearray)) and isinstance(actual, str):
+        return bytes(expected) == actual.encode()
+    return actual == expected

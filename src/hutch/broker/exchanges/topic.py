@@ -33,7 +33,7 @@ class TopicExchange(Exchange):
         if cached is not None:
             return cached
         found: dict[Any, None] = {}
-        _match(self._root, routing_key.split("."), 0, found)
+        _match(self._root, _words(routing_key), 0, found)
         result = list(found)
         if len(self._cache) > 4096:
             self._cache.clear()
@@ -42,14 +42,14 @@ class TopicExchange(Exchange):
 
     def _index_add(self, binding: Binding) -> None:
         node = self._root
-        for word in binding.routing_key.split("."):
+        for word in _words(binding.routing_key):
             node = node.children.setdefault(word, _Node())
         node.dests[binding.destination] = node.dests.get(binding.destination, 0) + 1
         self._cache.clear()
 
     def _index_remove(self, binding: Binding) -> None:
         path = [self._root]
-        words = binding.routing_key.split(".")
+        words = _words(binding.routing_key)
         for word in words:
             path.append(path[-1].children[word])
         node = path[-1]
@@ -65,6 +65,11 @@ class TopicExchange(Exchange):
                 break
             del path[depth - 1].children[words[depth - 1]]
         self._cache.clear()
+
+
+def _words(key: str) -> list[str]:
+    # An empty key is zero words (RabbitMQ): "" matches "#" and "", not "*".
+    return key.split(".") if key else []
 
 
 def _match(node: _Node, words: list[str], i: int, found: dict[Any, None]) -> None:
