@@ -181,7 +181,7 @@ def amqplain_response(user: str, password: str) -> str:
     return (entry("LOGIN", user) + entry("PASSWORD", password)).decode("latin-1")
 
 
-class Closed(Exception):
+class SocketClosedError(Exception):
     """The socket was closed by the broker."""
 
 
@@ -258,9 +258,9 @@ class RawConnection:
         except TimeoutError:
             raise TimeoutError("no frame from the broker in time") from None
         except ConnectionResetError:
-            raise Closed("connection reset") from None
+            raise SocketClosedError("connection reset") from None
         if not data:
-            raise Closed("socket closed by the broker")
+            raise SocketClosedError("socket closed by the broker")
         self.buf += data
 
     def read_frame(self, timeout: float | None = None) -> tuple[int, Any]:
@@ -280,7 +280,8 @@ class RawConnection:
 
     def expect(self, channel: int, kind: type, timeout: float | None = None) -> Any:
         ch, value = self.read_frame(timeout)
-        assert (ch, type(value)) == (channel, kind), f"expected {kind.__name__} on {channel}, got {ch} {value!r}"
+        assert (ch, type(value)) == (channel, kind), (
+            f"expected {kind.__name__} on {channel}, got {ch} {value!r}")
         return value
 
     def expect_nothing(self, timeout: float) -> None:
@@ -298,7 +299,7 @@ class RawConnection:
         while True:
             try:
                 seen.append(self.read_frame(max(0.01, deadline - time.monotonic())))
-            except Closed:
+            except SocketClosedError:
                 return seen
             except OSError:
                 return seen
@@ -317,7 +318,7 @@ class RawConnection:
             response = amqplain_response(user, password)
         self.send(0, cmd.Connection.StartOk(client_properties=CLIENT_PROPERTIES, mechanism=mechanism,
                                             response=response, locale="en_US"))
-        ch, tune = self.read_frame()
+        _ch, tune = self.read_frame()
         if isinstance(tune, cmd.Connection.Close):
             self.last_close = tune  # refused: the caller inspects it
             return self

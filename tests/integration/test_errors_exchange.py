@@ -133,14 +133,16 @@ def test_redeclare_amq_direct_non_durable(broker_url, conn):
     ch = conn.channel()
     expect_channel_error(broker_url, conn, ch,
                          lambda c: c.exchange_declare("amq.direct", exchange_type="direct", durable=False),
-                         406, _inequivalent("durable", "amq.direct", "received 'false' but current is 'true'"))
+                         406, _inequivalent("durable", "amq.direct",
+                                            "received 'false' but current is 'true'"))
 
 
 def test_redeclare_amq_direct_as_fanout(broker_url, conn):
     ch = conn.channel()
     expect_channel_error(broker_url, conn, ch,
                          lambda c: c.exchange_declare("amq.direct", exchange_type="fanout", durable=True),
-                         406, _inequivalent("type", "amq.direct", "received 'fanout' but current is 'direct'"))
+                         406, _inequivalent("type", "amq.direct",
+                                            "received 'fanout' but current is 'direct'"))
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -150,7 +152,8 @@ def test_redeclare_amq_direct_as_fanout(broker_url, conn):
 ])
 def test_declare_default_exchange(broker_url, conn, kwargs):
     ch = conn.channel()
-    expect_channel_error(broker_url, conn, ch, lambda c: c.exchange_declare("", **kwargs), 403, DEFAULT_REFUSED)
+    expect_channel_error(broker_url, conn, ch, lambda c: c.exchange_declare("", **kwargs),
+                         403, DEFAULT_REFUSED)
 
 
 def test_delete_default_exchange(broker_url, conn):

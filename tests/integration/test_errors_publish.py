@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import pika
 import pytest
 from pamqp import body as pbody
 from pamqp import commands as cmd
@@ -16,7 +15,6 @@ from tests.integration.rawamqp import (
     close_fields,
     connect,
     expect_channel_error,
-    hutch_bug,
     raw_name,
     raw_session,
 )
@@ -50,8 +48,6 @@ def test_publish_to_missing_exchange_in_confirm_mode(broker_url, conn):
                          404, NO_EXCHANGE)
 
 
-@hutch_bug("channel.close for a publish to a missing exchange carries class/method 0/0, not 60/40 "
-           "(the error is raised from Channel._complete_publish while handling the content frame)")
 def test_publish_missing_exchange_class_method_ids(broker_url):
     raw = raw_session(broker_url)
     try:
@@ -209,5 +205,5 @@ def test_queue_deleted_under_pika_consumer_calls_on_cancel(broker_url, conn, qna
         conn.process_data_events(time_limit=0.05)
     assert cancelled == [tag]
     assert ch.is_open
-    with pytest.raises(pika.exceptions.ChannelClosedByBroker):
-        ch.queue_declare(qname, passive=True)
+    expect_channel_error(broker_url, conn, ch, lambda c: c.queue_declare(qname, passive=True),
+                         404, f"NOT_FOUND - no queue '{qname}' in vhost '/'")

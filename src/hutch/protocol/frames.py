@@ -51,23 +51,28 @@ class FrameReader:
         limit = self.frame_max
         while end_of_data - off >= 8:
             ftype, channel, size = unpack(buf, off)
+            if ftype not in (FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT):
+                raise FrameError(f"type {ftype}, all octets = <<>>: unknown_frame")
             if limit and size + 8 > limit:
-                raise FrameError(
-                    f"type {ftype}, first 16 octets = {bytes(buf[off:off + 16])!r}: "
-                    f"{{frame_too_large,{size},{limit - 8}}}"
-                )
+                raise FrameError(f"type {ftype}, all octets = <<>>: "
+                                 f"{{frame_too_large,{size},{limit - 8}}}")
             end = off + 7 + size
             if end >= end_of_data:
                 break
             if buf[end] != FRAME_END:
-                raise FrameError(f"type {ftype}, bad frame end octet {buf[end]:#x}")
-            if ftype not in (FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT):
-                raise FrameError(f"unknown frame type {ftype}")
+                raise FrameError(f"type {ftype}, all octets = {erlang_binary(buf[off + 7 : end])}: "
+                                 f"{{invalid_frame_end_marker,{buf[end]}}}")
             out.append((ftype, channel, bytes(buf[off + 7 : end])))
             off = end + 1
         if off:
             del buf[:off]
         return out
+
+
+def erlang_binary(data: bytes | bytearray) -> str:
+    """Bytes as Erlang prints a binary, which is how RabbitMQ's frame errors show them."""
+    shown = bytes(data[:64])
+    return "<<" + ",".join(str(b) for b in shown) + ("...>>" if len(data) > 64 else ">>")
 
 
 def method_frame(channel: int, payload: bytes) -> bytes:

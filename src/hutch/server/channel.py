@@ -96,8 +96,11 @@ class Channel:
             elif ftype == rc.FRAME_BODY:
                 self._on_body(payload)
         except ChannelError as exc:
-            if not exc.class_id and ftype == rc.FRAME_METHOD and len(payload) >= 4:
-                exc.class_id, exc.method_id = struct.unpack_from(">HH", payload, 0)
+            if not exc.class_id:
+                if ftype == rc.FRAME_METHOD and len(payload) >= 4:
+                    exc.class_id, exc.method_id = struct.unpack_from(">HH", payload, 0)
+                else:  # found while assembling content: it belongs to basic.publish
+                    exc.class_id, exc.method_id = 60, 40
             self.error(exc)
         except AMQPError as exc:
             if not exc.class_id and ftype == rc.FRAME_METHOD and len(payload) >= 4:
@@ -180,8 +183,9 @@ class Channel:
         header = self._header
         self._reset_content()
         if exchange == "\x00missing":
-            raise ChannelError(rc.NOT_FOUND,
-                               f"no exchange '{routing_key}' in vhost '{self.vhost.name}'",)
+            exc = ChannelError(rc.NOT_FOUND, f"no exchange '{routing_key}' in vhost '{self.vhost.name}'")
+            exc.class_id, exc.method_id = 60, 40  # reported for the publish, not the content frame
+            raise exc
         delivery_mode, expiration, _has_headers, user_id = peek(header[12:])
         if user_id is not None and user_id != self.conn.user.name:
             raise ChannelError(rc.PRECONDITION_FAILED,

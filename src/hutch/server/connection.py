@@ -263,6 +263,14 @@ class Connection(asyncio.Protocol):
 
     def _connection_method(self, payload: bytes) -> None:
         method = self._decode(payload)
+        try:
+            self._connection_method_checked(method)
+        except AMQPError as exc:
+            if not exc.class_id:
+                exc.class_id, exc.method_id = method.CLASS_ID, method.METHOD_ID
+            raise
+
+    def _connection_method_checked(self, method: m.Method) -> None:
         name = method.NAME
         if self.state == "closing":
             if name == "connection.close_ok":
@@ -289,7 +297,7 @@ class Connection(asyncio.Protocol):
             self._start_ok(method)
         elif name == "connection.tune_ok":
             self._tune_ok(method)
-        elif name == "connection.open":
+        elif name == "connection.open" and self.state == "open":
             self._open(method)
         elif name == "connection.update_secret":
             # Hutch has no token-based auth backend: accept the new secret as
@@ -299,7 +307,7 @@ class Connection(asyncio.Protocol):
             pass  # client-sent notifications (RabbitMQ ignores them too)
         elif name == "connection.close_ok":
             pass
-        else:
+        else:  # e.g. a second connection.open, or a channel method on channel 0
             exc = HardError(rc.CHANNEL_ERROR, "unexpected method in connection state running")
             exc.class_id, exc.method_id = method.CLASS_ID, method.METHOD_ID
             raise exc
