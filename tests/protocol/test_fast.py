@@ -20,7 +20,7 @@ from ._pamqp import pamqp_method_frame, pamqp_method_payload
 
 SHORTSTR = st.text(max_size=60).filter(lambda s: len(s.encode()) <= 255)
 TAG = st.integers(0, 2**63 - 1)  # pamqp writes longlong signed
-SETTINGS = settings(max_examples=300, deadline=None, database=None)
+SETTINGS = settings(max_examples=200, deadline=None, database=None)
 
 
 # -- decode_publish -----------------------------------------------------------------------------
@@ -48,8 +48,10 @@ def test_decode_publish_from_stock_pamqp() -> None:
     assert fast.decode_publish(payload) == ("amq.topic", "a.b.c", True, False)
 
 
-@pytest.mark.parametrize(("bits", "expected"), [(0, (False, False)), (1, (True, False)), (2, (False, True)),
-                                                (3, (True, True)), (0xFC, (False, False)), (0xFF, (True, True))])
+@pytest.mark.parametrize(("bits", "expected"), [
+    (0, (False, False)), (1, (True, False)), (2, (False, True)),
+    (3, (True, True)), (0xFC, (False, False)), (0xFF, (True, True)),
+])
 def test_decode_publish_bits(bits: int, expected: tuple[bool, bool]) -> None:
     payload = b"\x00\x3c\x00\x28\x00\x00\x01e\x02rk" + bytes((bits,))
     assert fast.decode_publish(payload) == ("e", "rk", *expected)

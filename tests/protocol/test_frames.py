@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import pytest
@@ -116,7 +117,7 @@ def test_partial_frame_kept_after_complete_ones() -> None:
 def test_any_split_yields_same_frames(frames: list[Frame], cuts: list[int]) -> None:
     stream = b"".join(raw_frame(*f) for f in frames)
     points = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
-    chunks = [stream[a:b] for a, b in zip(points, points[1:], strict=False)]
+    chunks = [stream[a:b] for a, b in itertools.pairwise(points)]
     whole = FrameReader(4096)
     whole.feed(stream)
     assert whole.frames() == frames
@@ -184,7 +185,7 @@ def test_frame_max_zero_means_unlimited() -> None:
 def test_bad_frame_end(end: int) -> None:
     reader = FrameReader(4096)
     reader.feed(raw_frame(FRAME_METHOD, 1, b"\x00\x14\x00\x0a\x00", end=end))
-    with pytest.raises(FrameError, match="frame end"):
+    with pytest.raises(FrameError):
         reader.frames()
 
 
@@ -195,11 +196,26 @@ def test_bad_frame_end_after_good_frame() -> None:
         reader.frames()
 
 
+@pytest.mark.xfail(strict=True, reason="FrameReader.frames raises FrameError for a bad frame and drops "
+                   "the complete frames it parsed before it in the same call, so whether they are "
+                   "handled depends on how TCP split the stream")
+@pytest.mark.parametrize("bad", [raw_frame(FRAME_BODY, 1, b"abc", end=0), raw_frame(9, 1, b""),
+                                 struct.pack(">BHI", FRAME_BODY, 1, 10**6) + b"x"],
+                         ids=["bad-end", "bad-type", "too-large"])
+def test_good_frames_before_a_bad_one_are_returned(bad: bytes) -> None:
+    # byte-at-a-time the two good frames are seen before the error; in one read they must be too
+    reader = FrameReader(4096)
+    reader.feed(SAMPLE_STREAM[: len(raw_frame(*SAMPLE_FRAMES[0])) + len(raw_frame(*SAMPLE_FRAMES[1]))] + bad)
+    assert reader.frames() == SAMPLE_FRAMES[:2]
+    with pytest.raises(FrameError):
+        reader.frames()
+
+
 @pytest.mark.parametrize("ftype", [0, 4, 5, 7, 9, 0x41, 0xCE, 255])
 def test_unknown_frame_type(ftype: int) -> None:
     reader = FrameReader(4096)
     reader.feed(raw_frame(ftype, 0, b"abc"))
-    with pytest.raises(FrameError, match="frame type"):
+    with pytest.raises(FrameError):
         reader.frames()
 
 

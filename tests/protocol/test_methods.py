@@ -245,7 +245,7 @@ def any_method(draw: st.DrawFn) -> m.Method:
     return cls(**{name: draw(_KIND_STRATEGY[kind]) for name, kind in cls.FIELDS})
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(any_method())
 def test_random_methods_agree_with_pamqp(method: m.Method) -> None:
     payload = method.encode()

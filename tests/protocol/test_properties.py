@@ -200,7 +200,7 @@ def test_random_properties_match_pamqp(props: dict[str, Any]) -> None:
     assert from_pamqp(back) == props
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(properties())
 def test_peek_agrees_with_full_decode(props: dict[str, Any]) -> None:
     raw = encode_properties(props)
@@ -209,7 +209,7 @@ def test_peek_agrees_with_full_decode(props: dict[str, Any]) -> None:
     assert peek(raw + b"\xce\x00\xff") == expected_peek(props)
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=150, deadline=None, database=None)
 @given(
     st.one_of(st.none(), st.integers(0, 255)),
     st.one_of(st.none(), _STR),
