@@ -271,9 +271,6 @@ _PEEK_MALFORMED = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="properties.peek does not catch IndexError/struct.error: "
-                   "truncated properties (e.g. flags 0x1000 with no delivery_mode octet) escape as "
-                   "IndexError/struct.error instead of DecodeError")
 @pytest.mark.parametrize("raw", _PEEK_MALFORMED.values(), ids=_PEEK_MALFORMED.keys())
 def test_peek_malformed_raises_decode_error(raw: bytes) -> None:
     with pytest.raises(DecodeError):

@@ -72,7 +72,12 @@ def encode_longstr(value: str | bytes) -> bytes:
     return _u32.pack(len(raw)) + raw
 
 
-def _decode_value(buf: bytes | memoryview, off: int) -> tuple[Any, int]:
+# Deepest nesting of tables/arrays we decode: a frame could otherwise carry
+# thousands of levels and exhaust Python's recursion limit.
+MAX_DEPTH = 64
+
+
+def _decode_value(buf: bytes | memoryview, off: int, depth: int = 0) -> tuple[Any, int]:
     tag = buf[off]
     off += 1
     if tag == 0x53:  # 'S'
@@ -86,7 +91,7 @@ def _decode_value(buf: bytes | memoryview, off: int) -> tuple[Any, int]:
     if tag == 0x74:  # 't'
         return buf[off] != 0, off + 1
     if tag == 0x46:  # 'F'
-        return decode_table(buf, off)
+        return decode_table(buf, off, depth + 1)
     if tag == 0x6C:  # 'l'
         return _i64.unpack_from(buf, off)[0], off + 8
     if tag == 0x41:  # 'A'
@@ -95,10 +100,14 @@ def _decode_value(buf: bytes | memoryview, off: int) -> tuple[Any, int]:
         end = off + n
         if end > len(buf):
             raise DecodeError("array overruns the frame")
+        if depth >= MAX_DEPTH:
+            raise DecodeError("field table nested too deeply")
         items = []
         while off < end:
-            v, off = _decode_value(buf, off)
+            v, off = _decode_value(buf, off, depth + 1)
             items.append(v)
+        if off != end:
+            raise DecodeError("array length mismatch")
         return items, off
     if tag == 0x62:  # 'b'
         return _i8.unpack_from(buf, off)[0], off + 1
@@ -120,7 +129,10 @@ def _decode_value(buf: bytes | memoryview, off: int) -> tuple[Any, int]:
         return decimal.Decimal(raw).scaleb(-scale), off + 5
     if tag == 0x54:  # 'T'
         (ts,) = _u64.unpack_from(buf, off)
-        return datetime.datetime.fromtimestamp(ts, tz=datetime.UTC), off + 8
+        try:
+            return datetime.datetime.fromtimestamp(ts, tz=datetime.UTC), off + 8
+        except (ValueError, OverflowError, OSError):
+            raise DecodeError(f"timestamp {ts} out of range") from None
     if tag == 0x56:  # 'V'
         return None, off
     if tag == 0x78:  # 'x'
@@ -129,7 +141,9 @@ def _decode_value(buf: bytes | memoryview, off: int) -> tuple[Any, int]:
     raise DecodeError(f"unknown field type {chr(tag)!r}")
 
 
-def decode_table(buf: bytes | memoryview, off: int) -> tuple[dict[str, Any], int]:
+def decode_table(buf: bytes | memoryview, off: int, depth: int = 0) -> tuple[dict[str, Any], int]:
+    if depth > MAX_DEPTH:
+        raise DecodeError("field table nested too deeply")
     try:
         (n,) = _u32.unpack_from(buf, off)
         off += 4
@@ -139,7 +153,7 @@ def decode_table(buf: bytes | memoryview, off: int) -> tuple[dict[str, Any], int
         table: dict[str, Any] = {}
         while off < end:
             key, off = decode_shortstr(buf, off)
-            table[key], off = _decode_value(buf, off)
+            table[key], off = _decode_value(buf, off, depth)
         if off != end:
             raise DecodeError("table length mismatch")
         return table, off

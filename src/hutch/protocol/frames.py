@@ -27,10 +27,14 @@ class FrameError(Exception):
 
 
 class FrameReader:
-    __slots__ = ("_buf", "frame_max")
+    __slots__ = ("_buf", "_error", "frame_max")
 
     def __init__(self, frame_max: int) -> None:
         self._buf = bytearray()
+        # A framing error found after some good frames: those are returned first
+        # (so the outcome does not depend on how TCP split the stream) and the
+        # error is raised by the next call.
+        self._error: FrameError | None = None
         # Largest accepted frame *including* its 8 bytes of overhead.
         self.frame_max = frame_max
 
@@ -41,12 +45,31 @@ class FrameReader:
     def buffered(self) -> int:
         return len(self._buf)
 
+    @property
+    def error_pending(self) -> bool:
+        return self._error is not None
+
     def frames(self) -> list[tuple[int, int, bytes]]:
-        """Every complete frame buffered so far as (type, channel, payload)."""
+        """Every complete frame buffered so far as (type, channel, payload).
+
+        Raises FrameError at the first frame that breaks the rules, after the
+        good frames before it have been returned by an earlier call.
+        """
+        if self._error is not None:
+            raise self._error
+        out: list[tuple[int, int, bytes]] = []
+        try:
+            self._parse(out)
+        except FrameError as exc:
+            if not out:
+                raise
+            self._error = exc
+        return out
+
+    def _parse(self, out: list[tuple[int, int, bytes]]) -> None:
         buf = self._buf
         end_of_data = len(buf)
         off = 0
-        out: list[tuple[int, int, bytes]] = []
         unpack = _frame_head.unpack_from
         limit = self.frame_max
         while end_of_data - off >= 8:
@@ -66,7 +89,6 @@ class FrameReader:
             off = end + 1
         if off:
             del buf[:off]
-        return out
 
 
 def erlang_binary(data: bytes | bytearray) -> str:

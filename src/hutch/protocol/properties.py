@@ -114,6 +114,13 @@ def peek(raw: bytes) -> tuple[int, str | None, bool, str | None]:
     Used on every publish, so it walks only as far as it must: most messages
     carry delivery_mode and perhaps content_type, and no expiration.
     """
+    try:
+        return _peek(raw)
+    except (struct.error, IndexError) as exc:
+        raise DecodeError(f"malformed content properties: {exc}") from None
+
+
+def _peek(raw: bytes) -> tuple[int, str | None, bool, str | None]:
     flags, off = _skip_flags(raw)
     if not flags & (FLAG_EXPIRATION | FLAG_USER_ID | FLAG_DELIVERY_MODE):
         return 0, None, bool(flags & FLAG_HEADERS), None

@@ -130,6 +130,11 @@ class Connection(asyncio.Protocol):
             except Exception:  # a bug must not take the broker down with it
                 log.exception("internal error on connection %s", self.name)
                 self._hard_error(HardError(rc.INTERNAL_ERROR, "internal error"))
+        if self.reader.error_pending and self.state != "closed":
+            try:
+                self.reader.frames()
+            except FrameError as exc:
+                self._hard_error(HardError(rc.FRAME_ERROR, str(exc)))
         if self._out:
             self.broker.pump.conn_dirty(self)
 
