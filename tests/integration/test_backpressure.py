@@ -50,7 +50,10 @@ def test_slow_no_ack_consumer_leaves_backlog_in_queue(broker_url: str, qname: st
     total = 3000  # 30 MB
     for _ in range(total):
         ch.basic_publish("", qname, body)
-    assert ch.queue_declare(qname, passive=True).method.message_count == total
+    deadline = time.monotonic() + 10  # RabbitMQ counts publishes asynchronously
+    while ch.queue_declare(qname, passive=True).method.message_count < total:
+        assert time.monotonic() < deadline, "publishes never all arrived"
+        time.sleep(0.05)
     sock = _open_raw_consumer(broker_url, qname)
     try:
         time.sleep(1.5)

@@ -41,3 +41,23 @@ def test_hutch_serve_prints_ready_and_stops_cleanly_on_sigint() -> None:
 def test_help_lists_serve() -> None:
     out = subprocess.run(["hutch", "--help"], capture_output=True, text=True, check=True)
     assert "serve" in out.stdout
+
+
+@pytest.mark.hutch_only
+def test_listens_on_both_loopbacks_and_logs_to_file(tmp_path) -> None:
+    from tests.brokerproc import HutchProcess
+
+    log_file = tmp_path / "hutch.log"
+    proc = HutchProcess("--log-file", str(log_file))
+    proc.start()
+    try:
+        for host in ("127.0.0.1", "::1"):
+            conn = pika.BlockingConnection(pika.ConnectionParameters(host, proc.port))
+            conn.channel().queue_declare("", exclusive=True)
+            conn.close()
+    finally:
+        proc.stop()
+    text = log_file.read_text()
+    assert "accepting AMQP connection [::1]:" in text or "accepting AMQP connection ::1:" in text
+    assert "accepting AMQP connection 127.0.0.1:" in text
+    assert "granted access to vhost '/'" in text
