@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from .pump import Pump
-from .users import Users
+from .users import Permission, Users
 from .vhost import Vhost
 
 log = logging.getLogger("hutch.broker")
@@ -34,7 +35,9 @@ class Broker:
         self.vhosts: dict[str, Vhost] = {"/": Vhost(self, "/")}
         self.users = Users()
         self.users.add(default_user, default_pass, ["administrator"])
+        self.users.permissions[("/", default_user)] = Permission()
         self.connections: set[Any] = set()
+        self.started_at = time.time()
         self.max_message_size = max_message_size
         # RabbitMQ's default vm_memory_high_watermark is 0.4 of RAM.  Hutch measures
         # the bytes of queued message bodies, which is what grows without bound.
@@ -44,6 +47,35 @@ class Broker:
         # The storage seam: None keeps every queue in memory; the durable store
         # plugs in here (add/remove per message, flush for confirms).
         self.store: Any = None
+
+    # -- definitions ---------------------------------------------------------------
+    def add_vhost(self, name: str) -> Vhost:
+        vhost = self.vhosts.get(name)
+        if vhost is None:
+            vhost = self.vhosts[name] = Vhost(self, name)
+            self.definitions_changed()
+        return vhost
+
+    def delete_vhost(self, name: str) -> bool:
+        """Delete a vhost: its connections are closed (320), its queues deleted."""
+        vhost = self.vhosts.pop(name, None)
+        if vhost is None:
+            return False
+        for conn in list(self.connections):
+            if conn.vhost is vhost:
+                conn.close(320, f"CONNECTION_FORCED - vhost '{name}' is deleted")
+        for q in list(vhost.queues.values()):
+            vhost.delete_queue(q, reason="vhost deleted")
+        for key in [k for k in self.users.permissions if k[0] == name]:
+            del self.users.permissions[key]
+        self.definitions_changed()
+        return True
+
+    def definitions_changed(self) -> None:
+        """Something durable changed (users, vhosts, permissions, durable exchanges,
+        queues or bindings): the store writes the definitions file anew."""
+        if self.store is not None:
+            self.store.save_definitions(self)
 
     def account(self, delta: int) -> None:
         self.queued_bytes += delta

@@ -41,11 +41,22 @@ class User:
     hashing_algorithm: str = HASHING_ALGORITHM
 
 
+@dataclass(slots=True)
+class Permission:
+    """RabbitMQ's per-vhost permission triple: regexes over resource names."""
+
+    configure: str = ".*"
+    write: str = ".*"
+    read: str = ".*"
+
+
 class Users:
     def __init__(self) -> None:
         self.users: dict[str, User] = {}
         # Users that may only log in from a loopback address (RabbitMQ's loopback_users).
         self.loopback_only: set[str] = {"guest"}
+        # (vhost, user) -> permissions; no entry means no access to that vhost.
+        self.permissions: dict[tuple[str, str], Permission] = {}
 
     def add(self, name: str, password: str, tags: list[str] | None = None) -> User:
         user = User(name, hash_password(password), list(tags or []))
