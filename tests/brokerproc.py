@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 
 class HutchProcess:
-    def __init__(self, *extra_args: str) -> None:
+    """One ``hutch serve``; its data dir (a fresh temp dir unless given) and port stay
+    the same across ``stop``/``start``, so tests can restart or kill -9 it."""
+
+    def __init__(self, *extra_args: str, data_dir: str | None = None) -> None:
         self.extra_args = list(extra_args)
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="hutch-test-")
+        if data_dir is None:
+            atexit.register(shutil.rmtree, self.data_dir, True)
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
         self.log_lines: list[str] = []
@@ -25,7 +34,7 @@ class HutchProcess:
 
     def start(self, timeout: float = 15.0) -> None:
         cmd = [sys.executable, "-m", "hutch", "serve", "--port", str(self.port),
-               "--http-port", "0", *self.extra_args]
+               "--http-port", "0", "--data-dir", self.data_dir, *self.extra_args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env=env)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import logging
+import os
 import signal
 import sys
+from typing import Any
 
 from . import __version__
 from .broker.broker import Broker
@@ -32,7 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--http-port", type=int, default=15672,
                    help="management API port (not implemented yet; accepted for compatibility)")
     s.add_argument("--data-dir", default=None,
-                   help="where durable data lives (the durable store is not implemented yet)")
+                   help="where durable queues, exchanges, users and persistent messages live "
+                        "(default: $HUTCH_DATA_DIR or ~/.local/share/hutch)")
+    s.add_argument("--in-memory", action="store_true",
+                   help="keep nothing on disk: every queue behaves as non-durable")
+    s.add_argument("--sync", choices=["always", "none"], default="always",
+                   help="always (default): a confirm means fsync'd; none: write without fsync, "
+                        "like RabbitMQ classic queues")
     s.add_argument("--config", default=None, help="configuration file (reserved)")
     s.add_argument("--max-message-size", type=_parse_size, default=128 * 1024 * 1024,
                    help="largest accepted message body (default 128MiB, like RabbitMQ 3.x)")
@@ -42,6 +51,25 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["debug", "info", "warning", "error"], help="log verbosity")
     s.add_argument("--log-file", default=None, help="also write the log to this file")
     return p
+
+
+def default_data_dir() -> str:
+    env = os.environ.get("HUTCH_DATA_DIR")
+    if env:
+        return env
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "hutch")
+
+
+def lock_data_dir(data_dir: str) -> Any:
+    """One broker per data dir: a second one would interleave writes in the same log."""
+    os.makedirs(data_dir, exist_ok=True)
+    f = open(os.path.join(data_dir, "LOCK"), "a+")  # held (and locked) for the process lifetime
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise SystemExit(f"hutch: data dir {data_dir} is in use by another hutch process") from None
+    return f
 
 
 def _setup_logging(level: str, log_file: str | None) -> None:
@@ -56,6 +84,11 @@ async def serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     broker = Broker(loop, max_message_size=args.max_message_size,
                     memory_high_watermark=args.memory_high_watermark)
+    lock = None
+    if not args.in_memory:
+        data_dir = default_data_dir() if args.data_dir is None else args.data_dir
+        lock = lock_data_dir(data_dir)
+        await broker.open_store(data_dir, sync=args.sync)
     server = Server(broker, args.host, args.port)
     await server.start()
     stop = asyncio.Event()
@@ -69,6 +102,12 @@ async def serve(args: argparse.Namespace) -> int:
     await stop.wait()
     log.info("stopping: closing connections")
     await server.stop()
+    if broker.store is not None:
+        # Write the acks and requeues of the closing connections before exiting.
+        await broker.store.drain()
+        broker.store.close()
+    if lock is not None:
+        lock.close()
     log.info("stopped")
     return 0
 

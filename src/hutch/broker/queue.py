@@ -63,8 +63,10 @@ class Queue:
         self.published = 0
         self.delivered = 0
         self.acked = 0
-        # Storage seam: set by the vhost for durable queues when a store is configured.
+        # Storage seam: set by the vhost for durable queues when a store is configured;
+        # store_id is the queue's number in the message log (stable across restarts).
         self.store: Any = None
+        self.store_id = 0
         args = arguments
         self.max_length: int | None = args.get("x-max-length")
         self.max_length_bytes: int | None = args.get("x-max-length-bytes")
@@ -123,6 +125,17 @@ class Queue:
             self._arm_ttl()
         if self.consumers:
             self.vhost.broker.pump.queue_dirty(self)
+
+    def restore(self, msg: Message) -> None:
+        """Put back a message recovered from the store (no new record is written)."""
+        msg.queue = self
+        msg.seq = self._next_seq
+        self._next_seq += 1
+        self.ready.append(msg)
+        self.ready_bytes += len(msg.body)
+        self.vhost.broker.account(len(msg.body))
+        if msg.expires_at is not None:
+            self._arm_ttl()
 
     def _enforce_limits(self) -> None:
         ready = self.ready
@@ -186,6 +199,8 @@ class Queue:
 
     def _hand_to(self, consumer: Consumer, msg: Message) -> None:
         self.delivered += 1
+        if msg.store_ref is not None and not msg.redelivered:
+            self.store.delivered(self, msg)  # so a restart marks it redelivered
         consumer.delivered += 1
         if consumer.no_ack:
             self._settle(msg)
@@ -206,6 +221,8 @@ class Queue:
                 self._discard(msg, "expired")
                 continue
             self.delivered += 1
+            if msg.store_ref is not None and not msg.redelivered:
+                self.store.delivered(self, msg)
             if no_ack:
                 self._settle(msg)
             else:

@@ -118,6 +118,8 @@ class Vhost:
         ex = cls(self, name, durable=durable, auto_delete=auto_delete, internal=internal,
                  arguments=arguments)
         self.exchanges[name] = ex
+        if durable:
+            self.broker.definitions_changed()
         return ex
 
     def delete_exchange(self, name: str, if_unused: bool) -> None:
@@ -138,6 +140,8 @@ class Vhost:
     def _remove_exchange(self, ex: Exchange) -> None:
         del self.exchanges[ex.name]
         ex.deleted = True
+        if ex.durable:
+            self.broker.definitions_changed()
         for binding in list(ex.bindings.values()):
             ex.unbind(binding.destination, binding.routing_key, binding.arguments)
         # Bindings where it is the destination (exchange-to-exchange).
@@ -179,13 +183,31 @@ class Vhost:
             return existing
         validate_queue_args(self.name, name, durable, exclusive, auto_delete, arguments)
         q = Queue(self, name, durable, conn if exclusive else None, auto_delete, arguments)
-        if durable and self.broker.store is not None:
-            q.store = self.broker.store
         self.queues[name] = q
         if exclusive and conn is not None:
             conn.exclusive_queues.append(q)
+        if durable:
+            self._attach_store(q, None)
+            if not exclusive:  # exclusive queues die with their connection: never restored
+                self.broker.definitions_changed()
         q.touch()
         return q
+
+    def restore_queue(self, name: str, auto_delete: bool, arguments: dict[str, Any],
+                      store_id: int | None) -> Queue:
+        """Recreate a durable queue from the definitions file at boot."""
+        q = Queue(self, name, True, None, auto_delete, arguments)
+        self.queues[name] = q
+        self._attach_store(q, store_id)
+        q.touch()
+        return q
+
+    def _attach_store(self, q: Queue, store_id: int | None) -> None:
+        if self.broker.store is not None:
+            q.store = self.broker.store
+            # A fresh random id per queue incarnation: records of a deleted queue of
+            # the same name can never be taken for this one's.
+            q.store_id = store_id or int.from_bytes(os.urandom(8), "big") >> 1
 
     def delete_queue(self, q: Queue, reason: str = "deleted") -> int:
         """Unlink a queue, cancel its consumers, drop its bindings; returns messages lost."""
@@ -200,6 +222,8 @@ class Vhost:
             consumer.channel.cancel_by_server(consumer)
         q.consumers.clear()
         q.on_deleted()
+        if q.durable and not q.exclusive:
+            self.broker.definitions_changed()
         if q.exclusive_owner is not None:
             try:
                 q.exclusive_owner.exclusive_queues.remove(q)
@@ -227,7 +251,8 @@ class Vhost:
             raise ChannelError(rc.ACCESS_REFUSED, "operation not permitted on the default exchange")
         ex = self.get_exchange(exchange)  # RabbitMQ checks the exchange first
         q = self.get_queue(queue, conn)
-        ex.bind(q, routing_key, arguments)
+        if ex.bind(q, routing_key, arguments) and ex.durable and q.durable:
+            self.broker.definitions_changed()
 
     def unbind_queue(self, queue: str, exchange: str, routing_key: str, arguments: dict[str, Any],
                      conn: Any) -> None:
@@ -242,6 +267,8 @@ class Vhost:
             return
         self.check_exclusive(q, conn)
         ex.unbind(q, routing_key, arguments)
+        if ex.durable and q.durable:
+            self.broker.definitions_changed()
         self._maybe_auto_delete(ex)
 
     def bind_exchange(self, destination: str, source: str, routing_key: str,
@@ -250,7 +277,8 @@ class Vhost:
             raise ChannelError(rc.ACCESS_REFUSED, "operation not permitted on the default exchange")
         src = self.get_exchange(source)
         dest = self.get_exchange(destination)
-        src.bind(dest, routing_key, arguments)
+        if src.bind(dest, routing_key, arguments) and src.durable and dest.durable:
+            self.broker.definitions_changed()
 
     def unbind_exchange(self, destination: str, source: str, routing_key: str,
                         arguments: dict[str, Any]) -> None:
@@ -259,6 +287,8 @@ class Vhost:
         dest = self.exchanges.get(destination)
         src = self.exchanges.get(source)
         if dest is not None and src is not None and src.unbind(dest, routing_key, arguments):
+            if src.durable and dest.durable:
+                self.broker.definitions_changed()
             self._maybe_auto_delete(src)
 
     # -- routing ---------------------------------------------------------------

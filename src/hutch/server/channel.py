@@ -244,7 +244,8 @@ class Channel:
             if stored:
                 # The storage seam: confirm only once the store says it is on disk.
                 self._in_flight.add(seq)
-                self.conn.broker.store.when_durable(lambda: self._settle_confirm(seq, rejected))
+                self.conn.broker.store.when_durable(
+                    lambda ok: self._settle_confirm(seq, rejected or not ok))
             else:
                 self._settle_confirm(seq, rejected)
         return stored
@@ -593,9 +594,17 @@ class Channel:
                 self._settle_negative([msg for _t, msg in taken], kind == "requeue")
         if stored:
             # commit-ok promises the same as a confirm: the messages are on disk.
-            self.conn.broker.store.when_durable(lambda: self._reply(m.TxCommitOk()))
+            self.conn.broker.store.when_durable(self._commit_durable)
         else:
             self._reply(m.TxCommitOk())
+
+    def _commit_durable(self, ok: bool) -> None:
+        if ok:
+            self._reply(m.TxCommitOk())
+        else:
+            # The promise of commit-ok cannot be kept: say so loudly rather than lie.
+            self.conn.close(rc.INTERNAL_ERROR, "INTERNAL_ERROR - message store write failed; "
+                            "the transaction was not made durable")
 
     def _m_tx_rollback(self, method: Any) -> None:
         if not self.tx:

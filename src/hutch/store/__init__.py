@@ -1,8 +1,8 @@
 """The storage seam between queues and durable storage.
 
-Today every queue lives in memory and ``Broker.store`` is ``None``.  The durable
-store (issue #6) plugs in by implementing ``MessageStore``; queues and channels
-already call it at the right moments:
+``Broker.store`` is ``None`` with ``hutch serve --in-memory`` (every queue lives in
+memory) and a ``store.log.MessageLog`` otherwise.  Queues and channels call it at
+the right moments:
 
 * ``Queue.enqueue`` calls ``add`` for a persistent message entering a durable queue;
 * ``Queue._settle`` calls ``remove`` when such a message leaves for good (ack,
@@ -24,5 +24,12 @@ class MessageStore(Protocol):
     def remove(self, queue: Any, msg: Any) -> None:
         """``msg`` (with a ``store_ref``) left ``queue`` for good."""
 
-    def when_durable(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` on the event loop once everything added so far is synced."""
+    def delivered(self, queue: Any, msg: Any) -> None:
+        """``msg`` was handed to a consumer for the first time (redelivered after a restart)."""
+
+    def when_durable(self, callback: Callable[[bool], None]) -> None:
+        """Call ``callback(ok)`` on the event loop once everything added so far is synced
+        (``ok`` is False when the write failed: confirms become nacks)."""
+
+    def save_definitions(self, broker: Any) -> None:
+        """Durable definitions changed: persist them atomically."""

@@ -1,0 +1,422 @@
+"""The durable message log: segment files, group commit, acks, segment reclamation.
+
+Write path.  ``add``/``remove``/``delivered`` only append records to an
+in-memory batch on the event loop.  Once per loop turn the batch is handed to
+one writer thread that does ``write`` + ``fsync``; while it runs, the next
+batch fills up.  So a thousand publishes arriving together share one fsync
+(group commit) and the loop never blocks on the disk.  ``when_durable``
+callbacks fire, on the loop, once the batch holding their records is synced —
+that is when publisher confirms and tx.commit-ok are sent.
+
+Sync policy ``always`` (default) fsyncs every batch: a confirm means the
+bytes are on disk.  ``none`` writes without fsync (RabbitMQ classic-queue
+semantics: survives a process crash, not a power loss).
+
+Segments are named by the seq of their first record (zero-padded, so they
+sort) and start with an 8-byte magic and a version.  A message's seq decides
+its segment (segments cover consecutive seq ranges), so no per-message map
+is kept.  A segment whose messages are all gone is deleted — oldest first,
+because an ACK record in a newer segment may still be needed to cancel a
+PUBLISH in an older one.
+
+Write errors (ENOSPC, EIO) are sticky: the failed batch is cut off the file,
+its confirms become nacks, and every later batch fails the same way until a
+retry (every few seconds) writes successfully again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import concurrent.futures
+import logging
+import os
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import definitions, records
+from .files import Files
+
+log = logging.getLogger("hutch.store")
+
+MAGIC = b"HUTCHLOG"
+VERSION = 1
+_seg_header = struct.Struct(">8sI")
+SEGMENT_HEADER = _seg_header.pack(MAGIC, VERSION)
+SEGMENT_SIZE = 64 * 1024 * 1024
+RETRY_AFTER = 2.0
+
+
+def segment_name(first_seq: int) -> str:
+    return f"{first_seq:020d}.seg"
+
+
+class Segment:
+    __slots__ = ("first_seq", "live", "path", "size")
+
+    def __init__(self, path: str, first_seq: int, size: int) -> None:
+        self.path = path
+        self.first_seq = first_seq
+        self.size = size  # bytes written (or handed to the writer)
+        self.live = 0  # PUBLISH records in it whose message is still in a queue
+
+    def __repr__(self) -> str:
+        return f"<Segment {os.path.basename(self.path)} live={self.live} size={self.size}>"
+
+
+class _Batch:
+    __slots__ = ("callbacks", "data", "new_segment", "segment")
+
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+        self.callbacks: list[Callable[[bool], None]] = []
+        self.segment: Segment | None = None
+        self.new_segment = False
+
+
+class MessageLog:
+    """Implements the ``MessageStore`` seam (see ``store/__init__.py``)."""
+
+    def __init__(self, directory: str, loop: asyncio.AbstractEventLoop, files: Files | None = None,
+                 sync: str = "always", segment_size: int = SEGMENT_SIZE,
+                 definitions_dir: str | None = None) -> None:
+        if sync not in ("always", "none"):
+            raise ValueError(f"unknown sync policy {sync!r} (use 'always' or 'none')")
+        self.dir = directory
+        self.definitions_dir = definitions_dir or os.path.dirname(directory.rstrip("/"))
+        self.loop = loop
+        self.files = files or Files()
+        self.sync = sync
+        self.segment_size = segment_size
+        self.segments: list[Segment] = []
+        self._firsts: list[int] = []  # first_seq of each segment, for bisect
+        self.seq = 0  # last seq handed out
+        self._fd: int | None = None
+        self._pending = _Batch()
+        self._pending_publishes = 0
+        self._pending_dead = 0  # messages published *and* removed before being written
+        self._acks: list[tuple[int, int]] = []
+        self._delivers: list[tuple[int, int]] = []
+        self._assigned_upto = 0  # highest seq already placed in a segment
+        # Messages living outside their seq range's segment (salvaged from a
+        # quarantined segment into a newer one): id -> segment.
+        self._moved: dict[int, Segment] = {}
+        self._inflight: _Batch | None = None
+        self._scheduled = False
+        self.error: OSError | None = None
+        self._retry_at = 0.0
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hutch-fsync")
+        # Statistics.
+        self.fsyncs = 0
+        self.bytes_written = 0
+        os.makedirs(directory, exist_ok=True)
+
+    # -- the MessageStore seam -----------------------------------------------------
+    def add(self, queue: Any, msg: Any) -> None:
+        self.seq += 1
+        msg.store_ref = self.seq
+        expires_ms = 0
+        if msg.expires_at is not None:
+            expires_ms = int((time.time() + (msg.expires_at - time.monotonic())) * 1000)
+        self._pending.data.append(records.encode_publish(
+            self.seq, queue.store_id, 0, expires_ms, _shortstr(msg.exchange),
+            _shortstr(msg.routing_key), msg.header, msg.body))
+        self._pending_publishes += 1
+        self._schedule()
+
+    def remove(self, queue: Any, msg: Any) -> None:
+        msg_id = msg.store_ref
+        msg.store_ref = None
+        self._acks.append((queue.store_id, msg_id))
+        if msg_id > self._assigned_upto:
+            self._pending_dead += 1
+        else:
+            seg = self._segment_of(msg_id)
+            if seg is not None:
+                seg.live -= 1
+        self._schedule()
+
+    def delivered(self, queue: Any, msg: Any) -> None:
+        self._delivers.append((queue.store_id, msg.store_ref))
+        self._schedule()
+
+    def when_durable(self, callback: Callable[[bool], None]) -> None:
+        if self._pending.data or self._acks or self._delivers:
+            self._pending.callbacks.append(callback)
+        elif self._inflight is not None:
+            self._inflight.callbacks.append(callback)
+        else:
+            self.loop.call_soon(callback, self.error is None)
+
+    def save_definitions(self, broker: Any) -> None:
+        """Rewrite the definitions file (on the loop: declares are rare and must be
+        on disk before declare-ok, so a restart never loses an acknowledged queue)."""
+        try:
+            definitions.save(broker, self.definitions_dir, self.files)
+        except OSError as exc:
+            log.error("could not write definitions: %s", exc)
+
+    # -- batching -----------------------------------------------------------------
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._inflight is not None:
+            return  # _done() flushes again when the current write finishes
+        batch = self._pending
+        if self._acks:
+            self.seq += 1
+            batch.data.append(records.encode_pairs(records.ACK, self.seq, self._acks))
+            self._acks = []
+        if self._delivers:
+            self.seq += 1
+            batch.data.append(records.encode_pairs(records.DELIVER, self.seq, self._delivers))
+            self._delivers = []
+        if not batch.data:
+            for cb in batch.callbacks:
+                cb(self.error is None)
+            batch.callbacks.clear()
+            return
+        self._pending = _Batch()
+        if self.error is not None and time.monotonic() < self._retry_at:
+            self._fail(batch)
+            return
+        size = sum(len(d) for d in batch.data)
+        head = self.segments[-1] if self.segments else None
+        if head is None or (head.size + size > self.segment_size and head.size > len(SEGMENT_HEADER)):
+            first = self._first_seq_of(batch)
+            head = Segment(os.path.join(self.dir, segment_name(first)), first, len(SEGMENT_HEADER))
+            self.segments.append(head)
+            self._firsts.append(first)
+            batch.new_segment = True
+        batch.segment = head
+        head.size += size
+        head.live += self._pending_publishes - self._pending_dead
+        self._pending_publishes = self._pending_dead = 0
+        self._assigned_upto = self.seq
+        self._inflight = batch
+        fut = self.loop.run_in_executor(self._executor, self._write, batch)
+        fut.add_done_callback(lambda f: self._done(batch, f))
+
+    def _first_seq_of(self, batch: _Batch) -> int:
+        return struct.unpack_from(">Q", batch.data[0], 9)[0]
+
+    def _write(self, batch: _Batch) -> None:
+        """Runs on the writer thread: everything that touches the disk for one batch."""
+        files = self.files
+        seg = batch.segment
+        assert seg is not None
+        if batch.new_segment:
+            if self._fd is not None:
+                files.close(self._fd)
+                self._fd = None
+            self._fd = files.open_append(seg.path)
+            files.write(self._fd, SEGMENT_HEADER)
+            files.fsync(self._fd)
+            files.fsync_dir(self.dir)  # the new file's name must survive a power loss too
+        if self._fd is None:
+            self._fd = files.open_append(seg.path)
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        data = b"".join(batch.data)
+        try:
+            files.write(self._fd, data)
+            if self.sync == "always":
+                files.fsync(self._fd)
+        except OSError:
+            # Cut the half-written batch off so the file ends on a record boundary.
+            try:
+                os.ftruncate(self._fd, start)
+            except OSError:
+                pass
+            raise
+        self.fsyncs += 1
+        self.bytes_written += len(data)
+
+    def _done(self, batch: _Batch, fut: asyncio.Future[None]) -> None:
+        self._inflight = None
+        exc = fut.exception()
+        if exc is not None:
+            if batch.segment is not None:
+                batch.segment.size -= sum(len(d) for d in batch.data)
+            if self.error is None:
+                log.error("message store write failed, publishes will be nacked until it "
+                          "recovers: %s", exc)
+            self.error = exc if isinstance(exc, OSError) else OSError(str(exc))
+            self._retry_at = time.monotonic() + RETRY_AFTER
+            self._fail(batch)
+        else:
+            if self.error is not None:
+                log.warning("message store writes succeed again")
+                self.error = None
+            for cb in batch.callbacks:
+                cb(True)
+            self._reclaim()
+        if self._pending.data or self._acks or self._delivers or self._pending.callbacks:
+            self._flush()
+
+    def _fail(self, batch: _Batch) -> None:
+        for cb in batch.callbacks:
+            cb(False)
+
+    # -- reclamation ---------------------------------------------------------------
+    def _segment_of(self, msg_id: int) -> Segment | None:
+        if self._moved:
+            seg = self._moved.pop(msg_id, None)
+            if seg is not None:
+                return seg
+        i = bisect.bisect_right(self._firsts, msg_id) - 1
+        return self.segments[i] if i >= 0 else None
+
+    def _reclaim(self) -> None:
+        """Delete fully dead segments from the front (never the head being written)."""
+        while len(self.segments) > 1 and self.segments[0].live <= 0:
+            seg = self.segments.pop(0)
+            self._firsts.pop(0)
+            try:
+                self.files.remove(seg.path)
+            except OSError as exc:
+                log.warning("could not delete segment %s: %s", seg.path, exc)
+
+    # -- recovery ------------------------------------------------------------------
+    def recover(self) -> tuple[dict[int, list[records.Publish]], set[int]]:
+        """Read every segment: live PUBLISH records per queue id (in publish order)
+        and the ids of messages that had been delivered.  Torn tails are cut off,
+        corrupt middle segments quarantined; the log is ready for appending after."""
+        names = sorted(n for n in os.listdir(self.dir) if n.endswith(".seg"))
+        live: dict[int, records.Publish] = {}
+        where: dict[int, int] = {}  # msg id -> index of its segment in self.segments
+        delivered: set[int] = set()
+        salvage: list[records.Publish] = []
+        for i, name in enumerate(names):
+            path = os.path.join(self.dir, name)
+            data = self.files.read(path)
+            last = i == len(names) - 1
+            if data[: len(SEGMENT_HEADER)] != SEGMENT_HEADER:
+                if last and len(data) < len(SEGMENT_HEADER) and SEGMENT_HEADER.startswith(data):
+                    log.warning("removing empty segment %s (torn while being created)", name)
+                    self.files.remove(path)
+                    continue
+                self._quarantine(path, "bad segment header")
+                continue
+            seg = Segment(path, int(name[:-4]), len(data))
+            self.segments.append(seg)
+            index = i
+            off = len(SEGMENT_HEADER)
+            problem = None
+            while off < len(data):
+                try:
+                    rec = records.read_record(data, off)
+                except records.CorruptRecordError as exc:
+                    problem = str(exc)
+                    break
+                if rec is None:
+                    problem = f"incomplete record at offset {off}"
+                    break
+                rtype, seq, start, end = rec
+                self.seq = max(self.seq, seq)
+                if rtype == records.PUBLISH:
+                    pub = records.decode_publish(seq, data, start, end)
+                    live[seq] = pub
+                    where[seq] = index
+                    if pub.flags & records.FLAG_DELIVERED:
+                        delivered.add(seq)
+                elif rtype == records.ACK:
+                    for _qid, mid in records.decode_pairs(data, start):
+                        live.pop(mid, None)
+                        delivered.discard(mid)
+                elif rtype == records.DELIVER:
+                    for _qid, mid in records.decode_pairs(data, start):
+                        if mid in live:
+                            delivered.add(mid)
+                off = end
+            if problem is not None:
+                if last:
+                    log.warning("message store: %s in %s: truncating the torn tail (%d bytes)",
+                                problem, name, len(data) - off)
+                    self.files.truncate(path, off)
+                    seg.size = off
+                else:
+                    log.error("message store: %s in middle segment %s: quarantining it; "
+                              "%d messages read before the damage are kept", problem, name,
+                              sum(1 for w in where.values() if w == index))
+                    for mid in [m for m, w in where.items() if w == index]:
+                        if mid in live:
+                            salvage.append(live[mid])
+                    self.segments.pop()
+                    self._quarantine(path, problem)
+        self._firsts = [s.first_seq for s in self.segments]
+        segs_by_path = {s.path: s for s in self.segments}
+        paths = [os.path.join(self.dir, n) for n in names]
+        for mid in live:
+            seg = segs_by_path.get(paths[where[mid]]) if where.get(mid) is not None else None
+            if seg is None:
+                continue  # it was in a quarantined segment: salvaged below
+            seg.live += 1
+            if mid < seg.first_seq:
+                self._moved[mid] = seg  # an earlier salvage put it here
+        self._assigned_upto = self.seq
+        if salvage:
+            self._rewrite(salvage, delivered)
+        by_queue: dict[int, list[records.Publish]] = {}
+        for mid in sorted(live):
+            pub = live[mid]
+            by_queue.setdefault(pub.queue_id, []).append(pub)
+        return by_queue, delivered
+
+    def _rewrite(self, pubs: list[records.Publish], delivered: set[int]) -> None:
+        """Write salvaged messages into a fresh segment (keeping their ids)."""
+        first = self.seq + 1
+        path = os.path.join(self.dir, segment_name(first))
+        parts = [SEGMENT_HEADER]
+        for p in pubs:
+            flags = records.FLAG_DELIVERED if p.seq in delivered else 0
+            parts.append(records.encode_publish(p.seq, p.queue_id, flags, p.expires_ms,
+                                                _shortstr(p.exchange), _shortstr(p.routing_key),
+                                                p.header, p.body))
+        self.seq += 1  # reserve the segment's first seq (its name)
+        self._assigned_upto = self.seq
+        fd = self.files.open_append(path)
+        try:
+            self.files.write(fd, b"".join(parts))
+            self.files.fsync(fd)
+        finally:
+            self.files.close(fd)
+        self.files.fsync_dir(self.dir)
+        seg = Segment(path, first, sum(len(p) for p in parts))
+        seg.live = len(pubs)
+        # The salvaged ids are smaller than this segment's first seq, so their acks
+        # are routed here through _moved; it becomes the head and is appended to.
+        self.segments.append(seg)
+        self._firsts.append(first)
+        for p in pubs:
+            self._moved[p.seq] = seg
+
+    def _quarantine(self, path: str, why: str) -> None:
+        qdir = os.path.join(self.dir, "quarantine")
+        os.makedirs(qdir, exist_ok=True)
+        dest = os.path.join(qdir, os.path.basename(path))
+        log.error("message store: quarantined %s (%s) -> %s", path, why, dest)
+        os.replace(path, dest)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            self.files.close(self._fd)
+            self._fd = None
+        self._executor.shutdown(wait=True)
+
+    async def drain(self) -> None:
+        """Wait until every record handed to the log so far is written."""
+        done = self.loop.create_future()
+        self.when_durable(lambda ok: done.done() or done.set_result(ok))
+        self._schedule()
+        await done
+
+
+def _shortstr(s: str) -> bytes:
+    raw = s.encode()
+    return bytes((len(raw),)) + raw

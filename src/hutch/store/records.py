@@ -1,0 +1,129 @@
+"""Record layouts of the message log (sans-I/O: bytes in, tuples out).
+
+Every record, whatever its type::
+
+    length(4)  crc32(4)  type(1)  seq(8)  payload(length - 13)
+
+``length`` counts everything after itself (crc, type, seq, payload), so a
+reader can skip a record it does not understand; ``crc32`` (zlib's CRC-32)
+covers type, seq and payload, so a torn or flipped record is detected.
+``seq`` is the log-wide sequence number: strictly increasing, never reused
+across restarts.  A message's id *is* the seq of its PUBLISH record.
+
+Payloads (all integers big-endian):
+
+PUBLISH (1) — one persistent message entering one durable queue::
+
+    queue_id(8) flags(1) expires_ms(8) exchange(shortstr) routing_key(shortstr)
+    header_len(4) header(header_len) body(rest)
+
+  ``flags`` bit 0: already delivered (set when compaction rewrites a
+  delivered message, so redelivered=true survives); ``expires_ms``: wall-clock
+  expiry in ms since the epoch, 0 = never; ``header``: the content-header
+  frame payload exactly as published (class, weight, body size, properties).
+
+ACK (2) — messages that left their queue for good (ack, drop, expiry, purge)::
+
+    count(4) then count x [queue_id(8) msg_id(8)]
+
+DELIVER (3) — messages handed to a consumer for the first time (so they come
+back with redelivered=true after a restart)::
+
+    count(4) then count x [queue_id(8) msg_id(8)]
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import NamedTuple
+
+PUBLISH = 1
+ACK = 2
+DELIVER = 3
+
+_head = struct.Struct(">IIBQ")  # length, crc, type, seq
+HEAD_SIZE = _head.size  # 17
+_pub_fixed = struct.Struct(">QBQ")  # queue_id, flags, expires_ms
+_pair = struct.Struct(">QQ")
+_u32 = struct.Struct(">I")
+
+FLAG_DELIVERED = 1
+
+
+class CorruptRecordError(Exception):
+    """A record whose length or checksum does not hold."""
+
+
+class Publish(NamedTuple):
+    seq: int
+    queue_id: int
+    flags: int
+    expires_ms: int
+    exchange: str
+    routing_key: str
+    header: bytes
+    body: bytes
+
+
+def _frame(rtype: int, seq: int, payload: bytes) -> bytes:
+    crc = zlib.crc32(payload, zlib.crc32(struct.pack(">BQ", rtype, seq)))
+    return _head.pack(len(payload) + 13, crc, rtype, seq) + payload
+
+
+def encode_publish(seq: int, queue_id: int, flags: int, expires_ms: int, exchange_enc: bytes,
+                   routing_key_enc: bytes, header: bytes, body: bytes) -> bytes:
+    """``*_enc`` are shortstr-encoded (length byte + bytes)."""
+    payload = b"".join((_pub_fixed.pack(queue_id, flags, expires_ms), exchange_enc,
+                        routing_key_enc, _u32.pack(len(header)), header, body))
+    return _frame(PUBLISH, seq, payload)
+
+
+def encode_pairs(rtype: int, seq: int, pairs: list[tuple[int, int]]) -> bytes:
+    payload = _u32.pack(len(pairs)) + b"".join(_pair.pack(q, m) for q, m in pairs)
+    return _frame(rtype, seq, payload)
+
+
+def read_record(buf: bytes | memoryview, off: int) -> tuple[int, int, int, int] | None:
+    """(type, seq, payload_start, next_offset) of the record at ``off``.
+
+    Returns None when fewer bytes remain than the record needs (a torn tail);
+    raises CorruptRecordError when the bytes are there but do not check out.
+    """
+    if len(buf) - off < HEAD_SIZE:
+        return None
+    length, crc, rtype, seq = _head.unpack_from(buf, off)
+    if length < 13:
+        raise CorruptRecordError(f"record length {length} too small at offset {off}")
+    end = off + 4 + length
+    if end > len(buf):
+        return None
+    body_start = off + HEAD_SIZE
+    if zlib.crc32(buf[off + 8 : end]) != crc:
+        raise CorruptRecordError(f"checksum mismatch at offset {off}")
+    return rtype, seq, body_start, end
+
+
+def decode_publish(seq: int, buf: bytes | memoryview, start: int, end: int) -> Publish:
+    queue_id, flags, expires_ms = _pub_fixed.unpack_from(buf, start)
+    off = start + _pub_fixed.size
+    n = buf[off]
+    exchange = bytes(buf[off + 1 : off + 1 + n]).decode()
+    off += 1 + n
+    n = buf[off]
+    routing_key = bytes(buf[off + 1 : off + 1 + n]).decode()
+    off += 1 + n
+    (hlen,) = _u32.unpack_from(buf, off)
+    off += 4
+    header = bytes(buf[off : off + hlen])
+    body = bytes(buf[off + hlen : end])
+    return Publish(seq, queue_id, flags, expires_ms, exchange, routing_key, header, body)
+
+
+def publish_queue_id(buf: bytes | memoryview, start: int) -> int:
+    return int.from_bytes(buf[start : start + 8], "big")
+
+
+def decode_pairs(buf: bytes | memoryview, start: int) -> list[tuple[int, int]]:
+    (count,) = _u32.unpack_from(buf, start)
+    return [_pair.unpack_from(buf, start + 4 + 16 * i) for i in range(count)]
