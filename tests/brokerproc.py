@@ -18,8 +18,10 @@ class HutchProcess:
     """One ``hutch serve``; its data dir (a fresh temp dir unless given) and port stay
     the same across ``stop``/``start``, so tests can restart or kill -9 it."""
 
-    def __init__(self, *extra_args: str, data_dir: str | None = None) -> None:
+    def __init__(self, *extra_args: str, data_dir: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.extra_args = list(extra_args)
+        self.env = env or {}
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="hutch-test-")
         if data_dir is None:
             atexit.register(shutil.rmtree, self.data_dir, True)
@@ -35,7 +37,10 @@ class HutchProcess:
     def start(self, timeout: float = 15.0) -> None:
         cmd = [sys.executable, "-m", "hutch", "serve", "--port", str(self.port),
                "--http-port", "0", "--data-dir", self.data_dir, *self.extra_args]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
+        # Test-only store seams (tests.crash.*) must be importable by the broker.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env=env)
         self._ready.clear()

@@ -1,0 +1,241 @@
+"""The message log on its own: records in, recovery out, over real files in a temp dir."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+
+import pytest
+
+from hutch.broker.message import Message
+from hutch.protocol.frames import content_header_payload
+from hutch.protocol.properties import encode_properties
+from hutch.store import records
+from hutch.store.files import Files
+from hutch.store.log import SEGMENT_HEADER, MessageLog
+
+
+class Q:
+    """What the log needs of a queue: its id."""
+
+    def __init__(self, store_id: int) -> None:
+        self.store_id = store_id
+
+
+def msg(body: bytes, routing_key: str = "rk") -> Message:
+    header = content_header_payload(len(body), encode_properties({"delivery_mode": 2}))
+    return Message("", routing_key, header, body, True)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def _write(path: str, bodies: list[bytes], ack: list[int] = (), deliver: list[int] = (),
+                 **kw) -> list[Message]:
+    log = MessageLog(path, asyncio.get_running_loop(), **kw)
+    log.recover()
+    q = Q(7)
+    msgs = []
+    for b in bodies:
+        m = msg(b)
+        log.add(q, m)
+        msgs.append(m)
+    await log.drain()
+    for i in deliver:
+        log.delivered(q, msgs[i])
+    for i in ack:
+        log.remove(q, msgs[i])
+    await log.drain()
+    log.close()
+    return msgs
+
+
+def _recover(path: str, **kw) -> tuple[list[bytes], set[int], MessageLog]:
+    async def go():
+        log = MessageLog(path, asyncio.get_running_loop(), **kw)
+        by_queue, delivered = log.recover()
+        log.close()
+        pubs = by_queue.get(7, [])
+        return [p.body for p in pubs], {i for i, p in enumerate(pubs) if p.seq in delivered}, log
+    return run(go())
+
+
+def test_publish_ack_deliver_survive_reopen(tmp_path) -> None:
+    d = str(tmp_path / "msgs")
+    run(_write(d, [b"a", b"b", b"c", b"d"], ack=[1], deliver=[0, 2]))
+    bodies, delivered, _ = _recover(d)
+    assert bodies == [b"a", b"c", b"d"]
+    assert delivered == {0, 1}  # "a" and "c" (indices in the recovered list)
+
+
+def test_seq_keeps_growing_across_restarts(tmp_path) -> None:
+    d = str(tmp_path / "msgs")
+    first = run(_write(d, [b"1", b"2"]))
+    second = run(_write(d, [b"3"]))
+    assert second[0].store_ref > first[1].store_ref
+    bodies, _, log = _recover(d)
+    assert bodies == [b"1", b"2", b"3"]
+    assert log.seq >= second[0].store_ref
+
+
+def _segments(d: str) -> list[str]:
+    return sorted(os.path.join(d, n) for n in os.listdir(d) if n.endswith(".seg"))
+
+
+def test_torn_tail_at_every_byte_of_the_last_record(tmp_path) -> None:
+    d = str(tmp_path / "msgs")
+    run(_write(d, [b"first", b"second", b"x" * 150]))
+    (seg,) = _segments(d)
+    data = open(seg, "rb").read()
+    whole = len(data)
+    # Find where the last record starts by walking the records.
+    off, starts = len(SEGMENT_HEADER), []
+    while off < whole:
+        starts.append(off)
+        off = records.read_record(data, off)[3]
+    last_start = starts[-1]
+    for cut in range(last_start, whole):
+        with open(seg, "wb") as f:
+            f.write(data[:cut])
+        bodies, _, _ = _recover(d)
+        assert bodies == [b"first", b"second"], cut
+        assert os.path.getsize(seg) == last_start  # the torn tail was cut off
+    with open(seg, "wb") as f:
+        f.write(data)
+    assert _recover(d)[0] == [b"first", b"second", b"x" * 150]
+
+
+def test_bit_flip_in_last_record_drops_only_that_record(tmp_path) -> None:
+    d = str(tmp_path / "msgs")
+    run(_write(d, [b"keep-1", b"keep-2", b"flipped"]))
+    (seg,) = _segments(d)
+    data = bytearray(open(seg, "rb").read())
+    data[-3] ^= 0x10
+    open(seg, "wb").write(data)
+    assert _recover(d)[0] == [b"keep-1", b"keep-2"]
+
+
+def test_corrupt_middle_segment_is_quarantined_and_the_rest_served(tmp_path) -> None:
+    d = str(tmp_path / "msgs")
+    # Tiny segments: every batch starts a new one.
+    run(_write(d, [b"s1-a", b"s1-b"], segment_size=64))
+    run(_write(d, [b"s2-a"], segment_size=64))
+    run(_write(d, [b"s3-a"], segment_size=64))
+    segs = _segments(d)
+    assert len(segs) == 3
+    data = bytearray(open(segs[0], "rb").read())
+    # Damage the second record of the first segment.
+    off = records.read_record(data, len(SEGMENT_HEADER))[3]
+    data[off + 20] ^= 0xFF
+    open(segs[0], "wb").write(data)
+    bodies, _, _ = _recover(d, segment_size=64)
+    assert bodies == [b"s1-a", b"s2-a", b"s3-a"]  # the damaged record alone is lost
+    assert os.listdir(os.path.join(d, "quarantine")) == [os.path.basename(segs[0])]
+    # The salvaged message now lives in a healthy segment and survives another restart.
+    assert _recover(d, segment_size=64)[0] == [b"s1-a", b"s2-a", b"s3-a"]
+
+
+def test_dead_segments_are_deleted_oldest_first(tmp_path) -> None:
+    d = str(tmp_path / "msgs")
+
+    async def go():
+        log = MessageLog(d, asyncio.get_running_loop(), segment_size=300)
+        log.recover()
+        q = Q(7)
+        msgs = []
+        for i in range(12):
+            m = msg(bytes([65 + i]) * 100)
+            log.add(q, m)
+            msgs.append(m)
+            await log.drain()  # one batch each: 12 records over several segments
+        many = len(_segments(d))
+        assert many >= 4
+        # Ack everything but the very first message.  Its segment stays, and so do all
+        # later ones: deletion is from the front only, because a newer segment may
+        # hold the ACK that cancels a PUBLISH in an older one.
+        for m in msgs[1:]:
+            log.remove(q, m)
+        await log.drain()
+        assert len(_segments(d)) >= many
+        log.remove(q, msgs[0])
+        await log.drain()
+        await log.drain()
+        assert len(_segments(d)) == 1  # only the head remains
+        log.close()
+
+    run(go())
+    assert _recover(d)[0] == []
+
+
+class FailingFiles(Files):
+    """Writes fail with ENOSPC while ``full`` is set."""
+
+    full = False
+
+    def write(self, fd, data):
+        if self.full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        super().write(fd, data)
+
+
+def test_write_error_nacks_and_is_sticky_until_it_recovers(tmp_path, monkeypatch) -> None:
+    import hutch.store.log as logmod
+
+    monkeypatch.setattr(logmod, "RETRY_AFTER", 0.2)
+    d = str(tmp_path / "msgs")
+    files = FailingFiles()
+
+    async def go():
+        log = MessageLog(d, asyncio.get_running_loop(), files=files)
+        log.recover()
+        q = Q(7)
+        results = []
+        log.add(q, msg(b"ok-1"))
+        log.when_durable(results.append)
+        await log.drain()
+        files.full = True
+        log.add(q, msg(b"lost"))
+        log.when_durable(results.append)
+        await log.drain()
+        files.full = False
+        log.add(q, msg(b"still-refused"))  # within the retry delay: refused at once
+        log.when_durable(results.append)
+        await log.drain()
+        await asyncio.sleep(0.3)
+        log.add(q, msg(b"ok-2"))
+        log.when_durable(results.append)
+        await log.drain()
+        log.close()
+        return results, log.error
+
+    results, error = run(go())
+    assert results == [True, False, False, True]
+    assert error is None
+    # The failed batch was cut off the file: the log is clean and holds what was confirmed.
+    assert _recover(d)[0] == [b"ok-1", b"ok-2"]
+
+
+def test_sync_none_writes_without_fsync(tmp_path) -> None:
+    d = str(tmp_path / "msgs")
+    calls = []
+
+    class CountingFiles(Files):
+        def fsync(self, fd):
+            calls.append(fd)
+            super().fsync(fd)
+
+    run(_write(d, [b"a", b"b"], files=CountingFiles(), sync="none"))
+    fsyncs_none = len(calls)
+    calls.clear()
+    run(_write(str(tmp_path / "m2"), [b"a", b"b"], files=CountingFiles(), sync="always"))
+    assert len(calls) > fsyncs_none
+    assert _recover(d)[0] == [b"a", b"b"]
+
+
+def test_unknown_sync_policy_is_refused(tmp_path) -> None:
+    async def go():
+        with pytest.raises(ValueError):
+            MessageLog(str(tmp_path), asyncio.get_running_loop(), sync="sometimes")
+    run(go())
