@@ -1,0 +1,141 @@
+"""Test-only replacements for the store's ``Files`` seam, loaded inside a
+``hutch serve`` subprocess through ``HUTCH_STORE_FILES=tests.crash.seams:Name``.
+
+``JournalFiles`` keeps a journal of what is durable: after every fsync the
+file's size, after every directory fsync the directory's listing (name ->
+inode), and before a rename the content of the file it replaces.
+``simulate_power_loss`` then turns the data dir into what a power cut at the
+moment of a kill -9 would have left: files cut back to their last fsync'd
+size (plus, to model partial writeback, a random prefix of what was written
+after it), files whose directory entry was never synced deleted, and renames
+that were not yet synced undone.
+
+``FaultFiles`` makes writes and fsyncs fail with the errno named in the file
+``$HUTCH_FAULT_FILE`` while that file exists (ENOSPC, EIO).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+
+from hutch.store.files import Files
+
+
+class JournalFiles(Files):
+    def __init__(self) -> None:
+        self.journal = os.environ["HUTCH_POWERLOSS_JOURNAL"]
+        self.paths: dict[int, str] = {}
+
+    def _note(self, entry: dict) -> None:
+        fd = os.open(self.journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, (json.dumps(entry) + "\n").encode())
+        finally:
+            os.close(fd)
+
+    def open_append(self, path: str) -> int:
+        fd = super().open_append(path)
+        self.paths[fd] = os.path.abspath(path)
+        return fd
+
+    def close(self, fd: int) -> None:
+        self.paths.pop(fd, None)
+        super().close(fd)
+
+    def fsync(self, fd: int) -> None:
+        super().fsync(fd)
+        st = os.fstat(fd)
+        self._note({"op": "fsync", "ino": st.st_ino, "size": st.st_size})
+
+    def fsync_dir(self, path: str) -> None:
+        super().fsync_dir(path)
+        path = os.path.abspath(path)
+        listing = {n: os.stat(os.path.join(path, n)).st_ino for n in os.listdir(path)
+                   if os.path.isfile(os.path.join(path, n))}
+        self._note({"op": "dirsync", "dir": path, "listing": listing})
+
+    def replace(self, src: str, dst: str) -> None:
+        if os.path.exists(dst):
+            with open(dst, "rb") as f:
+                self._note({"op": "old", "ino": os.stat(dst).st_ino, "data": f.read().hex()})
+        super().replace(src, dst)
+
+    def truncate(self, path: str, size: int) -> None:
+        super().truncate(path, size)
+        self._note({"op": "fsync", "ino": os.stat(path).st_ino, "size": size})
+
+    def write_file_atomically(self, path: str, data: bytes) -> None:
+        tmp = path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            self.write(fd, data)
+            self.fsync(fd)
+        finally:
+            os.close(fd)
+        self.replace(tmp, path)
+        self.fsync_dir(os.path.dirname(path) or ".")
+
+
+def simulate_power_loss(journal: str, dirs: list[str], rng: random.Random) -> None:
+    """Rewind ``dirs`` to what survives a power cut, per the journal (see module doc)."""
+    synced_size: dict[int, int] = {}
+    old_data: dict[int, bytes] = {}
+    listings: dict[str, dict[str, int]] = {}
+    if os.path.exists(journal):
+        with open(journal) as f:
+            for line in f:
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue  # a torn last line of the journal itself
+                if e["op"] == "fsync":
+                    synced_size[e["ino"]] = e["size"]
+                elif e["op"] == "dirsync":
+                    listings[e["dir"]] = e["listing"]
+                elif e["op"] == "old":
+                    old_data.setdefault(e["ino"], bytes.fromhex(e["data"]))
+    for d in dirs:
+        d = os.path.abspath(d)
+        if not os.path.isdir(d):
+            continue
+        durable = listings.get(d, {})
+        present = {n: os.stat(os.path.join(d, n)).st_ino for n in os.listdir(d)
+                   if os.path.isfile(os.path.join(d, n))}
+        for name, ino in present.items():
+            path = os.path.join(d, name)
+            if name not in durable:
+                os.remove(path)  # its directory entry never reached the disk
+                continue
+            if durable[name] != ino:
+                # Renamed over after the last directory sync: the old file is back.
+                with open(path, "wb") as f:
+                    f.write(old_data.get(durable[name], b""))
+                continue
+            size = os.path.getsize(path)
+            keep = synced_size.get(ino, 0)
+            if size > keep:
+                keep += rng.randint(0, size - keep)  # part of the unsynced tail made it
+            with open(path, "r+b") as f:
+                f.truncate(keep)
+    os.remove(journal) if os.path.exists(journal) else None
+
+
+class FaultFiles(Files):
+    def _check(self) -> None:
+        marker = os.environ.get("HUTCH_FAULT_FILE")
+        if marker and os.path.exists(marker):
+            with open(marker) as f:
+                name = f.read().strip() or "EIO"
+            code = getattr(errno, name)
+            raise OSError(code, os.strerror(code))
+
+    def write(self, fd, data) -> None:
+        self._check()
+        super().write(fd, data)
+
+    def fsync(self, fd: int) -> None:
+        self._check()
+        super().fsync(fd)
