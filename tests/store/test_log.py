@@ -55,10 +55,14 @@ async def _write(path: str, bodies: list[bytes], ack: list[int] = (), deliver: l
 def _recover(path: str, **kw) -> tuple[list[bytes], set[int], MessageLog]:
     async def go():
         log = MessageLog(path, asyncio.get_running_loop(), **kw)
-        by_queue, delivered = log.recover()
+        recovered = log.recover()
+        entries = recovered[7].entries if 7 in recovered else []
+        pubs = log.read_entries(entries)  # bodies come back from the segment files
         log.close()
-        pubs = by_queue.get(7, [])
-        return [p.body for p in pubs], {i for i, p in enumerate(pubs) if p.seq in delivered}, log
+        assert all(p is not None for p in pubs)
+        assert sum(len(p.body) for p in pubs) == (recovered[7].bytes if pubs else 0)
+        delivered = {i for i, p in enumerate(pubs) if p.seq in log.recovered_delivered}
+        return [p.body for p in pubs], delivered, log
     return run(go())
 
 

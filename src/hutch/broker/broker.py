@@ -58,8 +58,6 @@ class Broker:
         from ..store import definitions
         from ..store.files import files_from_env
         from ..store.log import MessageLog
-        from .message import Message
-
         started = time.monotonic()
         os.makedirs(data_dir, exist_ok=True)
         store = MessageLog(os.path.join(data_dir, "msgs"), self.loop, files or files_from_env(),
@@ -70,35 +68,25 @@ class Broker:
             defs = definitions.load(data_dir)
             if defs is not None:
                 definitions.apply(self, defs)
-            by_queue, delivered = store.recover()
+            recovered = store.recover()
         finally:
             self._restoring = False
         queues = {q.store_id: q for v in self.vhosts.values() for q in v.queues.values() if q.durable}
-        now_wall, now_mono = time.time(), time.monotonic()
         restored = dropped = 0
-        for queue_id, pubs in by_queue.items():
+        for queue_id, rec in recovered.items():
             q = queues.get(queue_id)
-            for p in pubs:
-                if q is None:
-                    # Its queue was deleted (or never made it to the definitions): forget it.
-                    store.remove(_Ref(queue_id), _Msg(p.seq))
-                    dropped += 1
-                    continue
-                expires_at = None
-                if p.expires_ms:
-                    expires_at = now_mono + (p.expires_ms / 1000.0 - now_wall)
-                msg = Message(p.exchange, p.routing_key, p.header, p.body, True, expires_at)
-                msg.store_ref = p.seq
-                msg.redelivered = p.seq in delivered
-                q.restore(msg)
-                restored += 1
+            if q is None:
+                # Its queue was deleted (or never made it to the definitions): forget it.
+                for e in rec.entries:
+                    store.remove_id(_Ref(queue_id), e >> 32)
+                dropped += len(rec.entries)
+                continue
+            q.restore_entries(rec.entries, rec.bytes)
+            restored += len(rec.entries)
         store.save_definitions(self)
         log.info("recovered %d messages in %d durable queues from %s in %.2fs%s", restored,
                  len(queues), data_dir, time.monotonic() - started,
                  f" ({dropped} of deleted queues discarded)" if dropped else "")
-        for q in queues.values():
-            if q.ready:
-                self.pump.queue_dirty(q)
         return {"messages": restored, "queues": len(queues)}
 
     def make_vhost(self, name: str) -> Vhost:
@@ -150,12 +138,7 @@ class Broker:
 
 
 class _Ref:
-    """Stand-ins so recovery can ack records of queues that no longer exist."""
+    """Stands in for a deleted queue so recovery can ack its leftover records."""
 
     def __init__(self, store_id: int) -> None:
         self.store_id = store_id
-
-
-class _Msg:
-    def __init__(self, store_ref: int) -> None:
-        self.store_ref = store_ref

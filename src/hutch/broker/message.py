@@ -27,6 +27,7 @@ class Message:
         "redelivered",
         "routing_key",
         "seq",
+        "store_pos",
         "store_ref",
     )
 
@@ -45,8 +46,10 @@ class Message:
         self.seq = 0
         self.queue: Queue | None = None
         self.consumer: Consumer | None = None
-        # Opaque handle owned by the store for persistent messages in durable queues.
+        # The store's id for a persistent message in a durable queue, and the offset
+        # of its record once written (then the queue may drop the body from memory).
         self.store_ref: Any = None
+        self.store_pos: int | None = None
 
     def copy_for(self) -> Message:
         """A fresh queue entry sharing this message's bytes."""

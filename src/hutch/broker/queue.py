@@ -10,6 +10,13 @@ all connections — a read of 100 publishes costs one dispatch pass.
 Messages that come back (nack/reject with requeue, a consumer's channel
 closing) return to their original position, ordered by ``seq``, as RabbitMQ
 does; they are marked ``redelivered``.
+
+A durable queue keeps at most ``WINDOW`` ready messages in memory.  Beyond
+that, new messages go to ``spill`` until the store has written them, then to
+``backlog`` as one int each (message id and file offset, see
+``store.log.entry``); ``_refill`` reads them back in order as the head drains.
+Transient messages cannot be paged and stay objects in the backlog.  So the
+order is always: ready, then backlog, then spill.
 """
 
 from __future__ import annotations
@@ -30,6 +37,10 @@ if TYPE_CHECKING:
 # (pause_writing) gets a say every DISPATCH_BATCH messages.
 DISPATCH_BATCH = 256
 
+# Ready messages a durable queue keeps in memory; refilled from disk below half.
+WINDOW = 2048
+REFILL_BELOW = WINDOW // 2
+
 # x-overflow values
 DROP_HEAD = "drop-head"
 REJECT_PUBLISH = "reject-publish"
@@ -49,7 +60,9 @@ class Queue:
         self.auto_delete = auto_delete
         self.arguments = arguments
         self.ready: deque[Message] = deque()
-        self.ready_bytes = 0
+        self.backlog: deque[Any] = deque()  # ints (paged out) or transient Messages
+        self.spill: deque[Message] = deque()  # newest, waiting to be written
+        self.ready_bytes = 0  # body bytes of every ready message, paged or not
         self.unacked_count = 0
         self.unacked_bytes = 0
         self.consumers: deque[Consumer] = deque()
@@ -82,14 +95,15 @@ class Queue:
     # -- counts --------------------------------------------------------------
     @property
     def message_count(self) -> int:
-        return len(self.ready)
+        """Ready messages (in memory or paged out), as RabbitMQ's messages_ready."""
+        return len(self.ready) + len(self.backlog) + len(self.spill)
 
     @property
     def consumer_count(self) -> int:
         return len(self.consumers)
 
     def __repr__(self) -> str:
-        return f"<Queue {self.name!r} ready={len(self.ready)} unacked={self.unacked_count}>"
+        return f"<Queue {self.name!r} ready={self.message_count} unacked={self.unacked_count}>"
 
     def describe(self) -> str:
         return f"queue '{self.name}' in vhost '{self.vhost.name}'"
@@ -99,7 +113,7 @@ class Queue:
         """True if a reject-publish queue is full (checked before enqueueing)."""
         if self.overflow == DROP_HEAD:
             return False
-        if self.max_length is not None and len(self.ready) >= self.max_length:
+        if self.max_length is not None and self.message_count >= self.max_length:
             return True
         if self.max_length_bytes is not None and self.ready_bytes + size > self.max_length_bytes:
             return True
@@ -107,18 +121,27 @@ class Queue:
 
     def enqueue(self, msg: Message) -> None:
         msg.queue = self
-        msg.seq = self._next_seq
-        self._next_seq += 1
         if self.message_ttl is not None:
             deadline = time.monotonic() + self.message_ttl
             if msg.expires_at is None or deadline < msg.expires_at:
                 msg.expires_at = deadline
-        self.ready.append(msg)
-        self.ready_bytes += len(msg.body)
+        size = len(msg.body)
+        self.ready_bytes += size
         self.published += 1
-        self.vhost.broker.account(len(msg.body))
-        if msg.persistent and self.store is not None:
-            self.store.add(self, msg)
+        self.vhost.broker.account(size)
+        store = self.store
+        if store is not None:
+            if msg.persistent:
+                store.add(self, msg)
+            if self.spill or self.backlog or len(self.ready) >= WINDOW:
+                self.spill.append(msg)
+                self._page_out()
+                if self.max_length is not None or self.max_length_bytes is not None:
+                    self._enforce_limits()
+                return
+        msg.seq = self._next_seq
+        self._next_seq += 1
+        self.ready.append(msg)
         if self.max_length is not None or self.max_length_bytes is not None:
             self._enforce_limits()
         if msg.expires_at is not None:
@@ -126,23 +149,87 @@ class Queue:
         if self.consumers:
             self.vhost.broker.pump.queue_dirty(self)
 
-    def restore(self, msg: Message) -> None:
-        """Put back a message recovered from the store (no new record is written)."""
-        msg.queue = self
-        msg.seq = self._next_seq
-        self._next_seq += 1
-        self.ready.append(msg)
-        self.ready_bytes += len(msg.body)
-        self.vhost.broker.account(len(msg.body))
-        if msg.expires_at is not None:
+    def restore_entries(self, entries: list[int], size: int) -> None:
+        """Recovered messages (store entries, in order) become this queue's backlog."""
+        self.backlog.extend(entries)
+        self.ready_bytes += size
+        if self.consumers:
+            self.vhost.broker.pump.queue_dirty(self)
+
+    def _page_out(self) -> None:
+        """Move written messages from spill to the backlog as ints, freeing their bytes."""
+        spill = self.spill
+        backlog = self.backlog
+        account = self.vhost.broker.account
+        while spill:
+            msg = spill[0]
+            if msg.store_ref is None:
+                backlog.append(spill.popleft())  # transient: stays an object
+            elif msg.store_pos is not None:
+                spill.popleft()
+                backlog.append((msg.store_ref << 32) | msg.store_pos)
+                account(-len(msg.body))
+            else:
+                break  # not written yet; later messages wait behind it
+
+    def _refill(self) -> None:
+        """Top the in-memory ready list back up from the backlog, then the spill."""
+        self._page_out()
+        want = WINDOW - len(self.ready)
+        backlog, spill, ready = self.backlog, self.spill, self.ready
+        moved: list[Message] = []
+        while want > 0 and backlog:
+            run: list[int] = []
+            while want > 0 and backlog and isinstance(backlog[0], int):
+                run.append(backlog.popleft())
+                want -= 1
+            if run:
+                moved.extend(self._load(run))
+            while want > 0 and backlog and not isinstance(backlog[0], int):
+                moved.append(backlog.popleft())
+                want -= 1
+        while want > 0 and spill and not backlog:
+            moved.append(spill.popleft())
+            want -= 1
+        for msg in moved:
+            msg.seq = self._next_seq
+            self._next_seq += 1
+            ready.append(msg)
+        if ready and ready[0].expires_at is not None:
             self._arm_ttl()
+
+    def _load(self, run: list[int]) -> list[Message]:
+        """Read paged-out messages back from the store."""
+        store = self.store
+        delivered = store.recovered_delivered
+        now_wall, now_mono = time.time(), time.monotonic()
+        out = []
+        for e, pub in zip(run, store.read_entries(run), strict=True):
+            if pub is None:
+                continue  # unreadable (logged by the store): counted as lost
+            expires_at = None
+            if pub.expires_ms:
+                expires_at = now_mono + (pub.expires_ms / 1000.0 - now_wall)
+            msg = Message(pub.exchange, pub.routing_key, pub.header, pub.body, True, expires_at)
+            msg.queue = self
+            msg.store_ref = pub.seq
+            msg.store_pos = e & 0xFFFFFFFF
+            if delivered and pub.seq in delivered:
+                delivered.discard(pub.seq)
+                msg.redelivered = True
+            self.vhost.broker.account(len(pub.body))
+            out.append(msg)
+        return out
 
     def _enforce_limits(self) -> None:
         ready = self.ready
-        while ready and (
-            (self.max_length is not None and len(ready) > self.max_length)
-            or (self.max_length_bytes is not None and self.ready_bytes > self.max_length_bytes)
+        while (self.max_length is not None and self.message_count > self.max_length) or (
+            self.max_length_bytes is not None and self.ready_bytes > self.max_length_bytes
         ):
+            if not ready:
+                self._refill()
+                if not ready:
+                    break
             self._discard(self._pop_ready(), "maxlen")
 
     # -- consuming ---------------------------------------------------------
@@ -171,7 +258,11 @@ class Queue:
         """Hand ready messages to consumers that can take them, round-robin."""
         ready = self.ready
         consumers = self.consumers
-        if not ready or not consumers or self.deleted:
+        if not consumers or self.deleted:
+            return
+        if len(ready) < REFILL_BELOW and (self.backlog or self.spill):
+            self._refill()
+        if not ready:
             return
         now = time.monotonic()
         budget = DISPATCH_BATCH
@@ -194,6 +285,8 @@ class Queue:
                 self._discard(msg, "expired")
                 continue
             self._hand_to(consumer, msg)
+            if not ready and (self.backlog or self.spill):
+                self._refill()
         if ready and ready[0].expires_at is not None:
             self._arm_ttl()
 
@@ -215,7 +308,11 @@ class Queue:
         """basic.get: the head message, or None when the queue is empty."""
         self.touch()
         now = time.monotonic()
-        while self.ready:
+        while True:
+            if len(self.ready) < REFILL_BELOW and (self.backlog or self.spill):
+                self._refill()
+            if not self.ready:
+                return None
             msg = self._pop_ready()
             if msg.expires_at is not None and msg.expires_at <= now:
                 self._discard(msg, "expired")
@@ -230,7 +327,6 @@ class Queue:
                 self.unacked_count += 1
                 self.unacked_bytes += len(msg.body)
             return msg
-        return None
 
     # -- settlement ----------------------------------------------------------
     def ack(self, msg: Message) -> None:
@@ -301,9 +397,18 @@ class Queue:
 
     # -- purge / delete --------------------------------------------------------
     def purge(self) -> int:
-        count = len(self.ready)
+        count = self.message_count
         while self.ready:
             self._settle(self._pop_ready())
+        for item in self.backlog:
+            if isinstance(item, int):
+                self.store.remove_id(self, item >> 32)
+            else:
+                self._settle(item)
+        self.backlog.clear()
+        while self.spill:
+            self._settle(self.spill.popleft())
+        self.ready_bytes = 0
         return count
 
     def on_deleted(self) -> None:
@@ -338,6 +443,8 @@ class Queue:
         # Like RabbitMQ's classic queues, only expired messages at the head are dropped.
         while ready and ready[0].expires_at is not None and ready[0].expires_at <= now:
             self._discard(self._pop_ready(), "expired")
+            if not ready and (self.backlog or self.spill):
+                self._refill()
         self._arm_ttl()
 
     def touch(self) -> None:

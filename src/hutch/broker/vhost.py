@@ -213,7 +213,7 @@ class Vhost:
         """Unlink a queue, cancel its consumers, drop its bindings; returns messages lost."""
         if self.queues.get(q.name) is not q:
             return 0
-        count = len(q.ready)
+        count = q.message_count
         del self.queues[q.name]
         for ex in list(self.exchanges.values()):
             if ex.unbind_destination(q):
@@ -239,7 +239,7 @@ class Vhost:
         self.check_exclusive(q, conn)
         if if_unused and q.consumers:
             raise ChannelError(rc.PRECONDITION_FAILED, f"queue '{name}' in vhost '{self.name}' in use")
-        if if_empty and q.ready:
+        if if_empty and q.message_count:
             raise ChannelError(rc.PRECONDITION_FAILED,
                                f"queue '{name}' in vhost '{self.name}' not empty")
         return self.delete_queue(q)

@@ -26,6 +26,7 @@ retry (every few seconds) writes successfully again.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import bisect
 import concurrent.futures
@@ -46,6 +47,7 @@ VERSION = 1
 _seg_header = struct.Struct(">8sI")
 SEGMENT_HEADER = _seg_header.pack(MAGIC, VERSION)
 SEGMENT_SIZE = 64 * 1024 * 1024
+READ_CHUNK = 256 * 1024
 RETRY_AFTER = 2.0
 
 
@@ -67,10 +69,12 @@ class Segment:
 
 
 class _Batch:
-    __slots__ = ("callbacks", "data", "new_segment", "segment")
+    __slots__ = ("callbacks", "data", "msgs", "new_segment", "offsets", "segment")
 
     def __init__(self) -> None:
         self.data: list[bytes] = []
+        self.msgs: list[Any] = []  # the messages of the first len(msgs) records (PUBLISH)
+        self.offsets: list[int] = []
         self.callbacks: list[Callable[[bool], None]] = []
         self.segment: Segment | None = None
         self.new_segment = False
@@ -108,6 +112,9 @@ class MessageLog:
         self.error: OSError | None = None
         self._retry_at = 0.0
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hutch-fsync")
+        self._readers: dict[str, int] = {}  # read-only fds for paging messages back in
+        # Recovered messages that had been delivered before the restart (redelivered=true).
+        self.recovered_delivered: set[int] = set()
         # Statistics.
         self.fsyncs = 0
         self.bytes_written = 0
@@ -123,6 +130,7 @@ class MessageLog:
         self._pending.data.append(records.encode_publish(
             self.seq, queue.store_id, 0, expires_ms, _shortstr(msg.exchange),
             _shortstr(msg.routing_key), msg.header, msg.body))
+        self._pending.msgs.append(msg)
         self._pending_publishes += 1
         self._schedule()
 
@@ -195,6 +203,10 @@ class MessageLog:
             self._firsts.append(first)
             batch.new_segment = True
         batch.segment = head
+        off = head.size
+        for rec in batch.data[: len(batch.msgs)]:
+            batch.offsets.append(off)
+            off += len(rec)
         head.size += size
         head.live += self._pending_publishes - self._pending_dead
         self._pending_publishes = self._pending_dead = 0
@@ -253,6 +265,9 @@ class MessageLog:
             if self.error is not None:
                 log.warning("message store writes succeed again")
                 self.error = None
+            for msg, off in zip(batch.msgs, batch.offsets, strict=True):
+                if msg.store_ref is not None:
+                    msg.store_pos = off  # on disk now: the queue may page it out
             for cb in batch.callbacks:
                 cb(True)
             self._reclaim()
@@ -264,9 +279,9 @@ class MessageLog:
             cb(False)
 
     # -- reclamation ---------------------------------------------------------------
-    def _segment_of(self, msg_id: int) -> Segment | None:
+    def _segment_of(self, msg_id: int, pop: bool = True) -> Segment | None:
         if self._moved:
-            seg = self._moved.pop(msg_id, None)
+            seg = self._moved.pop(msg_id, None) if pop else self._moved.get(msg_id)
             if seg is not None:
                 return seg
         i = bisect.bisect_right(self._firsts, msg_id) - 1
@@ -277,21 +292,30 @@ class MessageLog:
         while len(self.segments) > 1 and self.segments[0].live <= 0:
             seg = self.segments.pop(0)
             self._firsts.pop(0)
+            fd = self._readers.pop(seg.path, None)
+            if fd is not None:
+                os.close(fd)
             try:
                 self.files.remove(seg.path)
             except OSError as exc:
                 log.warning("could not delete segment %s: %s", seg.path, exc)
 
     # -- recovery ------------------------------------------------------------------
-    def recover(self) -> tuple[dict[int, list[records.Publish]], set[int]]:
-        """Read every segment: live PUBLISH records per queue id (in publish order)
-        and the ids of messages that had been delivered.  Torn tails are cut off,
-        corrupt middle segments quarantined; the log is ready for appending after."""
+    def recover(self) -> dict[int, Recovered]:
+        """Read every segment and return, per queue id, its live messages as compact
+        entries in publish order (see ``entry``).  Torn tails are cut off, corrupt
+        middle segments quarantined (their readable messages rewritten into a fresh
+        segment); afterwards the log is ready for appending.
+
+        Only offsets are kept, not bodies, so recovering a million messages costs
+        tens of megabytes; ``read_entries`` fetches bodies when consumers get there.
+        """
         names = sorted(n for n in os.listdir(self.dir) if n.endswith(".seg"))
-        live: dict[int, records.Publish] = {}
-        where: dict[int, int] = {}  # msg id -> index of its segment in self.segments
+        per_queue: dict[int, _Scan] = {}
+        acked: set[int] = set()
         delivered: set[int] = set()
-        salvage: list[records.Publish] = []
+        salvage: dict[int, records.Publish] = {}
+        read_record = records.read_record
         for i, name in enumerate(names):
             path = os.path.join(self.dir, name)
             data = self.files.read(path)
@@ -304,13 +328,14 @@ class MessageLog:
                 self._quarantine(path, "bad segment header")
                 continue
             seg = Segment(path, int(name[:-4]), len(data))
+            seg_index = len(self.segments)
             self.segments.append(seg)
-            index = i
             off = len(SEGMENT_HEADER)
             problem = None
+            seen_here: list[tuple[int, int]] = []  # (queue id, msg id) published in this segment
             while off < len(data):
                 try:
-                    rec = records.read_record(data, off)
+                    rec = read_record(data, off)
                 except records.CorruptRecordError as exc:
                     problem = str(exc)
                     break
@@ -318,66 +343,79 @@ class MessageLog:
                     problem = f"incomplete record at offset {off}"
                     break
                 rtype, seq, start, end = rec
-                self.seq = max(self.seq, seq)
+                if seq > self.seq:
+                    self.seq = seq
                 if rtype == records.PUBLISH:
-                    pub = records.decode_publish(seq, data, start, end)
-                    live[seq] = pub
-                    where[seq] = index
-                    if pub.flags & records.FLAG_DELIVERED:
+                    qid, body_size, flags = records.publish_summary(data, start, end)
+                    scan = per_queue.get(qid)
+                    if scan is None:
+                        scan = per_queue[qid] = _Scan()
+                    scan.add(seq, off, body_size, seg_index)
+                    seen_here.append((qid, seq))
+                    if seq < seg.first_seq:
+                        self._moved[seq] = seg  # salvaged here by an earlier recovery
+                    if flags & records.FLAG_DELIVERED:
                         delivered.add(seq)
                 elif rtype == records.ACK:
                     for _qid, mid in records.decode_pairs(data, start):
-                        live.pop(mid, None)
-                        delivered.discard(mid)
+                        acked.add(mid)
                 elif rtype == records.DELIVER:
                     for _qid, mid in records.decode_pairs(data, start):
-                        if mid in live:
-                            delivered.add(mid)
+                        delivered.add(mid)
                 off = end
-            if problem is not None:
-                if last:
-                    log.warning("message store: %s in %s: truncating the torn tail (%d bytes)",
-                                problem, name, len(data) - off)
-                    self.files.truncate(path, off)
-                    seg.size = off
-                else:
-                    log.error("message store: %s in middle segment %s: quarantining it; "
-                              "%d messages read before the damage are kept", problem, name,
-                              sum(1 for w in where.values() if w == index))
-                    for mid in [m for m, w in where.items() if w == index]:
-                        if mid in live:
-                            salvage.append(live[mid])
-                    self.segments.pop()
-                    self._quarantine(path, problem)
+            if problem is None:
+                continue
+            if last:
+                log.warning("message store: %s in %s: truncating the torn tail (%d bytes)",
+                            problem, name, len(data) - off)
+                self.files.truncate(path, off)
+                seg.size = off
+                continue
+            # A damaged segment in the middle: keep what could be read, move it aside.
+            for qid, mid in seen_here:
+                scan = per_queue[qid]
+                found = scan.take(mid)
+                if found is not None:
+                    rec_off = found
+                    rec = read_record(data, rec_off)
+                    assert rec is not None
+                    salvage[mid] = records.decode_publish(mid, data, rec[2], rec[3])
+            log.error("message store: %s in middle segment %s: quarantining it; %d messages "
+                      "read before the damage are kept", problem, name, len(salvage))
+            self.segments.pop()
+            self._quarantine(path, problem)
+            for scan in per_queue.values():
+                scan.drop_segment(seg_index)
         self._firsts = [s.first_seq for s in self.segments]
-        segs_by_path = {s.path: s for s in self.segments}
-        paths = [os.path.join(self.dir, n) for n in names]
-        for mid in live:
-            seg = segs_by_path.get(paths[where[mid]]) if where.get(mid) is not None else None
-            if seg is None:
-                continue  # it was in a quarantined segment: salvaged below
-            seg.live += 1
-            if mid < seg.first_seq:
-                self._moved[mid] = seg  # an earlier salvage put it here
+        out: dict[int, Recovered] = {}
+        for qid, scan in per_queue.items():
+            rec_q = scan.finish(acked, self.segments)
+            if rec_q.entries:
+                out[qid] = rec_q
+        live_salvage = [p for mid, p in sorted(salvage.items()) if mid not in acked]
         self._assigned_upto = self.seq
-        if salvage:
-            self._rewrite(salvage, delivered)
-        by_queue: dict[int, list[records.Publish]] = {}
-        for mid in sorted(live):
-            pub = live[mid]
-            by_queue.setdefault(pub.queue_id, []).append(pub)
-        return by_queue, delivered
+        if live_salvage:
+            for qid, entries in self._rewrite(live_salvage, delivered).items():
+                target = out.setdefault(qid, Recovered())
+                target.merge(entries)
+        self.recovered_delivered = {m for m in delivered if m not in acked}
+        return out
 
-    def _rewrite(self, pubs: list[records.Publish], delivered: set[int]) -> None:
+    def _rewrite(self, pubs: list[records.Publish], delivered: set[int]) -> dict[int, Recovered]:
         """Write salvaged messages into a fresh segment (keeping their ids)."""
         first = self.seq + 1
         path = os.path.join(self.dir, segment_name(first))
         parts = [SEGMENT_HEADER]
+        placed: dict[int, Recovered] = {}
+        off = len(SEGMENT_HEADER)
         for p in pubs:
             flags = records.FLAG_DELIVERED if p.seq in delivered else 0
-            parts.append(records.encode_publish(p.seq, p.queue_id, flags, p.expires_ms,
-                                                _shortstr(p.exchange), _shortstr(p.routing_key),
-                                                p.header, p.body))
+            rec = records.encode_publish(p.seq, p.queue_id, flags, p.expires_ms,
+                                         _shortstr(p.exchange), _shortstr(p.routing_key),
+                                         p.header, p.body)
+            parts.append(rec)
+            placed.setdefault(p.queue_id, Recovered()).append(entry(p.seq, off), len(p.body))
+            off += len(rec)
         self.seq += 1  # reserve the segment's first seq (its name)
         self._assigned_upto = self.seq
         fd = self.files.open_append(path)
@@ -387,14 +425,69 @@ class MessageLog:
         finally:
             self.files.close(fd)
         self.files.fsync_dir(self.dir)
-        seg = Segment(path, first, sum(len(p) for p in parts))
+        seg = Segment(path, first, off)
         seg.live = len(pubs)
         # The salvaged ids are smaller than this segment's first seq, so their acks
-        # are routed here through _moved; it becomes the head and is appended to.
+        # and reads are routed here through _moved; it becomes the head.
         self.segments.append(seg)
         self._firsts.append(first)
         for p in pubs:
             self._moved[p.seq] = seg
+        return placed
+
+    # -- reading messages back ----------------------------------------------------
+    def read_entries(self, entries: list[int]) -> list[records.Publish | None]:
+        """The messages behind compact entries, read from their segments.
+
+        Consecutive entries usually sit next to each other in one segment, so the
+        file is read in large chunks rather than a record at a time.
+        """
+        out: list[records.Publish | None] = []
+        chunk = b""
+        chunk_seg: Segment | None = None
+        chunk_off = 0
+        for e in entries:
+            mid, off = e >> 32, e & 0xFFFFFFFF
+            seg = self._segment_of(mid, pop=False)
+            if seg is None:
+                out.append(None)
+                continue
+            rec = None
+            if seg is chunk_seg and chunk_off <= off < chunk_off + len(chunk):
+                rec = records.read_record(chunk, off - chunk_off)
+            if rec is None:
+                try:
+                    chunk = os.pread(self._reader(seg), READ_CHUNK, off)
+                except OSError as exc:
+                    log.error("message store: cannot read message %d from %s: %s", mid, seg.path, exc)
+                    out.append(None)
+                    continue
+                chunk_seg, chunk_off = seg, off
+                rec = records.read_record(chunk, 0)
+                if rec is None:  # a record bigger than the chunk
+                    hdr = records.read_length(chunk, 0)
+                    chunk = os.pread(self._reader(seg), hdr, off)
+                    rec = records.read_record(chunk, 0)
+            if rec is None or rec[0] != records.PUBLISH or rec[1] != mid:
+                log.error("message store: message %d not found at %s:%d", mid, seg.path, off)
+                out.append(None)
+                continue
+            out.append(records.decode_publish(mid, chunk, rec[2], rec[3]))
+        return out
+
+    def _reader(self, seg: Segment) -> int:
+        fd = self._readers.get(seg.path)
+        if fd is None:
+            fd = self._readers[seg.path] = os.open(seg.path, os.O_RDONLY)
+        return fd
+
+    def remove_id(self, queue: Any, msg_id: int) -> None:
+        """Like ``remove`` for a message that is only an entry (paged out)."""
+        self._acks.append((queue.store_id, msg_id))
+        seg = self._segment_of(msg_id)
+        if seg is not None:
+            seg.live -= 1
+        self._schedule()
 
     def _quarantine(self, path: str, why: str) -> None:
         qdir = os.path.join(self.dir, "quarantine")
@@ -404,6 +497,9 @@ class MessageLog:
         os.replace(path, dest)
 
     def close(self) -> None:
+        for fd in self._readers.values():
+            os.close(fd)
+        self._readers.clear()
         if self._fd is not None:
             self.files.close(self._fd)
             self._fd = None
@@ -420,3 +516,78 @@ class MessageLog:
 def _shortstr(s: str) -> bytes:
     raw = s.encode()
     return bytes((len(raw),)) + raw
+
+
+def entry(msg_id: int, offset: int) -> int:
+    """A paged-out message in one int: its id (which finds the segment) and offset."""
+    return (msg_id << 32) | offset
+
+
+class Recovered:
+    """One queue's recovered messages: compact entries in order, and their body bytes."""
+
+    __slots__ = ("bytes", "entries")
+
+    def __init__(self) -> None:
+        self.entries: list[int] = []
+        self.bytes = 0
+
+    def append(self, e: int, size: int) -> None:
+        self.entries.append(e)
+        self.bytes += size
+
+    def merge(self, other: Recovered) -> None:
+        self.entries = sorted(self.entries + other.entries)
+        self.bytes += other.bytes
+
+
+class _Scan:
+    """Per-queue accumulator for recovery: parallel arrays, 18 bytes a message."""
+
+    __slots__ = ("ids", "offs", "ordered", "segs", "sizes")
+
+    def __init__(self) -> None:
+        self.ids = array.array("Q")
+        self.offs = array.array("L")
+        self.sizes = array.array("L")
+        self.segs = array.array("H")
+        self.ordered = True
+
+    def add(self, mid: int, off: int, size: int, seg: int) -> None:
+        if self.ids and mid < self.ids[-1]:
+            self.ordered = False
+        self.ids.append(mid)
+        self.offs.append(off)
+        self.sizes.append(size)
+        self.segs.append(seg)
+
+    def take(self, mid: int) -> int | None:
+        """Offset of ``mid`` if it was read (used when salvaging a damaged segment)."""
+        for i in range(len(self.ids) - 1, -1, -1):
+            if self.ids[i] == mid:
+                return self.offs[i]
+        return None
+
+    def drop_segment(self, seg: int) -> None:
+        keep = [i for i in range(len(self.ids)) if self.segs[i] != seg]
+        if len(keep) == len(self.ids):
+            return
+        self.ids = array.array("Q", (self.ids[i] for i in keep))
+        self.offs = array.array("L", (self.offs[i] for i in keep))
+        self.sizes = array.array("L", (self.sizes[i] for i in keep))
+        self.segs = array.array("H", (self.segs[i] for i in keep))
+
+    def finish(self, acked: set[int], segments: list[Segment]) -> Recovered:
+        out = Recovered()
+        order = range(len(self.ids))
+        if not self.ordered:
+            order = sorted(order, key=self.ids.__getitem__)  # type: ignore[assignment]
+        ids, offs, sizes, segs = self.ids, self.offs, self.sizes, self.segs
+        for i in order:
+            mid = ids[i]
+            if mid in acked:
+                continue
+            out.entries.append((mid << 32) | offs[i])
+            out.bytes += sizes[i]
+            segments[segs[i]].live += 1
+        return out

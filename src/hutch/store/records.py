@@ -120,8 +120,19 @@ def decode_publish(seq: int, buf: bytes | memoryview, start: int, end: int) -> P
     return Publish(seq, queue_id, flags, expires_ms, exchange, routing_key, header, body)
 
 
-def publish_queue_id(buf: bytes | memoryview, start: int) -> int:
-    return int.from_bytes(buf[start : start + 8], "big")
+def publish_summary(buf: bytes | memoryview, start: int, end: int) -> tuple[int, int, int]:
+    """(queue_id, body size, flags) of a PUBLISH without copying header or body."""
+    queue_id, flags, _exp = _pub_fixed.unpack_from(buf, start)
+    off = start + _pub_fixed.size
+    off += 1 + buf[off]  # exchange
+    off += 1 + buf[off]  # routing key
+    (hlen,) = _u32.unpack_from(buf, off)
+    return queue_id, end - (off + 4 + hlen), flags
+
+
+def read_length(buf: bytes | memoryview, off: int) -> int:
+    """Total size of the record starting at ``off`` (its length field + 4)."""
+    return _u32.unpack_from(buf, off)[0] + 4
 
 
 def decode_pairs(buf: bytes | memoryview, start: int) -> list[tuple[int, int]]:
