@@ -14,6 +14,13 @@
 #   HUTCH_RABBIT_DIR      state/data/log dir   (default /tmp/hutch-rabbitmq)
 #   HUTCH_RABBIT_NODE     node name            (default hutchtest@localhost)
 #   HUTCH_RABBIT_TIMEOUT  startup timeout, s   (default 90)
+#   HUTCH_RABBIT_KEEP_DATA=1  start on the previous run's data (benchmarks of restart time)
+#   HUTCH_RABBIT_PLUGINS  opt-in plugins, comma-separated, e.g. rabbitmq_management
+#                         (default: none, so the node boots fastest)
+#   HUTCH_RABBIT_MGMT_PORT management HTTP port when rabbitmq_management is enabled
+#                         (default: AMQP port + 10000)
+#
+#   .ci/rabbitmq.sh ctl ARGS...  run rabbitmqctl against our node (e.g. import_definitions)
 #
 # All diagnostics go to stderr; `start` prints nothing on stdout.
 # The user guest/guest on vhost "/" is available (loopback only, as usual).
@@ -22,6 +29,7 @@ set -u -o pipefail
 DIR="${HUTCH_RABBIT_DIR:-/tmp/hutch-rabbitmq}"
 NODE="${HUTCH_RABBIT_NODE:-hutchtest@localhost}"
 TIMEOUT="${HUTCH_RABBIT_TIMEOUT:-90}"
+PLUGINS="${HUTCH_RABBIT_PLUGINS:-}"
 RBIN=/usr/lib/rabbitmq/bin
 
 log() { echo "[rabbitmq.sh] $*" >&2; }
@@ -56,7 +64,7 @@ rabbit_env() {
     export RABBITMQ_LOG_BASE="$DIR/log"
     export RABBITMQ_PID_FILE="$DIR/rabbit.pid"
     export RABBITMQ_ENABLED_PLUGINS_FILE="$DIR/enabled_plugins"
-    export RABBITMQ_ENABLED_PLUGINS=""
+    export RABBITMQ_ENABLED_PLUGINS="$PLUGINS"
     export RABBITMQ_CONFIG_FILE="$DIR/rabbitmq.conf"
     export RABBITMQ_ADVANCED_CONFIG_FILE="$DIR/advanced.config"
     export RABBITMQ_CONF_ENV_FILE="$DIR/rabbitmq-env.conf"
@@ -140,9 +148,15 @@ do_start() {
     if [ $dist -gt 65000 ] || [ $dist = 25672 ]; then dist=$(( (port % 1000) + 41000 )); fi
 
     mkdir -p "$DIR"
-    rm -rf "$DIR/mnesia" "$DIR/log"      # fresh node every start
+    if [ -z "${HUTCH_RABBIT_KEEP_DATA:-}" ]; then
+        rm -rf "$DIR/mnesia" "$DIR/log"  # fresh node every start (unless restarting with data)
+    fi
     mkdir -p "$DIR/mnesia" "$DIR/log"
-    echo "[]." > "$DIR/enabled_plugins"
+    if [ -n "$PLUGINS" ]; then
+        echo "[${PLUGINS}]." > "$DIR/enabled_plugins"
+    else
+        echo "[]." > "$DIR/enabled_plugins"
+    fi
     : > "$DIR/advanced.config"; echo "[]." > "$DIR/advanced.config"
     : > "$DIR/rabbitmq-env.conf"
     cat > "$DIR/rabbitmq.conf" <<EOF
@@ -154,6 +168,11 @@ loopback_users.guest = true
 log.file.level = info
 log.console = false
 EOF
+    if [[ ",$PLUGINS," == *",rabbitmq_management,"* ]]; then
+        local mgmt="${HUTCH_RABBIT_MGMT_PORT:-$((port + 10000))}"
+        printf 'management.tcp.port = %s\nmanagement.tcp.ip = 127.0.0.1\n' "$mgmt" >> "$DIR/rabbitmq.conf"
+        log "management API will listen on http://127.0.0.1:$mgmt/"
+    fi
     echo "$port" > "$DIR/port"
 
     rabbit_env
@@ -186,5 +205,6 @@ case "$cmd" in
     stop)    do_stop ;;
     status)  node_pid >/dev/null && port_open "$(cat "$DIR/port" 2>/dev/null || echo 0)" ;;
     logdir)  echo "$DIR/log" ;;
-    *) echo "usage: $0 {install|start PORT|stop|status|logdir}" >&2; exit 2 ;;
+    ctl)     ctl "$@" ;;
+    *) echo "usage: $0 {install|start PORT|stop|status|logdir|ctl ARGS...}" >&2; exit 2 ;;
 esac

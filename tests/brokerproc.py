@@ -14,13 +14,35 @@ import threading
 import time
 
 
+def free_port() -> int:
+    """A TCP port free on both loopbacks right now (the management API needs a fixed
+    one: ``--http-port 0`` means "disabled", as in RabbitMQ's tooling)."""
+    import socket
+
+    for _ in range(20):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET6) as s6:
+                s6.bind(("::1", port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port")
+
+
 class HutchProcess:
     """One ``hutch serve``; its data dir (a fresh temp dir unless given) and port stay
     the same across ``stop``/``start``, so tests can restart or kill -9 it."""
 
     def __init__(self, *extra_args: str, data_dir: str | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, http: bool = False) -> None:
         self.extra_args = list(extra_args)
+        # http=True runs the management API on a free port (kept across restarts);
+        # its URL comes from the "management API: http://..." line serve prints.
+        self.http_port = free_port() if http else 0
+        self.http_url = ""
         self.env = env or {}
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="hutch-test-")
         if data_dir is None:
@@ -36,7 +58,7 @@ class HutchProcess:
 
     def start(self, timeout: float = 15.0) -> None:
         cmd = [sys.executable, "-m", "hutch", "serve", "--port", str(self.port),
-               "--http-port", "0", "--data-dir", self.data_dir, *self.extra_args]
+               "--http-port", str(self.http_port), "--data-dir", self.data_dir, *self.extra_args]
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         # Test-only store seams (tests.crash.*) must be importable by the broker.
@@ -53,6 +75,9 @@ class HutchProcess:
         assert proc.stdout is not None
         for line in proc.stdout:
             self.log_lines.append(line.rstrip("\n"))
+            api = re.search(r"management API: (http://\S+/)", line)
+            if api:
+                self.http_url = api.group(1)
             if "ready" in line and not self._ready.is_set():
                 m = re.search(r"localhost:(\d+)/", line)
                 if m:

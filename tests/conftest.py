@@ -15,6 +15,7 @@ import pytest
 from tests.brokerproc import HutchProcess
 
 EXTERNAL_URL = os.environ.get("HUTCH_TEST_AMQP_URL")
+EXTERNAL_HTTP_URL = os.environ.get("HUTCH_TEST_HTTP_URL")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -31,17 +32,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def broker_url() -> str:
-    """AMQP URL of the broker under test (guest/guest, vhost '/')."""
+def session_hutch():
+    """The session's shared Hutch (AMQP + management API), or None against RabbitMQ."""
     if EXTERNAL_URL:
-        yield EXTERNAL_URL
+        yield None
         return
-    proc = HutchProcess()
+    proc = HutchProcess(http=True)
     proc.start()
     try:
-        yield proc.url
+        yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="session")
+def broker_url(session_hutch) -> str:
+    """AMQP URL of the broker under test (guest/guest, vhost '/')."""
+    return EXTERNAL_URL or session_hutch.url
+
+
+@pytest.fixture(scope="session")
+def http_url(session_hutch) -> str:
+    """Management API base URL (``http://host:port/``) of the same broker.
+
+    ``HUTCH_TEST_HTTP_URL`` points it at RabbitMQ's management plugin; with only
+    ``HUTCH_TEST_AMQP_URL`` set, management tests skip."""
+    if EXTERNAL_HTTP_URL:
+        return EXTERNAL_HTTP_URL.rstrip("/") + "/"
+    if EXTERNAL_URL:
+        pytest.skip("HUTCH_TEST_HTTP_URL is not set (RabbitMQ management API unknown)")
+    return session_hutch.http_url
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to listen on (default: localhost = 127.0.0.1 and ::1)")
     s.add_argument("--port", type=int, default=5672, help="AMQP port (default 5672; 0 = any free)")
     s.add_argument("--http-port", type=int, default=15672,
-                   help="management API port (not implemented yet; accepted for compatibility)")
+                   help="management HTTP API port (default 15672; 0 = disabled)")
+    s.add_argument("--http-host", default="localhost",
+                   help="management API listen address (default: localhost = loopback only)")
     s.add_argument("--data-dir", default=None,
                    help="where durable queues, exchanges, users and persistent messages live "
                         "(default: $HUTCH_DATA_DIR or ~/.local/share/hutch)")
@@ -50,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="log verbosity")
     s.add_argument("--log-file", default=None, help="also write the log to this file")
+    from .admin.ctl import add_ctl_parser
+
+    add_ctl_parser(sub)
     return p
 
 
@@ -91,6 +96,7 @@ async def serve(args: argparse.Namespace) -> int:
         await broker.open_store(data_dir, sync=args.sync)
     server = Server(broker, args.host, args.port)
     await server.start()
+    management = await _start_management(broker, server, args)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -100,6 +106,8 @@ async def serve(args: argparse.Namespace) -> int:
     print(f"hutch {__version__} ready: amqp://guest:guest@localhost:{server.port}/ "
           f"(listening on {', '.join(server.addresses)})", flush=True)
     await stop.wait()
+    if management is not None:
+        await management.stop()
     log.info("stopping: closing connections")
     await server.stop()
     if broker.store is not None:
@@ -112,8 +120,30 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _start_management(broker: Broker, server: Server, args: argparse.Namespace) -> Any:
+    """The management HTTP API on the broker's loop; ``--http-port 0`` disables it."""
+    if not args.http_port:
+        return None
+    from .admin.http_api import ManagementApi  # aiohttp is only imported when enabled
+
+    amqp = [(s.getsockname()[0], s.getsockname()[1]) for srv in server.servers for s in srv.sockets]
+    data_dir = None if args.in_memory else (args.data_dir or default_data_dir())
+    api = ManagementApi(broker, args.http_host, args.http_port, data_dir=data_dir,
+                        amqp_listeners=amqp)
+    await api.start()
+    logging.getLogger("hutch").info("started HTTP listener for the management API on %s",
+                                    ", ".join(f"{h}:{p}" for h, p in api.http_listeners))
+    # A line of its own (tests parse it); printed before the "ready" line.
+    print(f"hutch management API: {api.url} (HTTP basic auth, user guest)", flush=True)
+    return api
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "ctl":
+        from .admin.ctl import run_ctl
+
+        return run_ctl(args)
     if args.command != "serve":
         build_parser().print_help()
         return 2

@@ -13,8 +13,10 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from ..admin.stats import fold_into_totals
 from ..broker.consumer import Consumer
 from ..broker.message import Message
+from ..broker.permissions import CONFIGURE, READ, WRITE
 from ..broker.queue import REJECT_PUBLISH_DLX
 from ..broker.vhost import server_named
 from ..errors import AMQPError, ChannelError, HardError
@@ -65,6 +67,20 @@ class Channel:
         self.tx = False
         self._tx_publishes: list[tuple[str, str, bool, bytes, bytes]] = []
         self._tx_acks: list[tuple[str, list[Message]]] = []
+        # Message counters for the management API and /metrics (RabbitMQ's
+        # channel message_stats).  Plain ints keep the hot path cheap; release()
+        # folds them into the broker-wide totals (admin/stats.py).
+        self.stat_publish = 0
+        self.stat_confirm = 0
+        self.stat_deliver = 0
+        self.stat_deliver_no_ack = 0
+        self.stat_get = 0
+        self.stat_get_no_ack = 0
+        self.stat_get_empty = 0
+        self.stat_ack = 0
+        self.stat_redeliver = 0
+        self.stat_return_unroutable = 0
+        self.stat_drop_unroutable = 0
 
     # -- frame entry point ------------------------------------------------------
     def handle_frame(self, ftype: int, payload: bytes) -> None:
@@ -124,6 +140,12 @@ class Channel:
         if immediate:
             # RabbitMQ never implemented immediate; it closes the connection.
             raise HardError(rc.NOT_IMPLEMENTED, "immediate=true")
+        if not self.conn.access.allowed("exchange", exchange or "amq.default", WRITE):
+            # RabbitMQ checks write permission before the exchange exists; the
+            # error is reported once the content frames are swallowed.
+            self._publish = ("\x00denied", exchange, False)
+            self.conn.on_publish()
+            return
         ex = self.vhost.exchanges.get(exchange)
         if ex is None:
             # Reported now, but the content frames still follow: swallow them first.
@@ -182,6 +204,12 @@ class Channel:
         exchange, routing_key, mandatory = self._publish
         header = self._header
         self._reset_content()
+        if exchange == "\x00denied":
+            try:
+                self.conn.access.check("exchange", routing_key, WRITE)
+            except ChannelError as exc:
+                exc.class_id, exc.method_id = 60, 40
+                raise
         if exchange == "\x00missing":
             exc = ChannelError(rc.NOT_FOUND, f"no exchange '{routing_key}' in vhost '{self.vhost.name}'")
             exc.class_id, exc.method_id = 60, 40  # reported for the publish, not the content frame
@@ -203,6 +231,7 @@ class Channel:
                                    f"{expiration}}}" if expiration.lstrip("-").isdigit() else
                                    f"invalid expiration '{expiration}': no_integer") from None
             expires_at = time.monotonic() + ttl / 1000.0
+        self.stat_publish += 1
         if self.confirm:
             self.publish_seq += 1
         if self.tx:
@@ -221,6 +250,7 @@ class Channel:
         stored = False
         if not queues:
             if mandatory:
+                self.stat_return_unroutable += 1
                 self.conn.write_many([
                     method_frame(self.number, m.BasicReturn(
                         reply_code=rc.NO_ROUTE, reply_text="NO_ROUTE", exchange=exchange,
@@ -228,6 +258,8 @@ class Channel:
                     header_frame(self.number, header),
                     *body_frames(self.number, body, self.conn.frame_max),
                 ])
+            else:
+                self.stat_drop_unroutable += 1
         else:
             for q in queues:
                 if q.would_overflow(len(body)):
@@ -252,6 +284,7 @@ class Channel:
 
     def _settle_confirm(self, seq: int, rejected: bool) -> None:
         self._in_flight.discard(seq)
+        self.stat_confirm += 1
         (self._nacks if rejected else self._acks).append(seq)
         if not self.confirms_pending:
             self.confirms_pending = True
@@ -294,6 +327,11 @@ class Channel:
         self.next_tag = tag + 1
         if not consumer.no_ack:
             self.unacked[tag] = msg
+            self.stat_deliver += 1
+        else:
+            self.stat_deliver_no_ack += 1
+        if msg.redelivered:
+            self.stat_redeliver += 1
         conn = self.conn
         n = self.number
         frames = [
@@ -345,6 +383,7 @@ class Channel:
         if self.tx:
             self._tx_acks.append(("ack", taken))
             return
+        self.stat_ack += len(taken)
         for _tag, msg in taken:
             q = msg.queue
             if q is not None:
@@ -377,6 +416,7 @@ class Channel:
             self._settle_negative([msg for _t, msg in taken], requeue=True)
         self._tx_acks.clear()
         self._tx_publishes.clear()
+        fold_into_totals(self)
 
     # -- every other method -------------------------------------------------------------
     def _on_method(self, payload: bytes) -> None:
@@ -420,30 +460,58 @@ class Channel:
 
     # exchange class
     def _m_exchange_declare(self, method: Any) -> None:
+        if not method.passive and method.exchange:
+            access = self.conn.access
+            access.check("exchange", method.exchange, CONFIGURE)
+            alternate = method.arguments.get("alternate-exchange")
+            if isinstance(alternate, (str, bytes)):
+                access.check("exchange", method.exchange, READ)
+                access.check("exchange", _text(alternate), WRITE)
         self.vhost.declare_exchange(method.exchange, method.type, method.passive, method.durable,
                                     method.auto_delete, method.internal, method.arguments)
         if not method.nowait:
             self._reply(m.ExchangeDeclareOk())
 
     def _m_exchange_delete(self, method: Any) -> None:
+        if method.exchange and not method.exchange.startswith("amq."):
+            self.conn.access.check("exchange", method.exchange, CONFIGURE)
         self.vhost.delete_exchange(method.exchange, method.if_unused)
         if not method.nowait:
             self._reply(m.ExchangeDeleteOk())
 
     def _m_exchange_bind(self, method: Any) -> None:
+        self._check_binding("exchange", method.destination, method.source)
         self.vhost.bind_exchange(method.destination, method.source, method.routing_key,
                                  method.arguments)
         if not method.nowait:
             self._reply(m.ExchangeBindOk())
 
     def _m_exchange_unbind(self, method: Any) -> None:
+        self._check_binding("exchange", method.destination, method.source)
         self.vhost.unbind_exchange(method.destination, method.source, method.routing_key,
                                    method.arguments)
         if not method.nowait:
             self._reply(m.ExchangeUnbindOk())
 
     # queue class
+    def _check_binding(self, kind: str, destination: str, source: str) -> None:
+        """Binding needs write on the destination, then read on the source exchange."""
+        access = self.conn.access
+        if destination:
+            access.check(kind, destination, WRITE)
+        if source and destination:
+            access.check("exchange", source, READ)
+
     def _m_queue_declare(self, method: Any) -> None:
+        if not method.passive and not method.queue.startswith("amq."):
+            access = self.conn.access
+            # A server-named queue is checked under a name of the same shape.
+            name = method.queue or server_named("amq.gen-")
+            access.check("queue", name, CONFIGURE)
+            dlx = method.arguments.get("x-dead-letter-exchange")
+            if isinstance(dlx, (str, bytes)):
+                access.check("queue", name, READ)
+                access.check("exchange", _text(dlx), WRITE)
         q = self.vhost.declare_queue(method.queue, method.passive, method.durable,
                                      method.exclusive, method.auto_delete, method.arguments,
                                      self.conn)
@@ -452,23 +520,27 @@ class Channel:
                                          consumer_count=q.consumer_count))
 
     def _m_queue_bind(self, method: Any) -> None:
+        self._check_binding("queue", method.queue, method.exchange)
         self.vhost.bind_queue(method.queue, method.exchange, method.routing_key, method.arguments,
                               self.conn)
         if not method.nowait:
             self._reply(m.QueueBindOk())
 
     def _m_queue_unbind(self, method: Any) -> None:
+        self._check_binding("queue", method.queue, method.exchange)
         self.vhost.unbind_queue(method.queue, method.exchange, method.routing_key,
                                 method.arguments, self.conn)
         self._reply(m.QueueUnbindOk())
 
     def _m_queue_purge(self, method: Any) -> None:
+        self.conn.access.check("queue", method.queue, READ)
         q = self.vhost.get_queue(method.queue, self.conn)
         count = q.purge()
         if not method.nowait:
             self._reply(m.QueuePurgeOk(message_count=count))
 
     def _m_queue_delete(self, method: Any) -> None:
+        self.conn.access.check("queue", method.queue, CONFIGURE)
         count = self.vhost.delete_queue_by_name(method.queue, method.if_unused, method.if_empty,
                                                 self.conn)
         if not method.nowait:
@@ -487,6 +559,7 @@ class Channel:
         self.redispatch()
 
     def _m_basic_consume(self, method: Any) -> None:
+        self.conn.access.check("queue", method.queue, READ)
         q = self.vhost.get_queue(method.queue, self.conn)
         tag = method.consumer_tag or server_named("amq.ctag-")
         if tag in self.consumers:
@@ -509,11 +582,19 @@ class Channel:
             self._reply(m.BasicCancelOk(consumer_tag=method.consumer_tag))
 
     def _m_basic_get(self, method: Any) -> None:
+        self.conn.access.check("queue", method.queue, READ)
         q = self.vhost.get_queue(method.queue, self.conn)
         msg = q.get(method.no_ack)
         if msg is None:
+            self.stat_get_empty += 1
             self._reply(m.BasicGetEmpty())
             return
+        if method.no_ack:
+            self.stat_get_no_ack += 1
+        else:
+            self.stat_get += 1
+        if msg.redelivered:
+            self.stat_redeliver += 1
         tag = self.next_tag
         self.next_tag += 1
         if not method.no_ack:
@@ -617,3 +698,7 @@ class Channel:
             restored.update(taken)
         self.unacked = OrderedDict(sorted(restored.items()))
         self._reply(m.TxRollbackOk())
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

@@ -20,6 +20,7 @@ from typing import Any
 
 from .. import __version__
 from ..broker.broker import Broker
+from ..broker.permissions import Access, vhost_access_allowed
 from ..errors import AMQPError, ChannelError, HardError
 from ..protocol import constants as rc
 from ..protocol import methods as m
@@ -76,6 +77,9 @@ class Connection(asyncio.Protocol):
         self.peer_host = ""
         self.user: Any = None
         self.vhost: Any = None
+        # The user's permissions in self.vhost (broker/permissions.py), set on open.
+        self.access: Access | None = None
+        self.auth_mechanism = ""
         self.client_properties: dict[str, Any] = {}
         self.capabilities: dict[str, Any] = {}
         self.channels: dict[int, Channel] = {}
@@ -352,6 +356,7 @@ class Connection(asyncio.Protocol):
             self._refuse_login(mechanism)
             return
         self.user = user
+        self.auth_mechanism = mechanism
         self.state = "tune_ok"
         self.send_method(0, m.ConnectionTune(channel_max=CHANNEL_MAX, frame_max=FRAME_MAX,
                                              heartbeat=HEARTBEAT))
@@ -398,6 +403,11 @@ class Connection(asyncio.Protocol):
         if vhost is None:
             # RabbitMQ refuses after Open (not in Tune): 530 NOT_ALLOWED.
             raise HardError(rc.NOT_ALLOWED, f"vhost {method.virtual_host} not found")
+        if not vhost_access_allowed(self.broker.users, vhost.name, self.user.name):
+            # RabbitMQ: no permission entry for the vhost at all -> 530 on open.
+            raise HardError(rc.NOT_ALLOWED, f"access to vhost '{vhost.name}' refused for user "
+                            f"'{self.user.name}'")
+        self.access = Access(self.broker.users, vhost.name, self.user.name)
         self.vhost = vhost
         self.state = "running"
         if self._handshake_timer is not None:

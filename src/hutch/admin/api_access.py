@@ -1,0 +1,240 @@
+"""Management API: overview, node, health, users, vhosts, permissions, definitions.
+
+Everything that changes users, vhosts or permissions calls
+``broker.definitions_changed()`` so the durable store writes them out.
+Only ``administrator`` users may read or change users, permissions and
+definitions, as in RabbitMQ (401 ``Not administrator user`` otherwise).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ..broker.permissions import validate_regex
+from ..broker.users import HASHING_ALGORITHM, Permission, hash_password, parse_tags, valid_password_hash
+from .definitions import DefinitionsError, export_definitions, export_vhost_definitions, import_definitions
+from .http_api import ApiError, Request, Router, bad_request, json_response, no_content, not_found
+from .views import node_info, node_name, overview, permission_info, user_info, vhost_info
+
+
+async def get_overview(req: Request) -> web.Response:
+    return json_response(overview(req.broker, req.api.rates, req.api.listeners()))
+
+
+async def list_nodes(req: Request) -> web.Response:
+    req.require_monitor()
+    return json_response([node_info(req.broker, req.api.listeners(), req.api.data_dir)])
+
+
+async def get_node(req: Request) -> web.Response:
+    req.require_monitor()
+    if req.args["name"] != node_name():
+        raise not_found()
+    return json_response(node_info(req.broker, req.api.listeners(), req.api.data_dir))
+
+
+async def health_node(req: Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def health_alarms(req: Request) -> web.Response:
+    if req.broker.memory_alarm:
+        return json_response({"status": "failed", "reason": "resource alarm(s) in effect",
+                              "alarms": [{"resource": "memory", "node": node_name()}]}, 503)
+    return json_response({"status": "ok"})
+
+
+async def whoami(req: Request) -> web.Response:
+    return json_response({"name": req.user.name, "tags": list(req.user.tags)})
+
+
+# -- users ------------------------------------------------------------------------------------
+async def list_users(req: Request) -> web.Response:
+    req.require_admin()
+    return json_response([user_info(u) for u in req.broker.users.users.values()])
+
+
+def _user(req: Request) -> Any:
+    user = req.broker.users.users.get(req.args["name"])
+    if user is None:
+        raise not_found()
+    return user
+
+
+async def get_user(req: Request) -> web.Response:
+    req.require_admin()
+    return json_response(user_info(_user(req)))
+
+
+async def put_user(req: Request) -> web.Response:
+    """PUT /api/users/{name}: ``password`` or ``password_hash`` (+ ``hashing_algorithm``) and ``tags``."""
+    req.require_admin()
+    body = await req.body()
+    if "tags" not in body:
+        raise bad_request("tags_not_present")
+    users = req.broker.users
+    name = req.args["name"]
+    existing = users.users.get(name)
+    tags = parse_tags(body["tags"])
+    algorithm = str(body.get("hashing_algorithm") or HASHING_ALGORITHM)
+    if "password" in body:
+        password_hash, algorithm = hash_password(str(body["password"])), HASHING_ALGORITHM
+    elif "password_hash" in body:
+        password_hash = str(body["password_hash"] or "")
+        if not valid_password_hash(password_hash, algorithm):
+            raise bad_request("invalid password_hash or hashing_algorithm")
+    elif existing is not None:
+        password_hash, algorithm = existing.password_hash, existing.hashing_algorithm
+    else:
+        password_hash = ""  # a user who cannot log in with a password, as RabbitMQ allows
+    users.put(name, password_hash, tags, algorithm)
+    req.broker.definitions_changed()
+    return no_content(created=existing is None)
+
+
+async def delete_user(req: Request) -> web.Response:
+    req.require_admin()
+    name = _user(req).name
+    req.broker.users.delete(name)
+    req.broker.definitions_changed()
+    return no_content()
+
+
+async def user_permissions(req: Request) -> web.Response:
+    req.require_admin()
+    name = _user(req).name
+    return json_response([permission_info(v, u, p) for (v, u), p
+                          in req.broker.users.permissions.items() if u == name])
+
+
+# -- vhosts ------------------------------------------------------------------------------------
+async def list_vhosts(req: Request) -> web.Response:
+    broker = req.broker
+    return json_response([vhost_info(broker, v, req.api.rates) for name, v
+                          in list(broker.vhosts.items()) if req.can_see_vhost(name)])
+
+
+async def get_vhost(req: Request) -> web.Response:
+    vhost = req.vhost(req.args["name"])
+    return json_response(vhost_info(req.broker, vhost, req.api.rates))
+
+
+async def put_vhost(req: Request) -> web.Response:
+    req.require_admin()
+    await req.body()  # validates JSON; description/tags are accepted and not kept
+    name = req.args["name"]
+    existed = name in req.broker.vhosts
+    req.broker.add_vhost(name)  # calls definitions_changed() when it creates one
+    if not existed:
+        # Like RabbitMQ's management plugin: the creator gets full permissions there.
+        req.broker.users.set_permission(name, req.user.name, Permission())
+        req.broker.definitions_changed()
+    return no_content(created=not existed)
+
+
+async def delete_vhost(req: Request) -> web.Response:
+    req.require_admin()
+    if not req.broker.delete_vhost(req.args["name"]):
+        raise not_found()
+    return no_content()
+
+
+async def vhost_permissions(req: Request) -> web.Response:
+    req.require_admin()
+    name = req.vhost(req.args["name"]).name
+    return json_response([permission_info(v, u, p) for (v, u), p
+                          in req.broker.users.permissions.items() if v == name])
+
+
+# -- permissions ----------------------------------------------------------------------------------
+async def list_permissions(req: Request) -> web.Response:
+    req.require_admin()
+    return json_response([permission_info(v, u, p) for (v, u), p
+                          in req.broker.users.permissions.items()])
+
+
+async def get_permission(req: Request) -> web.Response:
+    req.require_admin()
+    vhost, user = req.args["vhost"], req.args["user"]
+    perm = req.broker.users.permissions.get((vhost, user))
+    if perm is None:
+        raise not_found()
+    return json_response(permission_info(vhost, user, perm))
+
+
+async def put_permission(req: Request) -> web.Response:
+    req.require_admin()
+    body = await req.body()
+    missing = [k for k in ("configure", "write", "read") if k not in body]
+    if missing:
+        raise bad_request("[" + ",".join(f"{{key_missing,{k}}}" for k in missing) + "]")
+    vhost, user = req.args["vhost"], req.args["user"]
+    users = req.broker.users
+    if vhost not in req.broker.vhosts or user not in users.users:
+        raise bad_request("vhost_or_user_not_found")
+    perm = Permission(str(body["configure"]), str(body["write"]), str(body["read"]))
+    for regex in (perm.configure, perm.write, perm.read):
+        error = validate_regex(regex)
+        if error:
+            raise bad_request(error)
+    existed = (vhost, user) in users.permissions
+    users.set_permission(vhost, user, perm)
+    req.broker.definitions_changed()
+    return no_content(created=not existed)
+
+
+async def delete_permission(req: Request) -> web.Response:
+    req.require_admin()
+    if not req.broker.users.clear_permission(req.args["vhost"], req.args["user"]):
+        raise not_found()
+    req.broker.definitions_changed()
+    return no_content()
+
+
+# -- definitions -----------------------------------------------------------------------------------
+async def get_definitions(req: Request) -> web.Response:
+    req.require_admin()
+    if "vhost" in req.args:
+        return json_response(export_vhost_definitions(req.broker, req.vhost()))
+    return json_response(export_definitions(req.broker))
+
+
+async def post_definitions(req: Request) -> web.Response:
+    req.require_admin()
+    only = req.vhost().name if "vhost" in req.args else None
+    body = await req.body()
+    try:
+        import_definitions(req.broker, body, only_vhost=only)
+    except DefinitionsError as exc:
+        raise ApiError(400, "bad_request", str(exc)) from None
+    return no_content()
+
+
+def register(router: Router) -> None:
+    add = router.add
+    add("GET", "overview", get_overview)
+    add("GET", "nodes", list_nodes)
+    add("GET", "nodes/{name}", get_node)
+    add("GET", "healthchecks/node", health_node)
+    add("GET", "health/checks/alarms", health_alarms)
+    add("GET", "whoami", whoami)
+    add("GET", "users", list_users)
+    add("GET", "users/{name}", get_user)
+    add("PUT", "users/{name}", put_user)
+    add("DELETE", "users/{name}", delete_user)
+    add("GET", "users/{name}/permissions", user_permissions)
+    add("GET", "vhosts", list_vhosts)
+    add("GET", "vhosts/{name}", get_vhost)
+    add("PUT", "vhosts/{name}", put_vhost)
+    add("DELETE", "vhosts/{name}", delete_vhost)
+    add("GET", "vhosts/{name}/permissions", vhost_permissions)
+    add("GET", "permissions", list_permissions)
+    add("GET", "permissions/{vhost}/{user}", get_permission)
+    add("PUT", "permissions/{vhost}/{user}", put_permission)
+    add("DELETE", "permissions/{vhost}/{user}", delete_permission)
+    add("GET", "definitions", get_definitions)
+    add("POST", "definitions", post_definitions)
+    add("GET", "definitions/{vhost}", get_definitions)
+    add("POST", "definitions/{vhost}", post_definitions)

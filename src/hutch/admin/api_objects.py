@@ -1,0 +1,443 @@
+"""Management API: queues, exchanges, bindings, connections, channels, consumers.
+
+Status codes as RabbitMQ 3.10 answers: PUT creating an object 201, PUT of an
+existing (equivalent) one 204, DELETE 204, unknown object 404, an AMQP-level
+refusal (inequivalent arguments, reserved name ...) 400 with the AMQP text
+after its ``CODE - `` prefix as the reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+from urllib.parse import quote, unquote
+
+from aiohttp import web
+
+from ..broker.message import Message
+from ..errors import AMQPError
+from ..protocol import constants as rc
+from ..protocol.frames import content_header_payload
+from ..protocol.properties import decode_properties, encode_properties
+from .http_api import ApiError, Request, Router, bad_request, json_response, no_content, not_found
+from .views import (
+    binding_info,
+    channel_info,
+    channel_name,
+    connection_info,
+    consumer_info,
+    exchange_info,
+    jsonable,
+    properties_key,
+    queue_detail,
+    queue_info,
+    vhost_bindings,
+)
+
+
+def amqp_reason(exc: AMQPError) -> str:
+    return exc.text.split(" - ", 1)[1] if " - " in exc.text else exc.text
+
+
+def _flag(value: Any, default: bool = False) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return value.lower() == "true"
+    return bool(value)
+
+
+def _visible_vhosts(req: Request) -> list[Any]:
+    return [v for name, v in list(req.broker.vhosts.items()) if req.can_see_vhost(name)]
+
+
+# -- queues --------------------------------------------------------------------------------
+async def list_queues(req: Request) -> web.Response:
+    vhosts = [req.vhost()] if "vhost" in req.args else _visible_vhosts(req)
+    rates = req.api.rates
+    return json_response([queue_info(q, rates) for v in vhosts for q in list(v.queues.values())])
+
+
+def _queue(req: Request) -> Any:
+    q = req.vhost().queues.get(req.args["name"])
+    if q is None:
+        raise not_found()
+    return q
+
+
+async def get_queue(req: Request) -> web.Response:
+    return json_response(queue_detail(_queue(req), req.api.rates))
+
+
+async def put_queue(req: Request) -> web.Response:
+    body = await req.body()
+    vhost = req.broker.vhosts.get(req.args["vhost"])
+    if vhost is None:
+        raise ApiError(404, "not_found", "vhost_not_found")
+    req.vhost()
+    name = req.args["name"]
+    arguments = dict(body.get("arguments") or {})
+    if body.get("type") and "x-queue-type" not in arguments:
+        arguments["x-queue-type"] = body["type"]
+    existed = name in vhost.queues
+    try:
+        vhost.declare_queue(name, False, _flag(body.get("durable")), False,
+                            _flag(body.get("auto_delete")), arguments, None)
+    except AMQPError as exc:
+        raise bad_request(amqp_reason(exc)) from None
+    return no_content(created=not existed)
+
+
+async def delete_queue(req: Request) -> web.Response:
+    q = _queue(req)
+    query = req.http.query
+    if _flag(query.get("if-unused")) and q.consumers:
+        raise bad_request(f"queue '{q.name}' in vhost '{q.vhost.name}' in use")
+    if _flag(query.get("if-empty")) and (q.ready or q.unacked_count):
+        raise bad_request(f"queue '{q.name}' in vhost '{q.vhost.name}' not empty")
+    q.vhost.delete_queue(q)
+    return no_content()
+
+
+async def purge_queue(req: Request) -> web.Response:
+    _queue(req).purge()
+    return no_content()
+
+
+def _payload(body: bytes, encoding: str, truncate: int | None) -> tuple[str, str]:
+    if truncate is not None:
+        body = body[:truncate]
+    if encoding == "auto":
+        try:
+            return body.decode("utf-8"), "string"
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(body).decode("ascii"), "base64"
+
+
+ACKMODES = {"ack_requeue_true", "ack_requeue_false", "reject_requeue_true",
+            "reject_requeue_false"}
+
+
+async def get_messages(req: Request) -> web.Response:
+    """POST /api/queues/{vhost}/{name}/get: basic.get ``count`` messages, then settle them."""
+    q = _queue(req)
+    body = await req.body()
+    ackmode = body.get("ackmode", "ack_requeue_true")
+    if body.get("requeue") is not None and "ackmode" not in body:  # pre-3.7 clients
+        ackmode = "ack_requeue_true" if _flag(body["requeue"]) else "ack_requeue_false"
+    encoding = body.get("encoding", "auto")
+    if ackmode not in ACKMODES:
+        raise bad_request(f"invalid ackmode '{ackmode}'")
+    if encoding not in ("auto", "base64"):
+        raise bad_request(f"invalid encoding '{encoding}'")
+    try:
+        count = int(body.get("count", 1))
+        truncate = int(body["truncate"]) if body.get("truncate") is not None else None
+    except (TypeError, ValueError):
+        raise bad_request("count and truncate must be integers") from None
+    taken: list[Message] = []
+    out = []
+    for _ in range(max(count, 0)):
+        msg = q.get(no_ack=False)
+        if msg is None:
+            break
+        taken.append(msg)
+        payload, payload_encoding = _payload(msg.body, encoding, truncate)
+        out.append({
+            "payload_bytes": len(msg.body),
+            "redelivered": msg.redelivered,
+            "exchange": msg.exchange,
+            "routing_key": msg.routing_key,
+            "message_count": len(q.ready),
+            "properties": jsonable(decode_properties(msg.header[12:])),
+            "payload": payload,
+            "payload_encoding": payload_encoding,
+        })
+    if ackmode.endswith("requeue_true"):
+        if taken:
+            q.requeue(taken)
+    else:
+        for msg in taken:
+            q.ack(msg) if ackmode.startswith("ack") else q.reject(msg)
+    return json_response(out)
+
+
+async def queue_bindings(req: Request) -> web.Response:
+    q = _queue(req)
+    return json_response([b for b in vhost_bindings(q.vhost)
+                          if b["destination_type"] == "queue" and b["destination"] == q.name])
+
+
+# -- exchanges -----------------------------------------------------------------------------
+async def list_exchanges(req: Request) -> web.Response:
+    vhosts = [req.vhost()] if "vhost" in req.args else _visible_vhosts(req)
+    return json_response([exchange_info(ex) for v in vhosts for ex in list(v.exchanges.values())])
+
+
+def _exchange(req: Request) -> Any:
+    name = req.args["name"]
+    ex = req.vhost().exchanges.get("" if name == "amq.default" else name)
+    if ex is None:
+        raise not_found()
+    return ex
+
+
+async def get_exchange(req: Request) -> web.Response:
+    return json_response(exchange_info(_exchange(req)))
+
+
+async def put_exchange(req: Request) -> web.Response:
+    body = await req.body()
+    vhost = req.broker.vhosts.get(req.args["vhost"])
+    if vhost is None:
+        raise ApiError(404, "not_found", "vhost_not_found")
+    req.vhost()
+    name = req.args["name"]
+    existed = name in vhost.exchanges
+    try:
+        vhost.declare_exchange(name, str(body.get("type", "direct")), False,
+                               _flag(body.get("durable")), _flag(body.get("auto_delete")),
+                               _flag(body.get("internal")), dict(body.get("arguments") or {}))
+    except AMQPError as exc:
+        raise bad_request(amqp_reason(exc)) from None
+    return no_content(created=not existed)
+
+
+async def delete_exchange(req: Request) -> web.Response:
+    ex = _exchange(req)
+    try:
+        ex.vhost.delete_exchange(ex.name, _flag(req.http.query.get("if-unused")))
+    except AMQPError as exc:
+        raise bad_request(amqp_reason(exc)) from None
+    return no_content()
+
+
+async def publish(req: Request) -> web.Response:
+    """POST /api/exchanges/{vhost}/{name}/publish -> {"routed": bool}."""
+    ex = _exchange(req)
+    body = await req.body()
+    for key in ("routing_key", "payload", "payload_encoding", "properties"):
+        if key not in body:
+            raise bad_request(f"{key} not found")
+    encoding = body["payload_encoding"]
+    if encoding == "string":
+        data = str(body["payload"]).encode("utf-8")
+    elif encoding == "base64":
+        try:
+            data = base64.b64decode(body["payload"], validate=True)
+        except ValueError:
+            raise bad_request("invalid base64 payload") from None
+    else:
+        raise bad_request(f"invalid payload_encoding '{encoding}'")
+    props = dict(body.get("properties") or {})
+    try:
+        header = content_header_payload(len(data), encode_properties(props))
+    except Exception as exc:
+        raise bad_request(f"invalid properties: {exc}") from None
+    persistent = props.get("delivery_mode") == 2
+    expires_at = None
+    if props.get("expiration") is not None:
+        try:
+            expires_at = time.monotonic() + int(props["expiration"]) / 1000.0
+        except ValueError:
+            raise bad_request("invalid expiration") from None
+    routing_key = str(body["routing_key"])
+    queues = ex.vhost.route(ex, routing_key, header)
+    routed = False
+    for q in queues:
+        if q.would_overflow(len(data)):
+            continue
+        q.enqueue(Message(ex.name, routing_key, header, data, persistent, expires_at))
+        routed = True
+    return json_response({"routed": routed})
+
+
+async def exchange_bindings(req: Request) -> web.Response:
+    ex = _exchange(req)
+    side = req.args["side"]
+    if side not in ("source", "destination"):
+        raise not_found()
+    bindings = vhost_bindings(ex.vhost)
+    if side == "source":
+        out = [b for b in bindings if b["source"] == ex.name]
+    else:
+        out = [b for b in bindings if b["destination_type"] == "exchange"
+               and b["destination"] == ex.name]
+    return json_response(out)
+
+
+# -- bindings --------------------------------------------------------------------------------
+async def list_bindings(req: Request) -> web.Response:
+    vhosts = [req.vhost()] if "vhost" in req.args else _visible_vhosts(req)
+    return json_response([b for v in vhosts for b in vhost_bindings(v)])
+
+
+def _binding_endpoints(req: Request) -> tuple[Any, str, str, str]:
+    kind = req.args["kind"]
+    if kind not in ("q", "e"):
+        raise not_found()
+    vhost = req.vhost()
+    return vhost, req.args["source"], req.args["dest"], "queue" if kind == "q" else "exchange"
+
+
+def _matching(req: Request) -> list[dict[str, Any]]:
+    vhost, source, dest, dtype = _binding_endpoints(req)
+    return [b for b in vhost_bindings(vhost) if b["source"] == source
+            and b["destination"] == dest and b["destination_type"] == dtype]
+
+
+async def list_binding_pair(req: Request) -> web.Response:
+    vhost, source, dest, dtype = _binding_endpoints(req)
+    if source not in vhost.exchanges or (dest not in (vhost.queues if dtype == "queue"
+                                                      else vhost.exchanges)):
+        raise not_found()
+    return json_response(_matching(req))
+
+
+async def create_binding(req: Request) -> web.Response:
+    vhost, source, dest, dtype = _binding_endpoints(req)
+    body = await req.body()
+    key = str(body.get("routing_key", ""))
+    args = dict(body.get("arguments") or {})
+    try:
+        if dtype == "queue":
+            vhost.bind_queue(dest, source, key, args, None)
+        else:
+            vhost.bind_exchange(dest, source, key, args)
+    except AMQPError as exc:
+        status = 404 if exc.code == rc.NOT_FOUND else 400
+        raise ApiError(status, "not_found" if status == 404 else "bad_request",
+                       amqp_reason(exc)) from None
+    response = no_content(created=True)
+    # RabbitMQ encodes the (already encoded) properties key once more here.
+    response.headers["Location"] = f"{quote(dest, safe='')}/{quote(properties_key(key, args), safe='')}"
+    return response
+
+
+def _binding(req: Request) -> dict[str, Any]:
+    for b in _matching(req):
+        # The router decoded the URL segment; properties_key is the encoded form.
+        if unquote(b["properties_key"]) == req.args["props"]:
+            return b
+    raise not_found()
+
+
+async def get_binding(req: Request) -> web.Response:
+    return json_response(_binding(req))
+
+
+async def delete_binding(req: Request) -> web.Response:
+    b = _binding(req)
+    vhost, source, dest, dtype = _binding_endpoints(req)
+    ex = vhost.exchanges.get(source)
+    if ex is not None:
+        for binding in list(ex.bindings.values()):
+            d = binding.destination
+            info = binding_info(vhost.name, source, d.name,
+                                "exchange" if d.is_exchange else "queue",
+                                binding.routing_key, binding.arguments)
+            if info == b:
+                if dtype == "queue":
+                    vhost.unbind_queue(dest, source, binding.routing_key, binding.arguments, None)
+                else:
+                    vhost.unbind_exchange(dest, source, binding.routing_key, binding.arguments)
+                break
+    return no_content()
+
+
+# -- connections, channels, consumers ---------------------------------------------------------------
+def _connections(req: Request) -> list[Any]:
+    conns = [c for c in list(req.broker.connections) if c.state in ("running", "closing")
+             and c.user is not None and c.vhost is not None]
+    if "vhost" in req.args:
+        vhost = req.vhost()
+        conns = [c for c in conns if c.vhost is vhost]
+    if not req.sees_all():
+        conns = [c for c in conns if c.user.name == req.user.name]
+    return sorted(conns, key=lambda c: c.connected_at)
+
+
+async def list_connections(req: Request) -> web.Response:
+    return json_response([connection_info(c) for c in _connections(req)])
+
+
+def _connection(req: Request) -> Any:
+    for c in _connections(req):
+        if c.name == req.args["name"]:
+            return c
+    raise not_found()
+
+
+async def get_connection(req: Request) -> web.Response:
+    return json_response(connection_info(_connection(req)))
+
+
+async def close_connection(req: Request) -> web.Response:
+    """DELETE: connection.close 320, the reason from the X-Reason header as RabbitMQ does."""
+    conn = _connection(req)
+    reason = req.http.headers.get("X-Reason", "Closed via management plugin")
+    conn.close(rc.CONNECTION_FORCED, f"CONNECTION_FORCED - {reason}")
+    return no_content()
+
+
+async def connection_channels(req: Request) -> web.Response:
+    conn = _connection(req)
+    return json_response([channel_info(ch, req.api.rates) for ch in list(conn.channels.values())])
+
+
+def _channels(req: Request) -> list[Any]:
+    return [ch for c in _connections(req) for ch in list(c.channels.values())]
+
+
+async def list_channels(req: Request) -> web.Response:
+    return json_response([channel_info(ch, req.api.rates) for ch in _channels(req)])
+
+
+async def get_channel(req: Request) -> web.Response:
+    for ch in _channels(req):
+        if channel_name(ch) == req.args["name"]:
+            return json_response(channel_info(ch, req.api.rates))
+    raise not_found()
+
+
+async def list_consumers(req: Request) -> web.Response:
+    vhosts = [req.vhost()] if "vhost" in req.args else _visible_vhosts(req)
+    return json_response([consumer_info(c) for v in vhosts for q in list(v.queues.values())
+                          for c in list(q.consumers)])
+
+
+def register(router: Router) -> None:
+    add = router.add
+    add("GET", "queues", list_queues)
+    add("GET", "queues/{vhost}", list_queues)
+    add("GET", "queues/{vhost}/{name}", get_queue)
+    add("PUT", "queues/{vhost}/{name}", put_queue)
+    add("DELETE", "queues/{vhost}/{name}", delete_queue)
+    add("DELETE", "queues/{vhost}/{name}/contents", purge_queue)
+    add("POST", "queues/{vhost}/{name}/get", get_messages)
+    add("GET", "queues/{vhost}/{name}/bindings", queue_bindings)
+    add("GET", "exchanges", list_exchanges)
+    add("GET", "exchanges/{vhost}", list_exchanges)
+    add("GET", "exchanges/{vhost}/{name}", get_exchange)
+    add("PUT", "exchanges/{vhost}/{name}", put_exchange)
+    add("DELETE", "exchanges/{vhost}/{name}", delete_exchange)
+    add("POST", "exchanges/{vhost}/{name}/publish", publish)
+    add("GET", "exchanges/{vhost}/{name}/bindings/{side}", exchange_bindings)
+    add("GET", "bindings", list_bindings)
+    add("GET", "bindings/{vhost}", list_bindings)
+    add("GET", "bindings/{vhost}/e/{source}/{kind}/{dest}", list_binding_pair)
+    add("POST", "bindings/{vhost}/e/{source}/{kind}/{dest}", create_binding)
+    add("GET", "bindings/{vhost}/e/{source}/{kind}/{dest}/{props}", get_binding)
+    add("DELETE", "bindings/{vhost}/e/{source}/{kind}/{dest}/{props}", delete_binding)
+    add("GET", "connections", list_connections)
+    add("GET", "vhosts/{vhost}/connections", list_connections)
+    add("GET", "connections/{name}", get_connection)
+    add("DELETE", "connections/{name}", close_connection)
+    add("GET", "connections/{name}/channels", connection_channels)
+    add("GET", "channels", list_channels)
+    add("GET", "vhosts/{vhost}/channels", list_channels)
+    add("GET", "channels/{name}", get_channel)
+    add("GET", "consumers", list_consumers)
+    add("GET", "consumers/{vhost}", list_consumers)

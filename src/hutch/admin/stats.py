@@ -1,0 +1,123 @@
+"""Message counters and rates, the numbers behind RabbitMQ's ``message_stats``.
+
+Channels count with plain int attributes (``stat_publish`` ...); when a
+channel closes its counts are folded into the broker-wide ``Totals`` so the
+broker's counters never go backwards (Prometheus requires monotonic counters).
+Rates are what RabbitMQ's management plugin shows as ``*_details.rate``: the
+change per second between two samples taken ``SAMPLE_INTERVAL`` apart.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from dataclasses import dataclass, fields
+from typing import Any
+
+SAMPLE_INTERVAL = 5.0  # RabbitMQ's collect_statistics_interval default
+
+# Channel attribute -> RabbitMQ message_stats key.
+CHANNEL_COUNTERS = {
+    "stat_publish": "publish",
+    "stat_confirm": "confirm",
+    "stat_deliver": "deliver",
+    "stat_deliver_no_ack": "deliver_no_ack",
+    "stat_get": "get",
+    "stat_get_no_ack": "get_no_ack",
+    "stat_get_empty": "get_empty",
+    "stat_ack": "ack",
+    "stat_redeliver": "redeliver",
+    "stat_return_unroutable": "return_unroutable",
+    "stat_drop_unroutable": "drop_unroutable",
+}
+
+
+@dataclass(slots=True)
+class Totals:
+    """Counts of closed channels; add the live channels' counts for the broker total."""
+
+    publish: int = 0
+    confirm: int = 0
+    deliver: int = 0
+    deliver_no_ack: int = 0
+    get: int = 0
+    get_no_ack: int = 0
+    get_empty: int = 0
+    ack: int = 0
+    redeliver: int = 0
+    return_unroutable: int = 0
+    drop_unroutable: int = 0
+    connections_opened: int = 0
+
+
+_TOTALS: weakref.WeakKeyDictionary[Any, Totals] = weakref.WeakKeyDictionary()
+
+
+def totals_for(broker: Any) -> Totals:
+    t = _TOTALS.get(broker)
+    if t is None:
+        t = _TOTALS[broker] = Totals()
+    return t
+
+
+def fold_into_totals(channel: Any) -> None:
+    """A channel is going away: move its counters into the broker totals (idempotent)."""
+    totals = totals_for(channel.conn.broker)
+    for attr, key in CHANNEL_COUNTERS.items():
+        n = getattr(channel, attr)
+        if n:
+            setattr(totals, key, getattr(totals, key) + n)
+            setattr(channel, attr, 0)
+
+
+def channel_counts(channel: Any) -> dict[str, int]:
+    return {key: getattr(channel, attr) for attr, key in CHANNEL_COUNTERS.items()}
+
+
+def broker_counts(broker: Any) -> dict[str, int]:
+    """Broker-wide monotonic counters: closed channels plus live ones."""
+    t = totals_for(broker)
+    out = {f.name: getattr(t, f.name) for f in fields(Totals)}
+    for conn in list(broker.connections):
+        for ch in list(getattr(conn, "channels", {}).values()):
+            for attr, key in CHANNEL_COUNTERS.items():
+                out[key] += getattr(ch, attr)
+    out["deliver_get"] = out["deliver"] + out["deliver_no_ack"] + out["get"] + out["get_no_ack"]
+    return out
+
+
+class Rates:
+    """Per-object counter samples -> per-second rates, like the management plugin."""
+
+    def __init__(self) -> None:
+        # key -> (time, {counter: value}) of the previous and latest sample.
+        self._prev: dict[Any, tuple[float, dict[str, float]]] = {}
+        self._last: dict[Any, tuple[float, dict[str, float]]] = {}
+
+    def observe(self, key: Any, values: dict[str, float], now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        last = self._last.get(key)
+        if last is not None:
+            self._prev[key] = last
+        self._last[key] = (now, dict(values))
+
+    def rate(self, key: Any, counter: str) -> float:
+        prev, last = self._prev.get(key), self._last.get(key)
+        if prev is None or last is None or last[0] <= prev[0]:
+            return 0.0
+        delta = last[1].get(counter, 0) - prev[1].get(counter, 0)
+        return round(delta / (last[0] - prev[0]), 1)
+
+    def forget_missing(self, live: set[Any]) -> None:
+        for d in (self._prev, self._last):
+            for key in [k for k in d if k not in live]:
+                del d[key]
+
+
+def with_rates(counts: dict[str, int], rates: Rates, key: Any) -> dict[str, Any]:
+    """RabbitMQ's shape: ``{"publish": 5, "publish_details": {"rate": 0.0}, ...}``."""
+    out: dict[str, Any] = {}
+    for name in sorted(counts):
+        out[name] = counts[name]
+        out[f"{name}_details"] = {"rate": rates.rate(key, name)}
+    return out

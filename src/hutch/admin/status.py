@@ -1,0 +1,50 @@
+"""``hutch ctl status``: rabbitmqctl status's sections, from /api/nodes and /api/overview."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.4f} gb"
+
+
+def render_status(node: dict[str, Any], overview: dict[str, Any], quiet: bool = False) -> str:
+    totals = overview.get("object_totals", {})
+    queue_totals = overview.get("queue_totals", {})
+    lines = [] if quiet else [f"Status of node {node['name']} ..."]
+    lines += [
+        "Runtime", "",
+        f"OS PID: {node.get('os_pid', '')}",
+        f"Uptime (seconds): {int(node.get('uptime', 0)) // 1000}",
+        f"Hutch version: {node.get('product_version', '')}",
+        f"Node name: {node['name']}",
+        f"Python version: {node.get('python_version', '')}",
+        "", "Data directory", "",
+        f"Node data directory: {node.get('db_dir') or '(none: in memory)'}",
+        "", "Listeners", "",
+    ]
+    purposes = {"amqp": "AMQP 0-9-1", "http": "HTTP API"}
+    for listener in node.get("listeners", []):
+        proto = listener["protocol"]
+        lines.append(f"Interface: {listener['ip_address']}, port: {listener['port']}, "
+                     f"protocol: {proto}, purpose: {purposes.get(proto, proto)}")
+    lines += [
+        "", "Totals", "",
+        f"Connection count: {totals.get('connections', 0)}",
+        f"Queue count: {totals.get('queues', 0)}",
+        f"Virtual host count: {node.get('vhosts', '')}".rstrip(": "),
+        f"Messages: {queue_totals.get('messages', 0)} "
+        f"(ready: {queue_totals.get('messages_ready', 0)}, "
+        f"unacknowledged: {queue_totals.get('messages_unacknowledged', 0)})",
+        "", "Alarms", "",
+        "memory" if node.get("mem_alarm") else "(none)",
+        "", "Memory", "",
+        f"Total memory used: {_gb(node.get('mem_used', 0))}",
+        "Calculation strategy: rss",
+        f"Queued message bytes: {node.get('queued_message_bytes', 0)}",
+        f"Memory high watermark (queued message bytes): {_gb(node.get('mem_limit', 0))}",
+        "", "Free Disk Space", "",
+        f"Free disk space: {_gb(node.get('disk_free', 0))}",
+    ]
+    return "\n".join(line for line in lines if line != "Virtual host count")

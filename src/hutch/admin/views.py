@@ -1,0 +1,370 @@
+"""Broker objects -> the JSON objects RabbitMQ's management API returns.
+
+Field names and shapes follow RabbitMQ 3.10's management plugin (recorded from
+a real node; tests/admin/test_compare_rabbitmq.py compares them key by key).
+Fields that only make sense for Erlang (reductions, garbage_collection ...)
+are left out; everything a client or script reads is here.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import decimal
+import os
+import platform
+import shutil
+import time
+from typing import Any
+from urllib.parse import quote
+
+from .. import __version__
+from ..broker.users import Permission, User
+from .stats import Rates, broker_counts, channel_counts, with_rates
+
+MESSAGE_OVERHEAD = 96  # rough bytes per queued Message object, for "memory"
+
+
+def node_name() -> str:
+    return f"hutch@{platform.node() or 'localhost'}"
+
+
+def jsonable(value: Any) -> Any:
+    """AMQP field values (bytes, Decimal, datetime, nested tables) as JSON values."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, datetime.datetime):
+        return int(value.timestamp())
+    return value
+
+
+# -- queues -------------------------------------------------------------------------
+def queue_counts(q: Any) -> dict[str, int]:
+    return {"publish": q.published, "deliver_get": q.delivered, "ack": q.acked}
+
+
+def queue_key(q: Any) -> tuple[str, str, str]:
+    return ("queue", q.vhost.name, q.name)
+
+
+def queue_memory(q: Any) -> int:
+    return q.ready_bytes + q.unacked_bytes + (len(q.ready) + q.unacked_count) * MESSAGE_OVERHEAD
+
+
+def queue_info(q: Any, rates: Rates) -> dict[str, Any]:
+    key = queue_key(q)
+    ready, unacked = len(q.ready), q.unacked_count
+    owner = q.exclusive_owner
+    info: dict[str, Any] = {
+        "arguments": jsonable(q.arguments),
+        "auto_delete": q.auto_delete,
+        "consumers": len(q.consumers),
+        "durable": q.durable,
+        "exclusive": q.exclusive,
+        "exclusive_consumer_tag": q.exclusive_consumer.tag if q.exclusive_consumer else None,
+        "memory": queue_memory(q),
+        "message_bytes": q.ready_bytes + q.unacked_bytes,
+        "message_bytes_ready": q.ready_bytes,
+        "message_bytes_unacknowledged": q.unacked_bytes,
+        "message_stats": with_rates(queue_counts(q), rates, key),
+        "messages": ready + unacked,
+        "messages_details": {"rate": rates.rate(key, "messages")},
+        "messages_ready": ready,
+        "messages_ready_details": {"rate": rates.rate(key, "messages_ready")},
+        "messages_unacknowledged": unacked,
+        "messages_unacknowledged_details": {"rate": rates.rate(key, "messages_unacknowledged")},
+        "name": q.name,
+        "node": node_name(),
+        "policy": None,
+        "state": "running",
+        "type": q.queue_type,
+        "vhost": q.vhost.name,
+    }
+    if owner is not None:
+        info["owner_pid_details"] = {"name": owner.name, "peer_host": owner.peer_host}
+    return info
+
+
+def queue_detail(q: Any, rates: Rates) -> dict[str, Any]:
+    info = queue_info(q, rates)
+    info["consumer_details"] = [consumer_info(c) for c in list(q.consumers)]
+    return info
+
+
+def queue_gauges(q: Any) -> dict[str, float]:
+    return {"messages": len(q.ready) + q.unacked_count, "messages_ready": len(q.ready),
+            "messages_unacknowledged": q.unacked_count, **queue_counts(q)}
+
+
+# -- exchanges ------------------------------------------------------------------------
+def exchange_info(ex: Any) -> dict[str, Any]:
+    return {
+        "arguments": jsonable(ex.arguments),
+        "auto_delete": ex.auto_delete,
+        "durable": ex.durable,
+        "internal": ex.internal,
+        "name": ex.name,
+        "type": ex.type_name,
+        "vhost": ex.vhost.name,
+    }
+
+
+# -- bindings --------------------------------------------------------------------------
+def properties_key(routing_key: str, arguments: dict[str, Any]) -> str:
+    """RabbitMQ's binding id in URLs: the quoted key, plus ``~`` and a hash when
+    the binding has arguments."""
+    key = quote(routing_key, safe="") if routing_key else "~"
+    if arguments:
+        digest = base64.urlsafe_b64encode(
+            repr(sorted(jsonable(arguments).items())).encode()).decode()[:22]
+        key += "~" + digest
+    return key
+
+
+def binding_info(vhost: str, source: str, destination: str, dest_type: str, routing_key: str,
+                 arguments: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "source": source,
+        "vhost": vhost,
+        "destination": destination,
+        "destination_type": dest_type,
+        "routing_key": routing_key,
+        "arguments": jsonable(arguments),
+        "properties_key": properties_key(routing_key, arguments),
+    }
+
+
+def vhost_bindings(vhost: Any) -> list[dict[str, Any]]:
+    """Every binding in a vhost, the default exchange's implicit ones first, as RabbitMQ lists them."""
+    out = [binding_info(vhost.name, "", q.name, "queue", q.name, {})
+           for q in list(vhost.queues.values())]
+    for ex in list(vhost.exchanges.values()):
+        if not ex.name:
+            continue
+        for b in list(ex.bindings.values()):
+            dest = b.destination
+            out.append(binding_info(vhost.name, ex.name, dest.name,
+                                    "exchange" if dest.is_exchange else "queue",
+                                    b.routing_key, b.arguments))
+    return out
+
+
+# -- connections, channels, consumers ------------------------------------------------------
+def _peer(conn: Any) -> tuple[str, int, str, int]:
+    transport = conn.transport
+    peer = transport.get_extra_info("peername") if transport else None
+    sock = transport.get_extra_info("sockname") if transport else None
+    peer = peer or ("", 0)
+    sock = sock or ("", 0)
+    return str(peer[0]), int(peer[1]), str(sock[0]), int(sock[1])
+
+
+def connection_info(conn: Any) -> dict[str, Any]:
+    peer_host, peer_port, host, port = _peer(conn)
+    return {
+        "auth_mechanism": getattr(conn, "auth_mechanism", ""),
+        "channel_max": conn.channel_max,
+        "channels": len(conn.channels),
+        "client_properties": jsonable(conn.client_properties),
+        "connected_at": int(conn.connected_at * 1000),
+        "frame_max": conn.frame_max,
+        "host": host,
+        "name": conn.name,
+        "node": node_name(),
+        "peer_host": peer_host,
+        "peer_port": peer_port,
+        "port": port,
+        "protocol": "AMQP 0-9-1",
+        "ssl": False,
+        "state": "blocked" if conn.blocked else conn.state,
+        "timeout": conn.heartbeat,
+        "type": "network",
+        "user": conn.user.name if conn.user else "",
+        "vhost": conn.vhost.name if conn.vhost else "",
+    }
+
+
+def channel_name(ch: Any) -> str:
+    return f"{ch.conn.name} ({ch.number})"
+
+
+def channel_info(ch: Any, rates: Rates) -> dict[str, Any]:
+    conn = ch.conn
+    peer_host, peer_port, _h, _p = _peer(conn)
+    key = ("channel", id(ch))
+    counts = channel_counts(ch)
+    counts["deliver_get"] = (counts["deliver"] + counts["deliver_no_ack"] + counts["get"]
+                             + counts["get_no_ack"])
+    return {
+        "acks_uncommitted": sum(len(t) for k, t in ch._tx_acks if k == "ack"),
+        "confirm": ch.confirm,
+        "connection_details": {"name": conn.name, "peer_host": peer_host, "peer_port": peer_port},
+        "consumer_count": len(ch.consumers),
+        "global_prefetch_count": ch.prefetch_global,
+        "message_stats": with_rates(counts, rates, key),
+        "messages_unacknowledged": len(ch.unacked),
+        "messages_uncommitted": len(ch._tx_publishes),
+        "messages_unconfirmed": len(ch._in_flight),
+        "name": channel_name(ch),
+        "node": node_name(),
+        "number": ch.number,
+        "prefetch_count": ch.prefetch_consumer,
+        "state": "closing" if ch.closing else "running",
+        "transactional": ch.tx,
+        "user": conn.user.name if conn.user else "",
+        "vhost": conn.vhost.name if conn.vhost else "",
+    }
+
+
+def consumer_info(c: Any) -> dict[str, Any]:
+    ch = c.channel
+    conn = ch.conn
+    peer_host, peer_port, _h, _p = _peer(conn)
+    return {
+        "arguments": jsonable(c.arguments),
+        "ack_required": not c.no_ack,
+        "active": True,
+        "activity_status": "up",
+        "channel_details": {
+            "connection_name": conn.name,
+            "name": channel_name(ch),
+            "node": node_name(),
+            "number": ch.number,
+            "peer_host": peer_host,
+            "peer_port": peer_port,
+            "user": conn.user.name if conn.user else "",
+        },
+        "consumer_tag": c.tag,
+        "exclusive": c.exclusive,
+        "prefetch_count": c.prefetch,
+        "queue": {"name": c.queue.name, "vhost": c.queue.vhost.name},
+    }
+
+
+# -- users, vhosts, permissions --------------------------------------------------------------
+def user_info(user: User) -> dict[str, Any]:
+    return {"name": user.name, "password_hash": user.password_hash,
+            "hashing_algorithm": user.hashing_algorithm, "tags": list(user.tags), "limits": {}}
+
+
+def permission_info(vhost: str, user: str, perm: Permission) -> dict[str, Any]:
+    return {"user": user, "vhost": vhost, "configure": perm.configure, "write": perm.write,
+            "read": perm.read}
+
+
+def vhost_info(broker: Any, vhost: Any, rates: Rates) -> dict[str, Any]:
+    ready = sum(len(q.ready) for q in vhost.queues.values())
+    unacked = sum(q.unacked_count for q in vhost.queues.values())
+    key = ("vhost", vhost.name)
+    description = "Default virtual host" if vhost.name == "/" else ""
+    return {
+        "cluster_state": {node_name(): "running"},
+        "default_queue_type": "undefined",
+        "description": description,
+        "messages": ready + unacked,
+        "messages_details": {"rate": rates.rate(key, "messages")},
+        "messages_ready": ready,
+        "messages_ready_details": {"rate": rates.rate(key, "messages_ready")},
+        "messages_unacknowledged": unacked,
+        "messages_unacknowledged_details": {"rate": rates.rate(key, "messages_unacknowledged")},
+        "metadata": {"description": description, "tags": []},
+        "name": vhost.name,
+        "tags": [],
+        "tracing": False,
+    }
+
+
+# -- overview and node ---------------------------------------------------------------------------
+def object_totals(broker: Any) -> dict[str, int]:
+    conns = [c for c in list(broker.connections) if c.state == "running"]
+    queues = [q for v in broker.vhosts.values() for q in v.queues.values()]
+    return {
+        "channels": sum(len(c.channels) for c in conns),
+        "connections": len(conns),
+        "consumers": sum(len(q.consumers) for q in queues),
+        "exchanges": sum(len(v.exchanges) for v in broker.vhosts.values()),
+        "queues": len(queues),
+    }
+
+
+def queue_totals(broker: Any) -> dict[str, int]:
+    queues = [q for v in broker.vhosts.values() for q in v.queues.values()]
+    ready = sum(len(q.ready) for q in queues)
+    unacked = sum(q.unacked_count for q in queues)
+    return {"messages": ready + unacked, "messages_ready": ready,
+            "messages_unacknowledged": unacked}
+
+
+def overview(broker: Any, rates: Rates, listeners: list[dict[str, Any]]) -> dict[str, Any]:
+    counts = broker_counts(broker)
+    msg_counts = {k: counts[k] for k in ("publish", "confirm", "deliver", "deliver_no_ack",
+                                         "deliver_get", "get", "get_no_ack", "get_empty", "ack",
+                                         "redeliver", "return_unroutable", "drop_unroutable")}
+    totals = queue_totals(broker)
+    key = ("overview",)
+    return {
+        "management_version": __version__,
+        "rates_mode": "basic",
+        "exchange_types": [
+            {"name": t, "description": f"AMQP {t} exchange, as per the AMQP specification",
+             "enabled": True} for t in ("direct", "fanout", "headers", "topic")],
+        "product_version": __version__,
+        "product_name": "Hutch",
+        "rabbitmq_version": "3.10.8",
+        "cluster_name": node_name(),
+        "node": node_name(),
+        "message_stats": with_rates(msg_counts, rates, key),
+        "queue_totals": {
+            **totals,
+            **{f"{k}_details": {"rate": rates.rate(key, k)} for k in totals},
+        },
+        "object_totals": object_totals(broker),
+        "listeners": listeners,
+        "contexts": [],
+    }
+
+
+def disk_free(path: str | None) -> int:
+    try:
+        return shutil.disk_usage(path or os.getcwd()).free
+    except OSError:
+        return 0
+
+
+def node_info(broker: Any, listeners: list[dict[str, Any]], data_dir: str | None) -> dict[str, Any]:
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    try:
+        with open("/proc/self/statm") as f:
+            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        pass
+    return {
+        "name": node_name(),
+        "type": "disc" if data_dir else "ram",
+        "running": True,
+        "os_pid": str(os.getpid()),
+        "uptime": int((time.time() - broker.started_at) * 1000),
+        "mem_used": rss,
+        "mem_limit": broker.memory_high_watermark,
+        "mem_alarm": broker.memory_alarm,
+        "queued_message_bytes": broker.queued_bytes,
+        "disk_free": disk_free(data_dir),
+        "disk_free_alarm": False,
+        "db_dir": data_dir or "",
+        "rates_mode": "basic",
+        "listeners": listeners,
+        "product_name": "Hutch",
+        "product_version": __version__,
+        "python_version": platform.python_version(),
+        "connections": len([c for c in list(broker.connections) if c.state == "running"]),
+        "queues": sum(len(v.queues) for v in broker.vhosts.values()),
+        "messages": queue_totals(broker)["messages"],
+    }

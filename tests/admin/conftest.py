@@ -1,0 +1,46 @@
+"""Fixtures for management-API and ``hutch ctl`` tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from tests.brokerproc import HutchProcess
+from tests.conftest import EXTERNAL_URL
+from tests.mgmt import Api
+
+
+@pytest.fixture
+def api(http_url: str) -> Api:
+    return Api(http_url)
+
+
+@pytest.fixture
+def private_hutch():
+    """A Hutch of the test's own (with its management API), for tests that change
+    guest or global state."""
+    if EXTERNAL_URL:
+        pytest.skip("needs its own Hutch process")
+    proc = HutchProcess("--in-memory", http=True)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def hutch_exe() -> str:
+    exe = shutil.which("hutch")
+    assert exe, "the hutch console script is installed by pip install -e ."
+    return exe
+
+
+@pytest.fixture
+def ctl_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for k in ("HUTCH_URL", "HUTCH_USER", "HUTCH_PASSWORD"):
+        env.pop(k, None)
+    return env
