@@ -56,25 +56,31 @@ def segment_name(first_seq: int) -> str:
 
 
 class Segment:
-    __slots__ = ("first_seq", "live", "path", "size")
+    __slots__ = ("first_seq", "live", "oldest_target", "path", "pinned", "size")
 
     def __init__(self, path: str, first_seq: int, size: int) -> None:
         self.path = path
         self.first_seq = first_seq
         self.size = size  # bytes written (or handed to the writer)
         self.live = 0  # PUBLISH records in it whose message is still in a queue
+        # first_seq of the oldest *other* segment one of its ACK/DELIVER records
+        # refers to (None: only to itself).  While that segment exists, this one
+        # must stay, or a restart would bring an acked message back.
+        self.oldest_target: int | None = None
+        self.pinned = False  # its references are being carried forward: keep it for now
 
     def __repr__(self) -> str:
         return f"<Segment {os.path.basename(self.path)} live={self.live} size={self.size}>"
 
 
 class _Batch:
-    __slots__ = ("callbacks", "data", "msgs", "new_segment", "offsets", "segment")
+    __slots__ = ("callbacks", "carried", "data", "msgs", "new_segment", "offsets", "segment")
 
     def __init__(self) -> None:
         self.data: list[bytes] = []
         self.msgs: list[Any] = []  # the messages of the first len(msgs) records (PUBLISH)
         self.offsets: list[int] = []
+        self.carried: Segment | None = None  # whose references this batch re-records
         self.callbacks: list[Callable[[bool], None]] = []
         self.segment: Segment | None = None
         self.new_segment = False
@@ -100,6 +106,9 @@ class MessageLog:
         self._fd: int | None = None
         self._pending = _Batch()
         self._pending_publishes = 0
+        self._pending_target: int | None = None  # oldest segment the pending acks refer to
+        self._carry: Segment | None = None  # references of this segment go in the next batch
+        self._carrying = False  # a carry-forward is under way (one at a time)
         self._pending_dead = 0  # messages published *and* removed before being written
         self._acks: list[tuple[int, int]] = []
         self._delivers: list[tuple[int, int]] = []
@@ -144,11 +153,21 @@ class MessageLog:
             seg = self._segment_of(msg_id)
             if seg is not None:
                 seg.live -= 1
+                self._note_target(seg)
         self._schedule()
 
     def delivered(self, queue: Any, msg: Any) -> None:
-        self._delivers.append((queue.store_id, msg.store_ref))
+        msg_id = msg.store_ref
+        self._delivers.append((queue.store_id, msg_id))
+        if msg_id <= self._assigned_upto:
+            seg = self._segment_of(msg_id, pop=False)
+            if seg is not None:
+                self._note_target(seg)
         self._schedule()
+
+    def _note_target(self, seg: Segment) -> None:
+        if self._pending_target is None or seg.first_seq < self._pending_target:
+            self._pending_target = seg.first_seq
 
     def when_durable(self, callback: Callable[[bool], None]) -> None:
         if self._pending.data or self._acks or self._delivers:
@@ -191,13 +210,16 @@ class MessageLog:
             batch.callbacks.clear()
             return
         self._pending = _Batch()
+        batch.carried, self._carry = self._carry, None
         if self.error is not None and time.monotonic() < self._retry_at:
             self._fail(batch)
             return
         size = sum(len(d) for d in batch.data)
         head = self.segments[-1] if self.segments else None
         if head is None or (head.size + size > self.segment_size and head.size > len(SEGMENT_HEADER)):
-            first = self._first_seq_of(batch)
+            # Named after the first seq handed out since the previous segment, so the
+            # segments cover consecutive seq ranges.
+            first = self._assigned_upto + 1
             head = Segment(os.path.join(self.dir, segment_name(first)), first, len(SEGMENT_HEADER))
             self.segments.append(head)
             self._firsts.append(first)
@@ -210,13 +232,15 @@ class MessageLog:
         head.size += size
         head.live += self._pending_publishes - self._pending_dead
         self._pending_publishes = self._pending_dead = 0
+        target = self._pending_target
+        self._pending_target = None
+        if target is not None and target != head.first_seq and (
+                head.oldest_target is None or target < head.oldest_target):
+            head.oldest_target = target
         self._assigned_upto = self.seq
         self._inflight = batch
         fut = self.loop.run_in_executor(self._executor, self._write, batch)
         fut.add_done_callback(lambda f: self._done(batch, f))
-
-    def _first_seq_of(self, batch: _Batch) -> int:
-        return struct.unpack_from(">Q", batch.data[0], 9)[0]
 
     def _write(self, batch: _Batch) -> None:
         """Runs on the writer thread: everything that touches the disk for one batch."""
@@ -261,6 +285,9 @@ class MessageLog:
             self.error = exc if isinstance(exc, OSError) else OSError(str(exc))
             self._retry_at = time.monotonic() + RETRY_AFTER
             self._fail(batch)
+            if batch.carried is not None:
+                batch.carried.pinned = False
+                self._carrying = False
         else:
             if self.error is not None:
                 log.warning("message store writes succeed again")
@@ -270,6 +297,11 @@ class MessageLog:
                     msg.store_pos = off  # on disk now: the queue may page it out
             for cb in batch.callbacks:
                 cb(True)
+            if batch.carried is not None:
+                # Its ACK/DELIVER references now live in this (newer) batch too.
+                batch.carried.oldest_target = None
+                batch.carried.pinned = False
+                self._carrying = False
             self._reclaim()
         if self._pending.data or self._acks or self._delivers or self._pending.callbacks:
             self._flush()
@@ -288,10 +320,24 @@ class MessageLog:
         return self.segments[i] if i >= 0 else None
 
     def _reclaim(self) -> None:
-        """Delete fully dead segments from the front (never the head being written)."""
-        while len(self.segments) > 1 and self.segments[0].live <= 0:
-            seg = self.segments.pop(0)
-            self._firsts.pop(0)
+        """Delete every segment that holds no live message and whose ACK/DELIVER
+        records refer to no older segment still on disk (never the head).
+
+        So one message nobody consumes pins its own segment, not the log after it.
+        """
+        i = 0
+        while i < len(self.segments) - 1:
+            seg = self.segments[i]
+            if seg.live > 0 or seg.pinned:
+                i += 1
+                continue
+            if not self._targets_gone(seg, i):
+                if not self._carrying:
+                    self._carry_forward(seg)
+                i += 1
+                continue
+            del self.segments[i]
+            del self._firsts[i]
             fd = self._readers.pop(seg.path, None)
             if fd is not None:
                 os.close(fd)
@@ -299,6 +345,50 @@ class MessageLog:
                 self.files.remove(seg.path)
             except OSError as exc:
                 log.warning("could not delete segment %s: %s", seg.path, exc)
+
+    def _carry_forward(self, seg: Segment) -> None:
+        """``seg`` holds no live message but some of its ACK/DELIVER records refer to
+        older segments still on disk.  Copy just those references into the next
+        batch; once it is synced ``seg`` can go.  Without this, acks that crossed a
+        segment boundary would chain every later segment to one long-lived message.
+        """
+        try:
+            data = self.files.read(seg.path)
+        except OSError as exc:
+            log.warning("could not read %s to reclaim it: %s", seg.path, exc)
+            return
+        off = len(SEGMENT_HEADER)
+        acks: list[tuple[int, int]] = []
+        delivers: list[tuple[int, int]] = []
+        while off < len(data):
+            try:
+                rec = records.read_record(data, off)
+            except records.CorruptRecordError:
+                return
+            if rec is None:
+                break
+            rtype, _seq, start, end = rec
+            if rtype == records.ACK or rtype == records.DELIVER:
+                keep = acks if rtype == records.ACK else delivers
+                for qid, mid in records.decode_pairs(data, start):
+                    target = self._segment_of(mid, pop=False)
+                    if target is not None and target.first_seq < seg.first_seq:
+                        keep.append((qid, mid))
+                        self._note_target(target)
+            off = end
+        self._acks.extend(acks)
+        self._delivers.extend(delivers)
+        seg.pinned = True
+        self._carry = seg
+        self._carrying = True
+        self._schedule()
+
+    def _targets_gone(self, seg: Segment, index: int) -> bool:
+        """No segment older than ``seg`` (at ``index``) and at or after its oldest
+        ACK/DELIVER target still exists."""
+        if seg.oldest_target is None or index == 0:
+            return True
+        return self._firsts[index - 1] < seg.oldest_target
 
     # -- recovery ------------------------------------------------------------------
     def recover(self) -> dict[int, Recovered]:
@@ -330,6 +420,7 @@ class MessageLog:
             seg = Segment(path, int(name[:-4]), len(data))
             seg_index = len(self.segments)
             self.segments.append(seg)
+            self._firsts.append(seg.first_seq)
             off = len(SEGMENT_HEADER)
             problem = None
             seen_here: list[tuple[int, int]] = []  # (queue id, msg id) published in this segment
@@ -356,12 +447,16 @@ class MessageLog:
                         self._moved[seq] = seg  # salvaged here by an earlier recovery
                     if flags & records.FLAG_DELIVERED:
                         delivered.add(seq)
-                elif rtype == records.ACK:
+                elif rtype == records.ACK or rtype == records.DELIVER:
+                    into = acked if rtype == records.ACK else delivered
+                    oldest = seg.oldest_target
                     for _qid, mid in records.decode_pairs(data, start):
-                        acked.add(mid)
-                elif rtype == records.DELIVER:
-                    for _qid, mid in records.decode_pairs(data, start):
-                        delivered.add(mid)
+                        into.add(mid)
+                        target = self._segment_of(mid, pop=False)
+                        if target is not None and target is not seg and (
+                                oldest is None or target.first_seq < oldest):
+                            oldest = target.first_seq
+                    seg.oldest_target = oldest
                 off = end
             if problem is None:
                 continue
@@ -383,6 +478,7 @@ class MessageLog:
             log.error("message store: %s in middle segment %s: quarantining it; %d messages "
                       "read before the damage are kept", problem, name, len(salvage))
             self.segments.pop()
+            self._firsts.pop()
             self._quarantine(path, problem)
             for scan in per_queue.values():
                 scan.drop_segment(seg_index)
