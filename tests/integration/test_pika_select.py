@@ -30,12 +30,18 @@ def test_select_connection_work_queue(broker_url: str, qname: str) -> None:
         if isinstance(method, pika.spec.Basic.Nack):
             state["error"] = "nacked"
         state["acked"] = max(state["acked"], method.delivery_tag)
+        maybe_finish()
 
     def on_message(ch, method, _props, body):
         state["received"].append(body.decode())
         ch.basic_ack(method.delivery_tag)
-        if len(state["received"]) == n:
-            ch.queue_delete(qname, callback=lambda _f: state["conn"].close())
+        maybe_finish()
+
+    def maybe_finish():
+        # Deliveries may overtake confirms (a confirm waits for the disk): wait for both.
+        if len(state["received"]) == n and state["acked"] == n and not state.get("done"):
+            state["done"] = True
+            state["ch"].queue_delete(qname, callback=lambda _f: state["conn"].close())
 
     conn = SelectConnection(pika.URLParameters(broker_url), on_open_callback=on_open,
                             on_open_error_callback=lambda c, e: state.update(error=e))
