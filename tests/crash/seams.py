@@ -67,17 +67,6 @@ class JournalFiles(Files):
         super().truncate(path, size)
         self._note({"op": "fsync", "ino": os.stat(path).st_ino, "size": size})
 
-    def write_file_atomically(self, path: str, data: bytes) -> None:
-        tmp = path + ".tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            self.write(fd, data)
-            self.fsync(fd)
-        finally:
-            os.close(fd)
-        self.replace(tmp, path)
-        self.fsync_dir(os.path.dirname(path) or ".")
-
 
 def simulate_power_loss(journal: str, dirs: list[str], rng: random.Random) -> None:
     """Rewind ``dirs`` to what survives a power cut, per the journal (see module doc)."""
