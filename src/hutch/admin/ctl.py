@@ -349,7 +349,12 @@ class Ctl:
     def add_vhost(self, args: list[str]) -> None:
         (name,) = args
         self.out.info(f'Adding vhost "{name}" ...')
+        existed = self._exists(f"vhosts/{q(name)}")
         self.client.request("PUT", f"vhosts/{q(name)}", {})
+        if not existed:
+            # The HTTP API grants the creating user full permissions (RabbitMQ does
+            # the same); rabbitmqctl add_vhost grants none, so neither do we.
+            self.client.request("DELETE", f"permissions/{q(name)}/{q(self.client.user)}")
 
     def delete_vhost(self, args: list[str]) -> None:
         (name,) = args
@@ -510,6 +515,12 @@ def add_ctl_parser(sub: Any) -> None:
                    help="API user (env HUTCH_USER; default guest)")
     c.add_argument("--password", default=os.environ.get("HUTCH_PASSWORD", "guest"),
                    help="API password (env HUTCH_PASSWORD; default guest)")
+    # rabbitmqctl's global options may also come before the command.
+    c.add_argument("-q", "--quiet", action="store_true", help="no informational banner lines")
+    c.add_argument("-p", "--vhost", default=None, help="virtual host (default /)")
+    c.add_argument("--formatter", default=None, choices=["table", "json"], help="output format")
+    c.add_argument("--no-table-headers", action="store_true", help="omit the column header line")
+    c.add_argument("-n", "--node", default=None, help="accepted for rabbitmqctl compatibility")
     c.add_argument("ctl_args", nargs=argparse.REMAINDER, metavar="COMMAND [ARGS ...]",
                    help="e.g. list_queues name messages_ready messages_unacknowledged")
 
@@ -547,6 +558,14 @@ def split_options(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
 
 def run_ctl(args: argparse.Namespace) -> int:
     opts, rest = split_options(list(args.ctl_args))
+    if args.quiet:
+        opts["quiet"] = True
+    if args.no_table_headers:
+        opts["headers"] = False
+    if args.vhost is not None and "-p" not in args.ctl_args and "--vhost" not in args.ctl_args:
+        opts["vhost"] = args.vhost
+    if args.formatter is not None and "--formatter" not in args.ctl_args:
+        opts["formatter"] = args.formatter
     if not rest or rest[0] in ("help", "-h", "--help"):
         print("usage: hutch ctl [--url URL] [--user USER] [--password PASSWORD] [-q] "
               "[--formatter json] COMMAND [ARGS ...]\n\ncommands:\n  " + "\n  ".join(COMMANDS))
