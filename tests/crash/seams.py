@@ -125,6 +125,10 @@ class FaultFiles(Files):
         self._check()
         super().write(fd, data)
 
+    def writev(self, fd, buffers) -> None:
+        self._check()
+        super().writev(fd, buffers)
+
     def fsync(self, fd: int) -> None:
         self._check()
         super().fsync(fd)

@@ -183,6 +183,11 @@ class FailingFiles(Files):
             raise OSError(errno.ENOSPC, "No space left on device")
         super().write(fd, data)
 
+    def writev(self, fd, buffers):
+        if self.full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        super().writev(fd, buffers)
+
 
 def test_write_error_nacks_and_is_sticky_until_it_recovers(tmp_path, monkeypatch) -> None:
     import hutch.store.log as logmod

@@ -140,3 +140,26 @@ def test_memory_stays_bounded_with_a_backlog() -> None:
         conn.close()
     finally:
         proc.stop()
+
+
+@pytest.mark.hutch_only
+def test_large_persistent_bodies_survive_kill9() -> None:
+    """20 MiB bodies go to disk without being re-joined and come back intact."""
+    proc = HutchProcess()
+    proc.start()
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(proc.url))
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare("large", durable=True)
+        bodies = [os.urandom(20 * 1024 * 1024), b"", os.urandom(131072)]
+        for b in bodies:
+            ch.basic_publish("", "large", b, pika.BasicProperties(delivery_mode=2))
+        proc.kill()
+        proc.start()
+        conn = pika.BlockingConnection(pika.URLParameters(proc.url))
+        ch = conn.channel()
+        assert [b for b, _ in _drain(ch, "large")] == bodies
+        conn.close()
+    finally:
+        proc.stop()

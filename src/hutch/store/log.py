@@ -77,7 +77,7 @@ class _Batch:
     __slots__ = ("callbacks", "carried", "data", "msgs", "new_segment", "offsets", "segment")
 
     def __init__(self) -> None:
-        self.data: list[bytes] = []
+        self.data: list[bytes | tuple[bytes, bytes]] = []
         self.msgs: list[Any] = []  # the messages of the first len(msgs) records (PUBLISH)
         self.offsets: list[int] = []
         self.carried: Segment | None = None  # whose references this batch re-records
@@ -136,7 +136,7 @@ class MessageLog:
         expires_ms = 0
         if msg.expires_at is not None:
             expires_ms = int((time.time() + (msg.expires_at - time.monotonic())) * 1000)
-        self._pending.data.append(records.encode_publish(
+        self._pending.data.append(records.encode_publish_parts(
             self.seq, queue.store_id, 0, expires_ms, _shortstr(msg.exchange),
             _shortstr(msg.routing_key), msg.header, msg.body))
         self._pending.msgs.append(msg)
@@ -214,7 +214,7 @@ class MessageLog:
         if self.error is not None and time.monotonic() < self._retry_at:
             self._fail(batch)
             return
-        size = sum(len(d) for d in batch.data)
+        size = sum(map(_rlen, batch.data))
         head = self.segments[-1] if self.segments else None
         if head is None or (head.size + size > self.segment_size and head.size > len(SEGMENT_HEADER)):
             # Named after the first seq handed out since the previous segment, so the
@@ -228,7 +228,7 @@ class MessageLog:
         off = head.size
         for rec in batch.data[: len(batch.msgs)]:
             batch.offsets.append(off)
-            off += len(rec)
+            off += _rlen(rec)
         head.size += size
         head.live += self._pending_publishes - self._pending_dead
         self._pending_publishes = self._pending_dead = 0
@@ -258,9 +258,14 @@ class MessageLog:
         if self._fd is None:
             self._fd = files.open_append(seg.path)
         start = os.lseek(self._fd, 0, os.SEEK_END)
-        data = b"".join(batch.data)
+        buffers: list[bytes] = []
+        for rec in batch.data:
+            if isinstance(rec, tuple):
+                buffers.extend(rec)  # a PUBLISH: its prefix, then the body itself
+            else:
+                buffers.append(rec)
         try:
-            files.write(self._fd, data)
+            files.writev(self._fd, buffers)
             if self.sync == "always":
                 files.fsync(self._fd)
         except OSError:
@@ -271,14 +276,14 @@ class MessageLog:
                 pass
             raise
         self.fsyncs += 1
-        self.bytes_written += len(data)
+        self.bytes_written += sum(map(len, buffers))
 
     def _done(self, batch: _Batch, fut: asyncio.Future[None]) -> None:
         self._inflight = None
         exc = fut.exception()
         if exc is not None:
             if batch.segment is not None:
-                batch.segment.size -= sum(len(d) for d in batch.data)
+                batch.segment.size -= sum(map(_rlen, batch.data))
             if self.error is None:
                 log.error("message store write failed, publishes will be nacked until it "
                           "recovers: %s", exc)
@@ -607,6 +612,10 @@ class MessageLog:
         self.when_durable(lambda ok: done.done() or done.set_result(ok))
         self._schedule()
         await done
+
+
+def _rlen(rec: bytes | tuple[bytes, bytes]) -> int:
+    return len(rec) if isinstance(rec, bytes) else len(rec[0]) + len(rec[1])
 
 
 def _shortstr(s: str) -> bytes:

@@ -71,12 +71,26 @@ def _frame(rtype: int, seq: int, payload: bytes) -> bytes:
     return _head.pack(len(payload) + 13, crc, rtype, seq) + payload
 
 
+def encode_publish_parts(seq: int, queue_id: int, flags: int, expires_ms: int,
+                         exchange_enc: bytes, routing_key_enc: bytes, header: bytes,
+                         body: bytes) -> tuple[bytes, bytes]:
+    """A PUBLISH record as (everything before the body, the body itself).
+
+    The body is not copied: the CRC is computed over the two parts in turn and the
+    writer hands both to one ``writev``.  ``*_enc`` are shortstr-encoded.
+    """
+    rest = b"".join((_pub_fixed.pack(queue_id, flags, expires_ms), exchange_enc,
+                     routing_key_enc, _u32.pack(len(header)), header))
+    crc = zlib.crc32(body, zlib.crc32(rest, zlib.crc32(struct.pack(">BQ", PUBLISH, seq))))
+    head = _head.pack(len(rest) + len(body) + 13, crc, PUBLISH, seq)
+    return head + rest, body
+
+
 def encode_publish(seq: int, queue_id: int, flags: int, expires_ms: int, exchange_enc: bytes,
                    routing_key_enc: bytes, header: bytes, body: bytes) -> bytes:
-    """``*_enc`` are shortstr-encoded (length byte + bytes)."""
-    payload = b"".join((_pub_fixed.pack(queue_id, flags, expires_ms), exchange_enc,
-                        routing_key_enc, _u32.pack(len(header)), header, body))
-    return _frame(PUBLISH, seq, payload)
+    """The same record in one piece."""
+    return b"".join(encode_publish_parts(seq, queue_id, flags, expires_ms, exchange_enc,
+                                         routing_key_enc, header, body))
 
 
 def encode_pairs(rtype: int, seq: int, pairs: list[tuple[int, int]]) -> bytes:
