@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .admin.ctl import add_ctl_parser
 
     add_ctl_parser(sub)
+    from .tools import add_tool_parsers
+
+    add_tool_parsers(sub)
     return p
 
 
@@ -144,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         from .admin.ctl import run_ctl
 
         return run_ctl(args)
+    if args.command in ("publish", "work", "demo"):
+        from .tools import run_tool
+
+        return run_tool(args)
     if args.command != "serve":
         build_parser().print_help()
         return 2
