@@ -69,3 +69,29 @@ def test_write_errors_nack_then_recover(tmp_path, errname: str) -> None:
         conn.close()
     finally:
         proc.stop()
+
+
+@pytest.mark.hutch_only
+def test_declare_is_refused_when_definitions_cannot_be_written(tmp_path) -> None:
+    marker = tmp_path / "fault"
+    env = {"HUTCH_STORE_FILES": "tests.crash.seams:FaultFiles", "HUTCH_FAULT_FILE": str(marker)}
+    proc = HutchProcess(env=env)
+    proc.start()
+    try:
+        marker.write_text("ENOSPC")
+        conn = pika.BlockingConnection(pika.URLParameters(proc.url))
+        with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as info:
+            conn.channel().queue_declare("never-durable", durable=True)
+        assert info.value.reply_code == 541
+        assert "could not write definitions" in info.value.reply_text
+        marker.unlink()
+        conn = pika.BlockingConnection(pika.URLParameters(proc.url))
+        conn.channel().queue_declare("durable-now", durable=True)
+        conn.close()
+        proc.stop()
+        proc.start()
+        conn = pika.BlockingConnection(pika.URLParameters(proc.url))
+        conn.channel().queue_declare("durable-now", durable=True, passive=True)
+        conn.close()
+    finally:
+        proc.stop()

@@ -37,6 +37,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import HardError
+from ..protocol.constants import INTERNAL_ERROR
 from . import definitions, records
 from .files import Files
 
@@ -185,6 +187,10 @@ class MessageLog:
             definitions.save(broker, self.definitions_dir, self.files)
         except OSError as exc:
             log.error("could not write definitions: %s", exc)
+            # Never answer declare-ok for something that would not survive a restart:
+            # the client's connection is closed with 541 instead.
+            raise HardError(INTERNAL_ERROR, f"could not write definitions: {exc.strerror or exc}") \
+                from None
 
     # -- batching -----------------------------------------------------------------
     def _schedule(self) -> None:
