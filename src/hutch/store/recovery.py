@@ -1,0 +1,292 @@
+"""Recovery: rebuilding the live messages of every queue from the segment files.
+
+Separate from ``log.py`` (writing, reading, reclaiming) because it runs once, at
+start, and has its own concerns: checking every record, cutting torn tails,
+quarantining damaged segments and salvaging what they still hold.  Only ids and
+offsets are kept, not bodies, so a million messages cost tens of megabytes.
+"""
+
+from __future__ import annotations
+
+import array
+import logging
+import os
+import struct
+from typing import Any
+
+from . import records
+
+log = logging.getLogger("hutch.store")
+
+MAGIC = b"HUTCHLOG"
+VERSION = 1
+_seg_header = struct.Struct(">8sI")
+SEGMENT_HEADER = _seg_header.pack(MAGIC, VERSION)
+
+
+def segment_name(first_seq: int) -> str:
+    return f"{first_seq:020d}.seg"
+
+
+class Segment:
+    __slots__ = ("first_seq", "live", "oldest_target", "path", "pinned", "size")
+
+    def __init__(self, path: str, first_seq: int, size: int) -> None:
+        self.path = path
+        self.first_seq = first_seq
+        self.size = size  # bytes written (or handed to the writer)
+        self.live = 0  # PUBLISH records in it whose message is still in a queue
+        # first_seq of the oldest *other* segment one of its ACK/DELIVER records
+        # refers to (None: only to itself).  While that segment exists, this one
+        # must stay, or a restart would bring an acked message back.
+        self.oldest_target: int | None = None
+        self.pinned = False  # its references are being carried forward: keep it for now
+
+    def __repr__(self) -> str:
+        return f"<Segment {os.path.basename(self.path)} live={self.live} size={self.size}>"
+
+
+class RecoveryMixin:
+    """The recovery half of ``MessageLog`` (which provides the attributes used here)."""
+
+    dir: str
+    files: Any
+    seq: int
+    segments: list[Segment]
+    _firsts: list[int]
+    _moved: dict[int, Segment]
+    _assigned_upto: int
+    recovered_delivered: set[int]
+
+    def _segment_of(self, msg_id: int, pop: bool = True) -> Segment | None:
+        raise NotImplementedError
+
+    def recover(self) -> dict[int, Recovered]:
+        """Read every segment and return, per queue id, its live messages as compact
+        entries in publish order (see ``entry``).  Torn tails are cut off, corrupt
+        middle segments quarantined (their readable messages rewritten into a fresh
+        segment); afterwards the log is ready for appending.
+
+        Only offsets are kept, not bodies, so recovering a million messages costs
+        tens of megabytes; ``read_entries`` fetches bodies when consumers get there.
+        """
+        names = sorted(n for n in os.listdir(self.dir) if n.endswith(".seg"))
+        per_queue: dict[int, _Scan] = {}
+        acked: set[int] = set()
+        delivered: set[int] = set()
+        salvage: dict[int, records.Publish] = {}
+        read_record = records.read_record
+        for i, name in enumerate(names):
+            path = os.path.join(self.dir, name)
+            data = self.files.read(path)
+            last = i == len(names) - 1
+            if data[: len(SEGMENT_HEADER)] != SEGMENT_HEADER:
+                if last and len(data) < len(SEGMENT_HEADER) and SEGMENT_HEADER.startswith(data):
+                    log.warning("removing empty segment %s (torn while being created)", name)
+                    self.files.remove(path)
+                    continue
+                self._quarantine(path, "bad segment header")
+                continue
+            seg = Segment(path, int(name[:-4]), len(data))
+            seg_index = len(self.segments)
+            self.segments.append(seg)
+            self._firsts.append(seg.first_seq)
+            off = len(SEGMENT_HEADER)
+            problem = None
+            seen_here: list[tuple[int, int]] = []  # (queue id, msg id) published in this segment
+            while off < len(data):
+                try:
+                    rec = read_record(data, off)
+                except records.CorruptRecordError as exc:
+                    problem = str(exc)
+                    break
+                if rec is None:
+                    problem = f"incomplete record at offset {off}"
+                    break
+                rtype, seq, start, end = rec
+                if seq > self.seq:
+                    self.seq = seq
+                if rtype == records.PUBLISH:
+                    qid, body_size, flags = records.publish_summary(data, start, end)
+                    scan = per_queue.get(qid)
+                    if scan is None:
+                        scan = per_queue[qid] = _Scan()
+                    scan.add(seq, off, body_size, seg_index)
+                    seen_here.append((qid, seq))
+                    if seq < seg.first_seq:
+                        self._moved[seq] = seg  # salvaged here by an earlier recovery
+                    if flags & records.FLAG_DELIVERED:
+                        delivered.add(seq)
+                elif rtype == records.ACK or rtype == records.DELIVER:
+                    into = acked if rtype == records.ACK else delivered
+                    oldest = seg.oldest_target
+                    for _qid, mid in records.decode_pairs(data, start):
+                        into.add(mid)
+                        target = self._segment_of(mid, pop=False)
+                        if target is not None and target is not seg and (
+                                oldest is None or target.first_seq < oldest):
+                            oldest = target.first_seq
+                    seg.oldest_target = oldest
+                off = end
+            if problem is None:
+                continue
+            if last:
+                log.warning("message store: %s in %s: truncating the torn tail (%d bytes)",
+                            problem, name, len(data) - off)
+                self.files.truncate(path, off)
+                seg.size = off
+                continue
+            # A damaged segment in the middle: keep what could be read, move it aside.
+            for qid, mid in seen_here:
+                scan = per_queue[qid]
+                found = scan.take(mid)
+                if found is not None:
+                    rec_off = found
+                    rec = read_record(data, rec_off)
+                    assert rec is not None
+                    salvage[mid] = records.decode_publish(mid, data, rec[2], rec[3])
+            log.error("message store: %s in middle segment %s: quarantining it; %d messages "
+                      "read before the damage are kept", problem, name, len(salvage))
+            self.segments.pop()
+            self._firsts.pop()
+            self._quarantine(path, problem)
+            for scan in per_queue.values():
+                scan.drop_segment(seg_index)
+        self._firsts = [s.first_seq for s in self.segments]
+        out: dict[int, Recovered] = {}
+        for qid, scan in per_queue.items():
+            rec_q = scan.finish(acked, self.segments)
+            if rec_q.entries:
+                out[qid] = rec_q
+        live_salvage = [p for mid, p in sorted(salvage.items()) if mid not in acked]
+        self._assigned_upto = self.seq
+        if live_salvage:
+            for qid, entries in self._rewrite(live_salvage, delivered).items():
+                target = out.setdefault(qid, Recovered())
+                target.merge(entries)
+        self.recovered_delivered = {m for m in delivered if m not in acked}
+        return out
+
+    def _rewrite(self, pubs: list[records.Publish], delivered: set[int]) -> dict[int, Recovered]:
+        """Write salvaged messages into a fresh segment (keeping their ids)."""
+        first = self.seq + 1
+        path = os.path.join(self.dir, segment_name(first))
+        parts = [SEGMENT_HEADER]
+        placed: dict[int, Recovered] = {}
+        off = len(SEGMENT_HEADER)
+        for p in pubs:
+            flags = records.FLAG_DELIVERED if p.seq in delivered else 0
+            rec = records.encode_publish(p.seq, p.queue_id, flags, p.expires_ms,
+                                         _shortstr(p.exchange), _shortstr(p.routing_key),
+                                         p.header, p.body)
+            parts.append(rec)
+            placed.setdefault(p.queue_id, Recovered()).append(entry(p.seq, off), len(p.body))
+            off += len(rec)
+        self.seq += 1  # reserve the segment's first seq (its name)
+        self._assigned_upto = self.seq
+        fd = self.files.open_append(path)
+        try:
+            self.files.write(fd, b"".join(parts))
+            self.files.fsync(fd)
+        finally:
+            self.files.close(fd)
+        self.files.fsync_dir(self.dir)
+        seg = Segment(path, first, off)
+        seg.live = len(pubs)
+        # The salvaged ids are smaller than this segment's first seq, so their acks
+        # and reads are routed here through _moved; it becomes the head.
+        self.segments.append(seg)
+        self._firsts.append(first)
+        for p in pubs:
+            self._moved[p.seq] = seg
+        return placed
+
+
+    def _quarantine(self, path: str, why: str) -> None:
+        qdir = os.path.join(self.dir, "quarantine")
+        os.makedirs(qdir, exist_ok=True)
+        dest = os.path.join(qdir, os.path.basename(path))
+        log.error("message store: quarantined %s (%s) -> %s", path, why, dest)
+        os.replace(path, dest)
+
+
+
+def _shortstr(s: str) -> bytes:
+    raw = s.encode()
+    return bytes((len(raw),)) + raw
+
+
+def entry(msg_id: int, offset: int) -> int:
+    """A paged-out message in one int: its id (which finds the segment) and offset."""
+    return (msg_id << 32) | offset
+
+
+class Recovered:
+    """One queue's recovered messages: compact entries in order, and their body bytes."""
+
+    __slots__ = ("bytes", "entries")
+
+    def __init__(self) -> None:
+        self.entries: list[int] = []
+        self.bytes = 0
+
+    def append(self, e: int, size: int) -> None:
+        self.entries.append(e)
+        self.bytes += size
+
+    def merge(self, other: Recovered) -> None:
+        self.entries = sorted(self.entries + other.entries)
+        self.bytes += other.bytes
+
+
+class _Scan:
+    """Per-queue accumulator for recovery: parallel arrays, 18 bytes a message."""
+
+    __slots__ = ("ids", "offs", "ordered", "segs", "sizes")
+
+    def __init__(self) -> None:
+        self.ids = array.array("Q")
+        self.offs = array.array("L")
+        self.sizes = array.array("L")
+        self.segs = array.array("H")
+        self.ordered = True
+
+    def add(self, mid: int, off: int, size: int, seg: int) -> None:
+        if self.ids and mid < self.ids[-1]:
+            self.ordered = False
+        self.ids.append(mid)
+        self.offs.append(off)
+        self.sizes.append(size)
+        self.segs.append(seg)
+
+    def take(self, mid: int) -> int | None:
+        """Offset of ``mid`` if it was read (used when salvaging a damaged segment)."""
+        for i in range(len(self.ids) - 1, -1, -1):
+            if self.ids[i] == mid:
+                return self.offs[i]
+        return None
+
+    def drop_segment(self, seg: int) -> None:
+        keep = [i for i in range(len(self.ids)) if self.segs[i] != seg]
+        if len(keep) == len(self.ids):
+            return
+        self.ids = array.array("Q", (self.ids[i] for i in keep))
+        self.offs = array.array("L", (self.offs[i] for i in keep))
+        self.sizes = array.array("L", (self.sizes[i] for i in keep))
+        self.segs = array.array("H", (self.segs[i] for i in keep))
+
+    def finish(self, acked: set[int], segments: list[Segment]) -> Recovered:
+        out = Recovered()
+        order = range(len(self.ids))
+        if not self.ordered:
+            order = sorted(order, key=self.ids.__getitem__)  # type: ignore[assignment]
+        ids, offs, sizes, segs = self.ids, self.offs, self.sizes, self.segs
+        for i in order:
+            mid = ids[i]
+            if mid in acked:
+                continue
+            out.entries.append((mid << 32) | offs[i])
+            out.bytes += sizes[i]
+            segments[segs[i]].live += 1
+        return out
+
