@@ -298,3 +298,28 @@ def test_errors_are_one_line_with_exit_codes(hutch_exe: str, http_url: str, ctl_
     name = f"nouser-{uuid.uuid4().hex[:4]}"
     r = ctl(hutch_exe, http_url, "delete_user", name)
     assert r.returncode == 67
+
+
+def test_users_vhosts_permissions_survive_a_restart(hutch_exe: str) -> None:
+    from tests.brokerproc import HutchProcess
+
+    proc = HutchProcess(http=True)  # a data dir of its own: the store keeps definitions
+    proc.start()
+    try:
+        url = proc.http_url
+        for args in (("add_user", "dora", "pw"), ("set_user_tags", "dora", "monitoring"),
+                     ("add_vhost", "keep"), ("set_permissions", "-p", "keep", "dora", "^d",
+                                             ".*", ".*"),
+                     ("change_password", "guest", "newguest")):
+            assert ctl(hutch_exe, url, *args).returncode == 0, args
+        proc.stop()
+        proc.start()
+        url = proc.http_url
+        r = ctl(hutch_exe, url, "list_user_permissions", "dora", password="newguest")
+        assert r.stdout.splitlines()[1:] == ["vhost\tconfigure\twrite\tread", "keep\t^d\t.*\t.*"]
+        assert "dora\t[monitoring]" in ctl(hutch_exe, url, "list_users", password="newguest").stdout
+        conn = pika.BlockingConnection(pika.ConnectionParameters(
+            "127.0.0.1", proc.port, "keep", pika.PlainCredentials("dora", "pw")))
+        conn.close()
+    finally:
+        proc.stop()
