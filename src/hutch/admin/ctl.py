@@ -42,19 +42,24 @@ class HttpError(Exception):
 
 # -- the HTTP client ----------------------------------------------------------------------------
 class Client:
-    def __init__(self, url: str, user: str, password: str, timeout: float = 60.0) -> None:
+    def __init__(self, url: str, user: str, password: str, timeout: float = 60.0,
+                 cookie: str | None = None) -> None:
         self.base = url.rstrip("/")
         self.user = user
         self.password = password
         self.timeout = timeout
+        self.cookie = cookie  # the broker's local operator credential (see http_api)
 
     def request(self, method: str, path: str, body: Any = None,
                 headers: dict[str, str] | None = None, auth: tuple[str, str] | None = None) -> Any:
         user, password = auth or (self.user, self.password)
         data = None if body is None else json.dumps(body).encode()
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        if self.cookie and auth is None:
+            authorization = f"Hutch-Cookie {self.cookie}"
+        else:
+            authorization = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         req = urllib.request.Request(f"{self.base}/api/{path}", data=data, method=method,
-                                     headers={"Authorization": f"Basic {token}",
+                                     headers={"Authorization": authorization,
                                               "Content-Type": "application/json",
                                               **(headers or {})})
         try:
@@ -509,12 +514,17 @@ def add_ctl_parser(sub: Any) -> None:
     c = sub.add_parser("ctl", help="manage a running Hutch (rabbitmqctl's commands)",
                        description="rabbitmqctl-compatible commands, over the management API. "
                        "Commands: " + ", ".join(COMMANDS))
-    c.add_argument("--url", default=os.environ.get("HUTCH_URL", DEFAULT_URL),
-                   help=f"management API URL (env HUTCH_URL; default {DEFAULT_URL})")
-    c.add_argument("--user", "-u", default=os.environ.get("HUTCH_USER", "guest"),
-                   help="API user (env HUTCH_USER; default guest)")
-    c.add_argument("--password", default=os.environ.get("HUTCH_PASSWORD", "guest"),
+    c.add_argument("--url", default=os.environ.get("HUTCH_URL"),
+                   help=f"management API URL (env HUTCH_URL; default: the local broker's, "
+                        f"else {DEFAULT_URL})")
+    c.add_argument("--user", "-u", default=os.environ.get("HUTCH_USER"),
+                   help="API user (env HUTCH_USER; default: the local broker's cookie, else guest)")
+    c.add_argument("--password", default=os.environ.get("HUTCH_PASSWORD"),
                    help="API password (env HUTCH_PASSWORD; default guest)")
+    c.add_argument("--data-dir", default=None,
+                   help="data dir of a local broker, whose ctl.cookie lets you in without a "
+                        "password like rabbitmqctl's Erlang cookie (default: $HUTCH_DATA_DIR "
+                        "or ~/.local/share/hutch)")
     # rabbitmqctl's global options may also come before the command.
     c.add_argument("-q", "--quiet", action="store_true", help="no informational banner lines")
     c.add_argument("-p", "--vhost", default=None, help="virtual host (default /)")
@@ -578,7 +588,13 @@ def run_ctl(args: argparse.Namespace) -> int:
     if command in ARITY and len(cmd_args) != ARITY[command]:
         return _fail(f"{command} takes {ARITY[command]} argument(s), got {len(cmd_args)}",
                      EX_USAGE)
-    ctl = Ctl(Client(args.url, args.user, args.password, opts["timeout"]),
+    url, cookie = args.url, None
+    if args.user is None and args.password is None:
+        local = read_cookie(args.data_dir)
+        if local is not None and (url is None or url.rstrip("/") == local["url"].rstrip("/")):
+            url, cookie = local["url"], local["cookie"]
+    ctl = Ctl(Client(url or DEFAULT_URL, args.user or "guest", args.password or "guest",
+                     opts["timeout"], cookie=cookie),
               Output(opts["quiet"], opts["formatter"], opts["headers"]), opts["vhost"])
     try:
         getattr(ctl, command)(cmd_args)
@@ -586,13 +602,28 @@ def run_ctl(args: argparse.Namespace) -> int:
         return _fail(str(exc), exc.code)
     except HttpError as exc:
         if exc.status == 401:
-            return _fail(f"the management API refused user '{args.user}': {exc.reason} "
+            return _fail(f"the management API refused user '{args.user or 'guest'}': {exc.reason} "
                          "(check --user/--password or HUTCH_USER/HUTCH_PASSWORD)", EX_NOPERM)
         return _fail(f"{exc.reason} (HTTP {exc.status})", EX_SOFTWARE)
     except ValueError:
         return _fail(f"wrong number of arguments for {command}", EX_USAGE)
     sys.stdout.flush()
     return 0
+
+
+def read_cookie(data_dir: str | None) -> dict[str, str] | None:
+    """The local broker's ``ctl.cookie`` (URL and token), if this user may read it."""
+    from ..cli import default_data_dir  # imported here: cli imports this module
+
+    path = os.path.join(data_dir or default_data_dir(), "ctl.cookie")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if isinstance(data, dict) and isinstance(data.get("url"), str) and data.get("cookie"):
+        return data
+    return None
 
 
 def _fail(message: str, code: int) -> int:

@@ -14,8 +14,11 @@ users, vhosts, permissions, definitions, health).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
+import os
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -158,6 +161,12 @@ class Router:
         return None
 
 
+COOKIE_FILE = "ctl.cookie"
+COOKIE_SCHEME = "Hutch-Cookie"
+# Who a cookie-authenticated request acts as (shown by /api/whoami).
+COOKIE_USER = User("hutch-ctl (local cookie)", "", ["administrator"])
+
+
 class ManagementApi:
     def __init__(self, broker: Any, host: str, port: int, *, data_dir: str | None = None,
                  amqp_listeners: list[tuple[str, int]] | None = None) -> None:
@@ -167,6 +176,7 @@ class ManagementApi:
         self.data_dir = data_dir
         self.amqp_listeners = amqp_listeners or []
         self.http_listeners: list[tuple[str, int]] = []
+        self.cookie = ""
         self.rates = Rates()
         self.router = Router()
         self._runner: web.AppRunner | None = None
@@ -200,6 +210,21 @@ class ManagementApi:
             self.http_listeners.append((host, port))
         self.port = port
         self._sampler = asyncio.get_running_loop().create_task(self._sample_forever())
+        self._write_cookie()
+
+    def _write_cookie(self) -> None:
+        """The local operator credential, like RabbitMQ's Erlang cookie: whoever can read
+        ``<data-dir>/ctl.cookie`` (mode 0600: the user running the broker) may run
+        ``hutch ctl`` without a password — which is how the seeds' locked-out
+        ``guest`` gets its password back.  Honoured from loopback only."""
+        self.cookie = secrets.token_urlsafe(32)
+        if self.data_dir is None:
+            return
+        path = os.path.join(self.data_dir, COOKIE_FILE)
+        fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"url": self.url, "cookie": self.cookie}, f)
+        os.replace(path + ".tmp", path)
 
     async def stop(self) -> None:
         if self._sampler is not None:
@@ -262,6 +287,11 @@ class ManagementApi:
     def _authenticate(self, http: web.Request) -> User:
         header = http.headers.get("Authorization")
         if not header:
+            raise ApiError(401, "not_authorized", "Login failed")
+        if header.startswith(COOKIE_SCHEME + " ") and self.cookie:
+            if hmac.compare_digest(header[len(COOKIE_SCHEME) + 1 :], self.cookie) and \
+                    is_loopback(http.remote or ""):
+                return COOKIE_USER
             raise ApiError(401, "not_authorized", "Login failed")
         try:
             creds = BasicAuth.decode(header, encoding="utf-8")
