@@ -12,11 +12,13 @@ from typing import Any
 
 def add_tool_parsers(sub: Any) -> None:
     """Register the tools' subcommands on ``hutch``'s parser (cli.py calls this)."""
+    from .demo import add_demo_parser
     from .publish import add_publish_parser
     from .work import add_work_parser
 
     add_publish_parser(sub)
     add_work_parser(sub)
+    add_demo_parser(sub)
 
 
 def run_tool(args: argparse.Namespace) -> int:
