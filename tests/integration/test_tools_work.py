@@ -21,15 +21,15 @@ SCRIPT = r'''
 import json, os, sys, time
 out = sys.argv[1]
 body = sys.stdin.read()
-n = len(os.listdir(out))
+n = f"{time.time_ns()}-{os.getpid()}"  # sorts by start time; unique when runs overlap
 rec = {k: v for k, v in os.environ.items() if k.startswith("HUTCH_")}
 rec["body"] = body
 rec["pid"] = os.getpid()
-with open(os.path.join(out, f"{n:04d}.json"), "w") as f:
+with open(os.path.join(out, f"{n}.json"), "w") as f:
     json.dump(rec, f)
 if body.startswith("sleep"):
     time.sleep(float(body.split()[1]))
-    open(os.path.join(out, f"{n:04d}.done"), "w").close()
+    open(os.path.join(out, f"{n}.done"), "w").close()
 if body.startswith("fail") or (body.startswith("flaky") and os.environ["HUTCH_REDELIVERED"] == "0"):
     sys.exit(3)
 '''
@@ -150,7 +150,7 @@ def test_sigterm_finishes_current_message_and_gives_back_the_rest(broker_url, qn
         w.signal(signal.SIGTERM)
         assert w.wait() == 0
     assert " [x] Done" in w.lines and w.lines[-1] == " [*] Stopped"
-    assert (tmp_path / "runs" / "0000.done").exists()
+    assert len(list((tmp_path / "runs").glob("*.done"))) == 1
     assert [r["body"] for r in runs(tmp_path)] == ["sleep 1.5"]
     amqp.wait_ready(qname, 2)
     assert [b for _, _, b in amqp.get_all(qname)] == [b"second", b"third"]
@@ -189,3 +189,20 @@ def _alive(pid: int) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+def test_concurrency_runs_commands_in_parallel(broker_url, qname, amqp, cmd, tmp_path):
+    publish(amqp, qname, "sleep 1", "sleep 1.0")
+    started = time.monotonic()
+    with tool("work", "--url", broker_url, "-q", qname, "--concurrency", "2", *cmd) as w:
+        w.wait_for(" [x] Done", count=2)
+        elapsed = time.monotonic() - started
+        w.signal()
+        assert w.wait() == 0
+    assert len(runs(tmp_path)) == 2
+    # Both commands started before either finished.
+    starts = sorted(p.stat().st_mtime for p in (tmp_path / "runs").glob("*.json"))
+    ends = sorted(p.stat().st_mtime for p in (tmp_path / "runs").glob("*.done"))
+    assert starts[1] < ends[0]
+    assert elapsed < 10
+    amqp.wait_ready(qname, 0)
