@@ -94,7 +94,7 @@ async def delete_queue(req: Request) -> web.Response:
     query = req.http.query
     if _flag(query.get("if-unused")) and q.consumers:
         raise bad_request(f"queue '{q.name}' in vhost '{q.vhost.name}' in use")
-    if _flag(query.get("if-empty")) and (q.ready or q.unacked_count):
+    if _flag(query.get("if-empty")) and (q.message_count or q.unacked_count):
         raise bad_request(f"queue '{q.name}' in vhost '{q.vhost.name}' not empty")
     q.vhost.delete_queue(q)
     return no_content()
@@ -150,7 +150,7 @@ async def get_messages(req: Request) -> web.Response:
             "redelivered": msg.redelivered,
             "exchange": msg.exchange,
             "routing_key": msg.routing_key,
-            "message_count": len(q.ready),
+            "message_count": q.message_count,
             "properties": jsonable(decode_properties(msg.header[12:])),
             "payload": payload,
             "payload_encoding": payload_encoding,

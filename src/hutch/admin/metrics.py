@@ -43,7 +43,7 @@ class BrokerCollector(Collector):
         for vhost in list(broker.vhosts.values()):
             for q in list(vhost.queues.values()):
                 lv = [vhost.name, q.name]
-                ready.add_metric(lv, len(q.ready))
+                ready.add_metric(lv, q.message_count)
                 unacked.add_metric(lv, q.unacked_count)
                 consumers.add_metric(lv, len(q.consumers))
                 qbytes.add_metric(lv, queue_memory(q))

@@ -20,7 +20,7 @@ def sample(broker: Any, rates: Rates) -> None:
     for vhost in list(broker.vhosts.values()):
         key = ("vhost", vhost.name)
         live.add(key)
-        ready = sum(len(q.ready) for q in vhost.queues.values())
+        ready = sum(q.message_count for q in vhost.queues.values())
         unacked = sum(q.unacked_count for q in vhost.queues.values())
         rates.observe(key, {"messages": ready + unacked, "messages_ready": ready,
                             "messages_unacknowledged": unacked})

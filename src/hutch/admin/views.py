@@ -54,12 +54,12 @@ def queue_key(q: Any) -> tuple[str, str, str]:
 
 
 def queue_memory(q: Any) -> int:
-    return q.ready_bytes + q.unacked_bytes + (len(q.ready) + q.unacked_count) * MESSAGE_OVERHEAD
+    return q.ready_bytes + q.unacked_bytes + (q.message_count + q.unacked_count) * MESSAGE_OVERHEAD
 
 
 def queue_info(q: Any, rates: Rates) -> dict[str, Any]:
     key = queue_key(q)
-    ready, unacked = len(q.ready), q.unacked_count
+    ready, unacked = q.message_count, q.unacked_count
     owner = q.exclusive_owner
     info: dict[str, Any] = {
         "arguments": jsonable(q.arguments),
@@ -98,7 +98,7 @@ def queue_detail(q: Any, rates: Rates) -> dict[str, Any]:
 
 
 def queue_gauges(q: Any) -> dict[str, float]:
-    return {"messages": len(q.ready) + q.unacked_count, "messages_ready": len(q.ready),
+    return {"messages": q.message_count + q.unacked_count, "messages_ready": q.message_count,
             "messages_unacknowledged": q.unacked_count, **queue_counts(q)}
 
 
@@ -259,7 +259,7 @@ def permission_info(vhost: str, user: str, perm: Permission) -> dict[str, Any]:
 
 
 def vhost_info(broker: Any, vhost: Any, rates: Rates) -> dict[str, Any]:
-    ready = sum(len(q.ready) for q in vhost.queues.values())
+    ready = sum(q.message_count for q in vhost.queues.values())
     unacked = sum(q.unacked_count for q in vhost.queues.values())
     key = ("vhost", vhost.name)
     description = "Default virtual host" if vhost.name == "/" else ""
@@ -295,7 +295,7 @@ def object_totals(broker: Any) -> dict[str, int]:
 
 def queue_totals(broker: Any) -> dict[str, int]:
     queues = [q for v in broker.vhosts.values() for q in v.queues.values()]
-    ready = sum(len(q.ready) for q in queues)
+    ready = sum(q.message_count for q in queues)
     unacked = sum(q.unacked_count for q in queues)
     return {"messages": ready + unacked, "messages_ready": ready,
             "messages_unacknowledged": unacked}
