@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .tools import add_tool_parsers
 
     add_tool_parsers(sub)
+    from .perf import add_perf_parser
+
+    add_perf_parser(sub)
     return p
 
 
@@ -151,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         from .tools import run_tool
 
         return run_tool(args)
+    if args.command == "perf":
+        from .perf import run_perf
+
+        return run_perf(args)
     if args.command != "serve":
         build_parser().print_help()
         return 2
