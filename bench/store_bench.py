@@ -18,109 +18,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from brokers import Hutch, Rabbit, machine, rss_mb, wait_count
 from rawamqp import RawAMQP
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RABBIT_ENV = {"HUTCH_RABBIT_NODE": "bench@localhost", "HUTCH_RABBIT_DIR": "/tmp/hutch-bench-rabbit"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def wait_count(port: int, queue: str, n: int, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            c = RawAMQP("127.0.0.1", port)
-            got = c.count(queue)
-            c.close()
-            if got >= n:
-                return
-        except (OSError, ConnectionError):
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"queue {queue} never got back to {n} messages")
-
-
-class Hutch:
-    name = "Hutch"
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.data = tempfile.mkdtemp(prefix="hutch-bench-")
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hutch", "serve", "--port", str(self.port), "--http-port", "0",
-             "--data-dir", self.data, "--log-level", "warning"],
-            stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src")))
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if "ready" in line:
-                return
-        raise RuntimeError("hutch did not start")
-
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def restart(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(60)
-        self.start()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(60)
-        shutil.rmtree(self.data, ignore_errors=True)
-
-
-class Rabbit:
-    name = "RabbitMQ"
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.env = dict(os.environ, **RABBIT_ENV)
-
-    def start(self) -> None:
-        subprocess.run([os.path.join(ROOT, ".ci", "rabbitmq.sh"), "start", str(self.port)],
-                       env=self.env, check=True)
-
-    def pid(self) -> int:
-        with open(os.path.join(RABBIT_ENV["HUTCH_RABBIT_DIR"], "rabbit.pid")) as f:
-            return int(f.read().strip())
-
-    def restart(self) -> None:
-        subprocess.run([os.path.join(ROOT, ".ci", "rabbitmq.sh"), "stop"], env=self.env, check=True)
-        subprocess.run([os.path.join(ROOT, ".ci", "rabbitmq.sh"), "start", str(self.port)],
-                       env=dict(self.env, HUTCH_RABBIT_KEEP_DATA="1"), check=True)
-
-    def stop(self) -> None:
-        subprocess.run([os.path.join(ROOT, ".ci", "rabbitmq.sh"), "stop"], env=self.env, check=False)
 
 
 def measure(broker, n_confirm: int, n_fill: int) -> dict[str, float]:
@@ -176,8 +79,7 @@ def main() -> int:
     print("| measure | Hutch | RabbitMQ | Hutch/RabbitMQ |\n|---|---|---|---|")
     for label, key, fmt in rows:
         print(f"| {label} | {fmt.format(h[key])} | {fmt.format(r[key])} | {h[key] / r[key]:.2f} |")
-    cpu = re.sub(r"\s+", " ", open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0][3:])
-    print(f"\nmachine: {os.cpu_count()} cores, {cpu}; Python {sys.version.split()[0]}")
+    print(f"\nmachine: {machine()}")
     return 0
 
 
