@@ -23,8 +23,11 @@ class Api:
         return Api(self.base[: -len("api/")], user, password)
 
     def request(self, method: str, path: str, json: Any = None, **kw: Any) -> requests.Response:
+        # RabbitMQ's management plugin sometimes drops a kept-alive connection (e.g. after a
+        # 404 on a PUT): a fresh connection per request keeps the tests about the API.
+        headers = {"Connection": "close", **kw.pop("headers", {})}
         return self.http.request(method, self.base + path, json=json, auth=self.auth, timeout=30,
-                                 **kw)
+                                 headers=headers, **kw)
 
     def get(self, path: str, **kw: Any) -> requests.Response:
         return self.request("GET", path, **kw)
