@@ -115,7 +115,7 @@ ROWS = [
     ("(d) RSS with N queued (MB)", "d_rss_mb", "{:,.0f}"),
     ("(d) restart to ready with N queued (s)", "d_restart_s", "{:.1f}"),
     ("(d) RSS after restart (MB)", "d_rss_restart_mb", "{:,.0f}"),
-    ("(d) drain N, 1 consumer prefetch 100, msgs/s", "d_drain", "{:,.0f}"),
+    ("(d) drain the N msgs, 1 consumer prefetch 100, msgs/s", "d_drain", "{:,.0f}"),
 ]
 
 
