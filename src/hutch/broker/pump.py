@@ -13,12 +13,13 @@ from typing import Any
 
 
 class Pump:
-    __slots__ = ("_conns", "_queues", "_scheduled", "loop")
+    __slots__ = ("_conns", "_flow", "_queues", "_scheduled", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._queues: dict[Any, None] = {}
         self._conns: dict[Any, None] = {}
+        self._flow: dict[Any, None] = {}  # publishers paused by flow control
         self._scheduled = False
 
     def queue_dirty(self, queue: Any) -> None:
@@ -33,6 +34,10 @@ class Pump:
             self._scheduled = True
             self.loop.call_soon(self.run)
 
+    def flow_paused(self, conn: Any) -> None:
+        """``conn`` waits for its queues to deliver; re-check it after each run."""
+        self._flow[conn] = None
+
     def run(self) -> None:
         self._scheduled = False
         # Dispatching can dirty other queues (dead-lettering); bound the rounds so
@@ -46,6 +51,14 @@ class Pump:
         conns, self._conns = self._conns, {}
         for c in conns:
             c.flush()
+        if self._flow:
+            # Publishers held back by flow control go again once their queues caught up.
+            waiting, self._flow = self._flow, {}
+            for c in waiting:
+                if c.flow_paused and c.state == "running":
+                    c.check_flow()
+                    if c.flow_paused:
+                        self._flow[c] = None
         if (self._queues or self._conns) and not self._scheduled:
             self._scheduled = True
             self.loop.call_soon(self.run)

@@ -105,6 +105,12 @@ class Queue:
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} ready={self.message_count} unacked={self.unacked_count}>"
 
+    def is_behind(self) -> bool:
+        """Ready messages that a consumer could take right now (publisher flow control)."""
+        if self.deleted or not (self.ready or self.backlog or self.spill):
+            return False
+        return any(c.can_take() for c in self.consumers)
+
     def describe(self) -> str:
         return f"queue '{self.name}' in vhost '{self.vhost.name}'"
 

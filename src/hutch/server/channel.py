@@ -270,6 +270,7 @@ class Channel:
                     continue
                 msg = Message(exchange, routing_key, header, body, persistent, expires_at)
                 q.enqueue(msg)
+                self.conn.fed_queues.add(q)
                 if msg.store_ref is not None:
                     stored = True
         if seq:

@@ -97,6 +97,10 @@ class Connection(asyncio.Protocol):
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self.has_published = False
+        # Publisher flow control: queues this connection published to since its
+        # reading was last allowed, and whether it is paused until they catch up.
+        self.fed_queues: set[Any] = set()
+        self.flow_paused = False
         self.blocked = False  # paused by a resource alarm
         self.connected_at = time.time()
 
@@ -134,6 +138,8 @@ class Connection(asyncio.Protocol):
             except Exception:  # a bug must not take the broker down with it
                 log.exception("internal error on connection %s", self.name)
                 self._hard_error(HardError(rc.INTERNAL_ERROR, "internal error"))
+        if self.fed_queues and self.state == "running":
+            self.check_flow()
         if self.reader.error_pending and self.state != "closed":
             try:
                 self.reader.frames()
@@ -154,15 +160,40 @@ class Connection(asyncio.Protocol):
         # The client is not reading what we send: stop reading what it sends
         # (a publisher gets TCP backpressure) and stop delivering to it.
         self.write_paused = True
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self._update_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if self.transport is not None and not self.blocked:
-            self.transport.resume_reading()
+        self._update_reading()
         for ch in self.channels.values():
             ch.redispatch()
+
+    def _update_reading(self) -> None:
+        """Read from the socket unless one of the reasons to stop holds: the client does
+        not read our writes, a resource alarm blocks this publisher, or flow control
+        waits for the queues it feeds to deliver what they have."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.write_paused or self.flow_paused or (self.blocked and self.has_published):
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
+    def check_flow(self) -> None:
+        """Publisher flow control, after each read that published and after each pump
+        run.  A fast publisher must not starve the consumers of the queues it feeds:
+        while any of them has ready messages a consumer could take right now, this
+        connection is not read (TCP pushes back on the client); it resumes once they
+        have been dispatched.  A queue nobody can consume from does not hold anyone
+        back — its backlog is paged to disk (durable) or limited by the memory alarm."""
+        behind = any(q.is_behind() for q in self.fed_queues)
+        if behind != self.flow_paused:
+            self.flow_paused = behind
+            if behind:
+                self.broker.pump.flow_paused(self)
+            self._update_reading()
+        if not behind:
+            self.fed_queues.clear()
 
     # -- output --------------------------------------------------------------------
     def write(self, frame: bytes) -> None:
@@ -447,20 +478,18 @@ class Connection(asyncio.Protocol):
             if notify:
                 self.send_method(0, m.ConnectionBlocked(reason="low on memory"))
             # Connections that publish stop being read; pure consumers keep going.
-            if self.has_published and self.transport is not None:
-                self.transport.pause_reading()
+            self._update_reading()
         elif not active and self.blocked:
             self.blocked = False
             if notify:
                 self.send_method(0, m.ConnectionUnblocked())
-            if self.transport is not None and not self.write_paused:
-                self.transport.resume_reading()
+            self._update_reading()
 
     def on_publish(self) -> None:
         """First publish while a resource alarm is on: stop reading this connection."""
         self.has_published = True
-        if self.blocked and self.transport is not None:
-            self.transport.pause_reading()
+        if self.blocked:
+            self._update_reading()
 
     # -- closing -----------------------------------------------------------------
     def _hard_error(self, exc: AMQPError) -> None:
