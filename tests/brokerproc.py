@@ -111,3 +111,13 @@ class HutchProcess:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+def drain(channel, queue: str) -> list[tuple[bytes, bool]]:
+    """basic.get (auto-ack) until the queue is empty: [(body, redelivered), ...]."""
+    out = []
+    while True:
+        method, _props, body = channel.basic_get(queue, auto_ack=True)
+        if method is None:
+            return out
+        out.append((body, method.redelivered))

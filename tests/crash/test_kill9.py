@@ -16,7 +16,7 @@ import time
 import pika
 import pytest
 
-from tests.brokerproc import HutchProcess
+from tests.brokerproc import HutchProcess, drain
 
 QUEUE = "crash_q"
 
@@ -54,13 +54,7 @@ def _consumer(url: str, acked: set[str], stop: threading.Event) -> None:
 
 def _drain(url: str) -> list[tuple[str, bool]]:
     conn = pika.BlockingConnection(pika.URLParameters(url))
-    ch = conn.channel()
-    out = []
-    while True:
-        method, _props, body = ch.basic_get(QUEUE, auto_ack=True)
-        if method is None:
-            break
-        out.append((body.decode(), method.redelivered))
+    out = [(body.decode(), redelivered) for body, redelivered in drain(conn.channel(), QUEUE)]
     conn.close()
     return out
 

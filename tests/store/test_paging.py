@@ -8,7 +8,7 @@ import pika
 import pytest
 
 from hutch.broker.queue import WINDOW
-from tests.brokerproc import HutchProcess
+from tests.brokerproc import HutchProcess, drain
 
 N = WINDOW * 3 + 123
 
@@ -17,15 +17,6 @@ def _publish(ch, queue: str, bodies: list[bytes], persistent: bool = True) -> No
     props = pika.BasicProperties(delivery_mode=2 if persistent else 1)
     for b in bodies:
         ch.basic_publish("", queue, b, props)
-
-
-def _drain(ch, queue: str) -> list[tuple[bytes, bool]]:
-    out = []
-    while True:
-        method, _, body = ch.basic_get(queue, auto_ack=True)
-        if method is None:
-            return out
-        out.append((body, method.redelivered))
 
 
 def _rss_kb(pid: int) -> int:
@@ -60,7 +51,7 @@ def test_large_backlog_keeps_order_across_paging_and_restart() -> None:
         conn = pika.BlockingConnection(pika.URLParameters(proc.url))
         ch = conn.channel()
         assert ch.queue_declare("big", durable=True, passive=True).method.message_count == N - 1
-        got = _drain(ch, "big")
+        got = drain(ch, "big")
         assert [b for b, _ in got] == [bodies[0], *bodies[2:]]  # transient one is gone
         assert got[0][1] is True and not any(r for _, r in got[1:])
         conn.close()
@@ -114,7 +105,7 @@ def test_max_length_drop_head_with_paged_backlog() -> None:
         bodies = [f"c{i}".encode() for i in range(limit + 700)]
         _publish(ch, "capped", bodies)
         assert ch.queue_declare("capped", durable=True, passive=True).method.message_count == limit
-        got = [b for b, _ in _drain(ch, "capped")]
+        got = [b for b, _ in drain(ch, "capped")]
         assert got == bodies[-limit:]
         conn.close()
     finally:
@@ -159,7 +150,7 @@ def test_large_persistent_bodies_survive_kill9() -> None:
         proc.start()
         conn = pika.BlockingConnection(pika.URLParameters(proc.url))
         ch = conn.channel()
-        assert [b for b, _ in _drain(ch, "large")] == bodies
+        assert [b for b, _ in drain(ch, "large")] == bodies
         conn.close()
     finally:
         proc.stop()
