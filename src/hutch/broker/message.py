@@ -50,12 +50,3 @@ class Message:
         # of its record once written (then the queue may drop the body from memory).
         self.store_ref: Any = None
         self.store_pos: int | None = None
-
-    def copy_for(self) -> Message:
-        """A fresh queue entry sharing this message's bytes."""
-        return Message(self.exchange, self.routing_key, self.header, self.body,
-                       self.persistent, self.expires_at)
-
-    @property
-    def size(self) -> int:
-        return len(self.body)

@@ -65,7 +65,8 @@ class Channel:
         self.confirms_pending = False
         # Transactions.
         self.tx = False
-        self._tx_publishes: list[tuple[str, str, bool, bytes, bytes]] = []
+        # (exchange, routing key, mandatory, header, body, persistent, ttl seconds or None)
+        self._tx_publishes: list[tuple[str, str, bool, bytes, bytes, bool, float | None]] = []
         self._tx_acks: list[tuple[str, list[Message]]] = []
         # Message counters for the management API and /metrics (RabbitMQ's
         # channel message_stats).  Plain ints keep the hot path cheap; release()
@@ -219,26 +220,28 @@ class Channel:
             raise ChannelError(rc.PRECONDITION_FAILED,
                                f"user_id property set to '{user_id}' but authenticated user "
                                f"was '{self.conn.user.name}'")
-        expires_at = None
+        ttl = None  # seconds; the clock starts when the message is routed
         if expiration is not None:
             try:
-                ttl = int(expiration)
-                if ttl < 0:
+                ttl_ms = int(expiration)
+                if ttl_ms < 0:
                     raise ValueError
             except ValueError:
                 raise ChannelError(rc.PRECONDITION_FAILED,
                                    f"invalid expiration '{expiration}': {{value_negative,"
                                    f"{expiration}}}" if expiration.lstrip("-").isdigit() else
                                    f"invalid expiration '{expiration}': no_integer") from None
-            expires_at = time.monotonic() + ttl / 1000.0
+            ttl = ttl_ms / 1000.0
         self.stat_publish += 1
         if self.confirm:
             self.publish_seq += 1
         if self.tx:
-            self._tx_publishes.append((exchange, routing_key, mandatory, header, body))
+            self._tx_publishes.append((exchange, routing_key, mandatory, header, body,
+                                       delivery_mode == 2, ttl))
             return
         self._route(exchange, routing_key, mandatory, header, body, delivery_mode == 2,
-                    expires_at, self.publish_seq if self.confirm else 0)
+                    None if ttl is None else time.monotonic() + ttl,
+                    self.publish_seq if self.confirm else 0)
 
     def _route(self, exchange: str, routing_key: str, mandatory: bool, header: bytes,
                body: bytes, persistent: bool, expires_at: float | None, seq: int) -> bool:
@@ -662,11 +665,10 @@ class Channel:
         publishes, self._tx_publishes = self._tx_publishes, []
         acks, self._tx_acks = self._tx_acks, []
         stored = False
-        for exchange, routing_key, mandatory, header, body in publishes:
-            delivery_mode, expiration, _h, _u = peek(header[12:])
-            expires_at = time.monotonic() + int(expiration) / 1000.0 if expiration else None
-            stored |= self._route(exchange, routing_key, mandatory, header, body,
-                                  delivery_mode == 2, expires_at, 0)
+        for exchange, routing_key, mandatory, header, body, persistent, ttl in publishes:
+            expires_at = None if ttl is None else time.monotonic() + ttl
+            stored |= self._route(exchange, routing_key, mandatory, header, body, persistent,
+                                  expires_at, 0)
         for kind, taken in acks:
             if kind == "ack":
                 for _tag, msg in taken:

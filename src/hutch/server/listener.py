@@ -35,7 +35,7 @@ class Server:
         port = self.port
         for h in resolve_hosts(self.host):
             try:
-                srv = await loop.create_server(lambda: _configured(Connection(self.broker)),
+                srv = await loop.create_server(lambda: Connection(self.broker),
                                                h, port, reuse_address=True, backlog=1024)
             except OSError as exc:
                 if h == "::1" and self.servers:
@@ -74,7 +74,3 @@ class Server:
             conn._finish_close()
         for srv in self.servers:
             await srv.wait_closed()
-
-
-def _configured(conn: Connection) -> Connection:
-    return conn

@@ -37,6 +37,7 @@ from typing import Any
 
 from ..errors import HardError
 from ..protocol.constants import INTERNAL_ERROR
+from ..protocol.fast import shortstr
 from . import definitions, records
 from .files import Files
 from .recovery import SEGMENT_HEADER, Recovered, RecoveryMixin, Segment, entry, segment_name
@@ -115,8 +116,8 @@ class MessageLog(RecoveryMixin):
         if msg.expires_at is not None:
             expires_ms = int((time.time() + (msg.expires_at - time.monotonic())) * 1000)
         self._pending.data.append(records.encode_publish_parts(
-            self.seq, queue.store_id, 0, expires_ms, _shortstr(msg.exchange),
-            _shortstr(msg.routing_key), msg.header, msg.body))
+            self.seq, queue.store_id, 0, expires_ms, shortstr(msg.exchange),
+            shortstr(msg.routing_key), msg.header, msg.body))
         self._pending.msgs.append(msg)
         self._pending_publishes += 1
         self._schedule()
@@ -461,8 +462,3 @@ class MessageLog(RecoveryMixin):
 
 def _rlen(rec: bytes | tuple[bytes, bytes]) -> int:
     return len(rec) if isinstance(rec, bytes) else len(rec[0]) + len(rec[1])
-
-
-def _shortstr(s: str) -> bytes:
-    raw = s.encode()
-    return bytes((len(raw),)) + raw

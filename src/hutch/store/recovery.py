@@ -14,6 +14,7 @@ import os
 import struct
 from typing import Any
 
+from ..protocol.fast import shortstr
 from . import records
 
 log = logging.getLogger("hutch.store")
@@ -177,7 +178,7 @@ class RecoveryMixin:
         for p in pubs:
             flags = records.FLAG_DELIVERED if p.seq in delivered else 0
             rec = records.encode_publish(p.seq, p.queue_id, flags, p.expires_ms,
-                                         _shortstr(p.exchange), _shortstr(p.routing_key),
+                                         shortstr(p.exchange), shortstr(p.routing_key),
                                          p.header, p.body)
             parts.append(rec)
             placed.setdefault(p.queue_id, Recovered()).append(entry(p.seq, off), len(p.body))
@@ -211,9 +212,6 @@ class RecoveryMixin:
 
 
 
-def _shortstr(s: str) -> bytes:
-    raw = s.encode()
-    return bytes((len(raw),)) + raw
 
 
 def entry(msg_id: int, offset: int) -> int:
@@ -289,4 +287,3 @@ class _Scan:
             out.bytes += sizes[i]
             segments[segs[i]].live += 1
         return out
-
