@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any
 
+from ..store import definitions
+from ..store.files import files_from_env
+from ..store.log import MessageLog
 from .pump import Pump
 from .users import Permission, Users
 from .vhost import Vhost
@@ -53,11 +57,6 @@ class Broker:
     async def open_store(self, data_dir: str, sync: str = "always", files: Any = None) -> dict[str, int]:
         """Attach the durable store and bring back what it holds: definitions first,
         then every persistent message of every durable queue, in publish order."""
-        import os
-
-        from ..store import definitions
-        from ..store.files import files_from_env
-        from ..store.log import MessageLog
         started = time.monotonic()
         os.makedirs(data_dir, exist_ok=True)
         store = MessageLog(os.path.join(data_dir, "msgs"), self.loop, files or files_from_env(),
