@@ -116,10 +116,8 @@ async def serve(args: argparse.Namespace) -> int:
         await management.stop()
     log.info("stopping: closing connections")
     await server.stop()
-    if broker.store is not None:
-        # Write the acks and requeues of the closing connections before exiting.
-        await broker.store.drain()
-        broker.store.close()
+    # Write the acks and requeues of the closing connections before exiting.
+    await broker.close_store()
     if lock is not None:
         lock.close()
     log.info("stopped")

@@ -119,9 +119,7 @@ class Broker:
         await self.start()
 
     async def _close_store(self, core: Any) -> None:
-        if core.store is not None:
-            await core.store.drain()
-            core.store.close()
+        await core.close_store()
         if self._lock is not None:
             self._lock.close()
             self._lock = None

@@ -8,7 +8,7 @@ import os
 import time
 from typing import Any
 
-from ..store import definitions
+from ..store import definitions, snapshot
 from ..store.files import files_from_env
 from ..store.log import MessageLog
 from .pump import Pump
@@ -83,10 +83,37 @@ class Broker:
             q.restore_entries(rec.entries, rec.bytes)
             restored += len(rec.entries)
         store.save_definitions(self)
-        log.info("recovered %d messages in %d durable queues from %s in %.2fs%s", restored,
-                 len(queues), data_dir, time.monotonic() - started,
+        log.info("recovered %d messages in %d durable queues from %s in %.2fs (%s)%s", restored,
+                 len(queues), data_dir, time.monotonic() - started, store.recovered_from,
                  f" ({dropped} of deleted queues discarded)" if dropped else "")
         return {"messages": restored, "queues": len(queues)}
+
+    async def close_store(self) -> None:
+        """At a clean stop (connections closed, unacked messages requeued): write
+        everything out, leave the shutdown snapshot that makes the next start fast,
+        close the files."""
+        store = self.store
+        if store is None:
+            return
+        await store.settle()
+        delivered: set[int] = set()
+        queues = self._snapshot_queues(delivered)
+        if queues is not None:
+            store.write_snapshot(queues, delivered)
+        store.close()
+
+    def _snapshot_queues(self, delivered: set[int]) -> list[snapshot.QueueState] | None:
+        out = []
+        for vhost in self.vhosts.values():
+            for q in vhost.queues.values():
+                if not q.durable:
+                    continue
+                state = q.store_snapshot(delivered)
+                if state is None:
+                    return None  # something is not on disk: the next start scans instead
+                if state[0]:
+                    out.append(snapshot.QueueState(q.store_id, *state))
+        return out
 
     def make_vhost(self, name: str) -> Vhost:
         return Vhost(self, name)

@@ -38,7 +38,7 @@ from typing import Any
 from ..errors import HardError
 from ..protocol.constants import INTERNAL_ERROR
 from ..protocol.fast import shortstr
-from . import definitions, records
+from . import definitions, records, snapshot
 from .files import Files
 from .recovery import SEGMENT_HEADER, Recovered, RecoveryMixin, Segment, entry, segment_name
 
@@ -451,6 +451,34 @@ class MessageLog(RecoveryMixin):
             self.files.close(self._fd)
             self._fd = None
         self._executor.shutdown(wait=True)
+
+    def write_snapshot(self, queues: list[snapshot.QueueState], delivered: set[int]) -> bool:
+        """At a clean stop, once ``settle`` returned: write down every durable queue's
+        live entries so the next start need not scan the log (see ``snapshot.py``).
+        Skipped (returns False) when the log is not in a state a snapshot can describe."""
+        if not self._idle() or self.error is not None or self._moved:
+            return False
+        if self._fd is not None and self.sync != "always":
+            self.files.fsync(self._fd)  # the sizes recorded must be the sizes on disk
+        segs = [snapshot.SegmentState(s.first_seq, s.size, s.live, s.oldest_target)
+                for s in self.segments]
+        try:
+            snapshot.write(self.dir, self.files, snapshot.Snapshot(self.seq, segs, queues, delivered))
+        except OSError as exc:
+            log.warning("could not write the shutdown snapshot (the next start scans the log): %s",
+                        exc)
+            return False
+        return True
+
+    def _idle(self) -> bool:
+        return (self._inflight is None and not self._pending.data and not self._pending.callbacks
+                and not self._acks and not self._delivers and not self._carrying)
+
+    async def settle(self) -> None:
+        """Wait until nothing is pending or being written, carry-forwards included."""
+        await self.drain()
+        while not self._idle():
+            await self.drain()
 
     async def drain(self) -> None:
         """Wait until every record handed to the log so far is written."""

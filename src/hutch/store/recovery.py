@@ -15,7 +15,7 @@ import struct
 from typing import Any
 
 from ..protocol.fast import shortstr
-from . import records
+from . import records, snapshot
 
 log = logging.getLogger("hutch.store")
 
@@ -58,6 +58,7 @@ class RecoveryMixin:
     _moved: dict[int, Segment]
     _assigned_upto: int
     recovered_delivered: set[int]
+    recovered_from = ""
 
     def _segment_of(self, msg_id: int, pop: bool = True) -> Segment | None:
         raise NotImplementedError
@@ -72,6 +73,13 @@ class RecoveryMixin:
         tens of megabytes; ``read_entries`` fetches bodies when consumers get there.
         """
         names = sorted(n for n in os.listdir(self.dir) if n.endswith(".seg"))
+        snap = snapshot.take(self.dir, self.files)
+        if snap is not None:
+            restored = self._from_snapshot(snap, names)
+            if restored is not None:
+                self.recovered_from = "shutdown snapshot"
+                return restored
+        self.recovered_from = "log scan"
         per_queue: dict[int, _Scan] = {}
         acked: set[int] = set()
         delivered: set[int] = set()
@@ -166,6 +174,35 @@ class RecoveryMixin:
                 target = out.setdefault(qid, Recovered())
                 target.merge(entries)
         self.recovered_delivered = {m for m in delivered if m not in acked}
+        return out
+
+    def _from_snapshot(self, snap: snapshot.Snapshot, names: list[str]) -> dict[int, Recovered] | None:
+        """The state a clean stop wrote down, if it still describes the files on disk."""
+        expected = [segment_name(s.first_seq) for s in snap.segments]
+        why = None
+        if names != expected:
+            why = "segment files differ"
+        elif any(os.path.getsize(os.path.join(self.dir, n)) != s.size
+                 for n, s in zip(names, snap.segments, strict=True)):
+            why = "segment sizes differ"
+        elif sum(s.live for s in snap.segments) != sum(len(q.entries) for q in snap.queues):
+            why = "live counts do not add up"
+        if why is not None:
+            log.warning("message store: shutdown snapshot does not match the log (%s); scanning", why)
+            return None
+        for s, name in zip(snap.segments, names, strict=True):
+            seg = Segment(os.path.join(self.dir, name), s.first_seq, s.size)
+            seg.live = s.live
+            seg.oldest_target = s.oldest_target
+            self.segments.append(seg)
+        self._firsts = [s.first_seq for s in self.segments]
+        self.seq = self._assigned_upto = snap.seq
+        self.recovered_delivered = snap.delivered
+        out: dict[int, Recovered] = {}
+        for q in snap.queues:
+            rec = out[q.queue_id] = Recovered()
+            rec.entries = q.entries
+            rec.bytes = q.body_bytes
         return out
 
     def _rewrite(self, pubs: list[records.Publish], delivered: set[int]) -> dict[int, Recovered]:

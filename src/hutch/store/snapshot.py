@@ -1,0 +1,174 @@
+"""The clean-shutdown snapshot: what recovery would rebuild, written down at stop.
+
+Scanning the log costs about two microseconds a record, so a restart with a
+million queued messages would spend two seconds re-reading what the broker knew
+when it stopped.  Like RabbitMQ's clean-shutdown recovery terms, a clean stop
+writes every durable queue's live entries, every segment's bookkeeping and the
+redelivered ids to ``msgs/snapshot``; the next start loads it with a handful of
+array reads and skips the scan.
+
+It is trusted only if it is intact (CRC) and describes exactly the segment files
+on disk (names and sizes); anything else means a scan.  Recovery deletes it
+before the log accepts a new record, so after a crash it can never be stale: a
+crash always leads to the full scan.
+
+Layout (integers big-endian; ``u64[n]`` is n unsigned 64-bit integers)::
+
+    magic "HUTCHSNP"  version u32  payload_len u64  crc32(payload) u32
+    payload:
+      seq u64                          last seq handed out
+      n_segments u32, then per segment (in name order):
+        first_seq u64  size u64  live u64  oldest_target u64 (0 = none)
+      n_queues u32, then per durable queue:
+        queue_id u64  count u64  body_bytes u64  ids u64[count]  offsets u32[count]
+      n_delivered u64  ids u64[n_delivered]   (live messages already delivered once)
+
+Entries are listed in queue order (which is publish order, requeued messages back
+in their original places).
+"""
+
+from __future__ import annotations
+
+import array
+import logging
+import os
+import struct
+import sys
+import zlib
+from dataclasses import dataclass, field
+from itertools import repeat
+from operator import lshift, or_
+from typing import Any
+
+log = logging.getLogger("hutch.store")
+
+NAME = "snapshot"
+MAGIC = b"HUTCHSNP"
+VERSION = 1
+_head = struct.Struct(">8sIQI")
+_seg = struct.Struct(">QQQQ")
+_queue = struct.Struct(">QQQ")
+_u32 = struct.Struct(">I")
+_u64 = struct.Struct(">Q")
+_SWAP = sys.byteorder == "little"  # arrays are native-endian; the file is big-endian
+
+
+@dataclass
+class SegmentState:
+    first_seq: int
+    size: int
+    live: int
+    oldest_target: int | None
+
+
+@dataclass
+class QueueState:
+    queue_id: int
+    entries: list[int]  # (msg_id << 32) | offset, see store.recovery.entry
+    body_bytes: int
+
+
+@dataclass
+class Snapshot:
+    seq: int
+    segments: list[SegmentState] = field(default_factory=list)
+    queues: list[QueueState] = field(default_factory=list)
+    delivered: set[int] = field(default_factory=set)
+
+
+def _pack_array(typecode: str, values: Any) -> bytes:
+    a = array.array(typecode, values)
+    if _SWAP:
+        a.byteswap()
+    return a.tobytes()
+
+
+def _unpack_array(typecode: str, data: bytes | memoryview, off: int, count: int) -> tuple[array.array, int]:
+    a = array.array(typecode)
+    end = off + count * a.itemsize
+    if end > len(data):
+        raise ValueError("truncated array")
+    a.frombytes(data[off:end])
+    if _SWAP:
+        a.byteswap()
+    return a, end
+
+
+def encode(snap: Snapshot) -> bytes:
+    parts = [_u64.pack(snap.seq), _u32.pack(len(snap.segments))]
+    for s in snap.segments:
+        parts.append(_seg.pack(s.first_seq, s.size, s.live, s.oldest_target or 0))
+    parts.append(_u32.pack(len(snap.queues)))
+    for q in snap.queues:
+        parts.append(_queue.pack(q.queue_id, len(q.entries), q.body_bytes))
+        parts.append(_pack_array("Q", [e >> 32 for e in q.entries]))
+        parts.append(_pack_array("L" if array.array("L").itemsize == 4 else "I",
+                                 [e & 0xFFFFFFFF for e in q.entries]))
+    parts.append(_u64.pack(len(snap.delivered)))
+    parts.append(_pack_array("Q", sorted(snap.delivered)))
+    payload = b"".join(parts)
+    return _head.pack(MAGIC, VERSION, len(payload), zlib.crc32(payload)) + payload
+
+
+def decode(data: bytes) -> Snapshot:
+    """Raises ValueError when the bytes are not an intact snapshot."""
+    if len(data) < _head.size:
+        raise ValueError("too short")
+    magic, version, length, crc = _head.unpack_from(data)
+    if magic != MAGIC or version != VERSION:
+        raise ValueError("bad magic or version")
+    payload = memoryview(data)[_head.size:]
+    if len(payload) != length or zlib.crc32(payload) != crc:
+        raise ValueError("bad length or checksum")
+    (seq,) = _u64.unpack_from(payload, 0)
+    snap = Snapshot(seq)
+    (n,) = _u32.unpack_from(payload, 8)
+    off = 12
+    for _ in range(n):
+        first, size, live, oldest = _seg.unpack_from(payload, off)
+        snap.segments.append(SegmentState(first, size, live, oldest or None))
+        off += _seg.size
+    (n,) = _u32.unpack_from(payload, off)
+    off += 4
+    u32 = "L" if array.array("L").itemsize == 4 else "I"
+    for _ in range(n):
+        qid, count, body_bytes = _queue.unpack_from(payload, off)
+        off += _queue.size
+        ids, off = _unpack_array("Q", payload, off, count)
+        offsets, off = _unpack_array(u32, payload, off, count)
+        # Back to entries without a Python-level loop: ~50 ns a message.
+        entries = list(map(or_, map(lshift, ids, repeat(32)), offsets))
+        snap.queues.append(QueueState(qid, entries, body_bytes))
+    (n,) = _u64.unpack_from(payload, off)
+    off += 8
+    delivered, off = _unpack_array("Q", payload, off, n)
+    snap.delivered = set(delivered)
+    if off != len(payload):
+        raise ValueError("trailing bytes")
+    return snap
+
+
+def write(directory: str, files: Any, snap: Snapshot) -> None:
+    files.write_file_atomically(os.path.join(directory, NAME), encode(snap))
+
+
+def take(directory: str, files: Any) -> Snapshot | None:
+    """Read and delete the snapshot (None if there is none or it is damaged).
+
+    Deleted at once, durably: from now on the log changes, and a crash must lead
+    to a full scan rather than to this picture of the past.
+    """
+    path = os.path.join(directory, NAME)
+    try:
+        data = files.read(path)
+    except FileNotFoundError:
+        return None
+    try:
+        snap: Snapshot | None = decode(data)
+    except (ValueError, struct.error) as exc:
+        log.warning("message store: ignoring a damaged shutdown snapshot (%s); scanning the log",
+                    exc)
+        snap = None
+    files.remove(path)
+    files.fsync_dir(directory)
+    return snap
