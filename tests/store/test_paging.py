@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pika
 import pytest
 
-from hutch.broker.queue import WINDOW
+from hutch.broker.queue import WINDOW, WINDOW_BYTES, WINDOW_MAX
 from tests.brokerproc import HutchProcess, drain
 
 N = WINDOW * 3 + 123
+# Bodies this big fill WINDOW_BYTES with WINDOW messages, so paging starts at WINDOW
+# (smaller ones may stay in memory up to WINDOW_MAX).
+PAD = WINDOW_BYTES // WINDOW
+
+
+def _padded(tag: str) -> bytes:
+    return tag.encode().ljust(PAD, b".")
 
 
 def _publish(ch, queue: str, bodies: list[bytes], persistent: bool = True) -> None:
@@ -36,7 +44,7 @@ def test_large_backlog_keeps_order_across_paging_and_restart() -> None:
         ch = conn.channel()
         ch.confirm_delivery()
         ch.queue_declare("big", durable=True)
-        bodies = [f"m{i:06d}".encode() * 10 for i in range(N)]
+        bodies = [_padded(f"m{i:06d}") for i in range(N)]
         _publish(ch, "big", bodies[: N // 2])
         _publish(ch, "big", [b"transient-in-the-middle"], persistent=False)
         _publish(ch, "big", bodies[N // 2 :])
@@ -67,7 +75,7 @@ def test_paged_backlog_consumed_with_a_consumer_in_order_and_purge() -> None:
         conn = pika.BlockingConnection(pika.URLParameters(proc.url))
         ch = conn.channel()
         ch.queue_declare("big2", durable=True)
-        bodies = [f"x{i}".encode() for i in range(N)]
+        bodies = [_padded(f"x{i}") for i in range(N)]
         _publish(ch, "big2", bodies)
         ch.queue_declare("big2", durable=True, passive=True)  # a round trip: all routed
         ch.basic_qos(prefetch_count=500)
@@ -102,7 +110,7 @@ def test_max_length_drop_head_with_paged_backlog() -> None:
         ch = conn.channel()
         limit = WINDOW + 500
         ch.queue_declare("capped", durable=True, arguments={"x-max-length": limit})
-        bodies = [f"c{i}".encode() for i in range(limit + 700)]
+        bodies = [_padded(f"c{i}") for i in range(limit + 700)]
         _publish(ch, "capped", bodies)
         assert ch.queue_declare("capped", durable=True, passive=True).method.message_count == limit
         got = [b for b, _ in drain(ch, "capped")]
@@ -160,9 +168,7 @@ def test_large_persistent_bodies_survive_kill9() -> None:
 def test_operators_see_paged_and_recovered_messages() -> None:
     """list_queues / the management API count messages that are paged out or were just
     recovered (not only those held in memory)."""
-    import json
     import subprocess
-    import urllib.request
 
     proc = HutchProcess(http=True)
     proc.start()
@@ -170,18 +176,54 @@ def test_operators_see_paged_and_recovered_messages() -> None:
         conn = pika.BlockingConnection(pika.URLParameters(proc.url))
         ch = conn.channel()
         ch.queue_declare("seen", durable=True)
-        _publish(ch, "seen", [b"s"] * (WINDOW + 700))
+        _publish(ch, "seen", [_padded("s")] * (WINDOW + 700))
         conn.close()
+        assert _queue_info(proc, "seen")["messages_paged_out"] > 0
         proc.stop()
         proc.start()
         out = subprocess.run(["hutch", "ctl", "--url", proc.http_url, "--user", "guest",
                               "--password", "guest", "-q", "list_queues", "name", "messages_ready"],
                              capture_output=True, text=True, timeout=30, check=True).stdout
         assert f"seen\t{WINDOW + 700}" in out
-        req = urllib.request.Request(proc.http_url + "api/queues/%2F/seen",
-                                     headers={"Authorization": "Basic Z3Vlc3Q6Z3Vlc3Q="})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            info = json.loads(resp.read())
+        info = _queue_info(proc, "seen")
         assert info["messages_ready"] == WINDOW + 700
+        assert info["messages_paged_out"] == WINDOW + 700  # recovered: all on disk until read
+    finally:
+        proc.stop()
+
+
+def _queue_info(proc: HutchProcess, queue: str) -> dict:
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(proc.http_url + "api/queues/%2F/" + queue,
+                                 headers={"Authorization": "Basic Z3Vlc3Q6Z3Vlc3Q="})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.mark.hutch_only
+def test_small_messages_stay_in_memory_up_to_the_larger_window() -> None:
+    """A consumer just behind the producer should not make the queue page out what it is
+    about to deliver: small messages stay in memory up to WINDOW_MAX, big ones page at
+    WINDOW (WINDOW_BYTES of bodies)."""
+    proc = HutchProcess(http=True)
+    proc.start()
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(proc.url))
+        ch = conn.channel()
+        ch.queue_declare("small", durable=True)
+        ch.queue_declare("large", durable=True)
+        _publish(ch, "small", [b"tiny"] * (WINDOW * 2))
+        _publish(ch, "large", [_padded("big")] * (WINDOW * 2))
+        ch.queue_declare("large", durable=True, passive=True)  # a round trip: all routed
+        time.sleep(0.2)  # written; pages out as later publishes arrive, the last few stay
+        small, large = _queue_info(proc, "small"), _queue_info(proc, "large")
+        assert (small["messages_ready"], small["messages_paged_out"]) == (WINDOW * 2, 0)
+        assert large["messages_ready"] == WINDOW * 2
+        assert WINDOW // 2 < large["messages_paged_out"] <= WINDOW
+        assert large["messages_ram"] == WINDOW * 2 - large["messages_paged_out"]
+        assert WINDOW * 2 < WINDOW_MAX  # the premise of the "small" half
+        conn.close()
     finally:
         proc.stop()

@@ -13,7 +13,7 @@ import time
 import pika
 import pytest
 
-from hutch.broker.queue import WINDOW
+from hutch.broker.queue import WINDOW, WINDOW_BYTES
 from tests.brokerproc import HutchProcess, drain
 
 pytestmark = pytest.mark.hutch_only
@@ -41,7 +41,8 @@ def _fill(proc: HutchProcess) -> tuple[list[bytes], list[bytes]]:
     ch.confirm_delivery()
     ch.queue_declare("a", durable=True)
     ch.queue_declare("b", durable=True)
-    a = [f"a{i:05d}".encode() for i in range(N)]
+    # Big enough that the queue pages at WINDOW messages.
+    a = [f"a{i:05d}".encode().ljust(WINDOW_BYTES // WINDOW, b".") for i in range(N)]
     b = [b"b0", b"b1", b"b2"]
     persistent = pika.BasicProperties(delivery_mode=2)
     for i, body in enumerate(a):

@@ -79,6 +79,11 @@ def queue_info(q: Any, rates: Rates) -> dict[str, Any]:
         "messages_ready_details": {"rate": rates.rate(key, "messages_ready")},
         "messages_unacknowledged": unacked,
         "messages_unacknowledged_details": {"rate": rates.rate(key, "messages_unacknowledged")},
+        # Paged out = only on disk (a durable queue's backlog beyond its in-memory window).
+        "messages_paged_out": q.paged,
+        "messages_ram": ready - q.paged + unacked,
+        "messages_ready_ram": ready - q.paged,
+        "messages_unacknowledged_ram": unacked,
         "name": q.name,
         "node": node_name(),
         "policy": None,
