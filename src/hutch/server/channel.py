@@ -248,7 +248,12 @@ class Channel:
         """Route and enqueue one message; True if the store now holds a copy."""
         vhost = self.vhost
         ex = vhost.exchanges.get(exchange)
-        queues = vhost.route(ex, routing_key, header) if ex is not None else []
+        if ex is vhost.default_exchange:
+            # The work-queue case, kept short: no bindings, no alternate exchange.
+            q = vhost.queues.get(routing_key)
+            queues = [q] if q is not None else []
+        else:
+            queues = vhost.route(ex, routing_key, header) if ex is not None else []
         rejected = False
         stored = False
         if not queues:

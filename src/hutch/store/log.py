@@ -120,7 +120,8 @@ class MessageLog(RecoveryMixin):
             shortstr(msg.routing_key), msg.header, msg.body))
         self._pending.msgs.append(msg)
         self._pending_publishes += 1
-        self._schedule()
+        if not self._scheduled:  # (inlined _schedule: three calls per message add up)
+            self._schedule()
 
     def remove(self, queue: Any, msg: Any) -> None:
         msg_id = msg.store_ref
@@ -133,7 +134,8 @@ class MessageLog(RecoveryMixin):
             if seg is not None:
                 seg.live -= 1
                 self._note_target(seg)
-        self._schedule()
+        if not self._scheduled:
+            self._schedule()
 
     def delivered(self, queue: Any, msg: Any) -> None:
         msg_id = msg.store_ref
@@ -142,7 +144,8 @@ class MessageLog(RecoveryMixin):
             seg = self._segment_of(msg_id, pop=False)
             if seg is not None:
                 self._note_target(seg)
-        self._schedule()
+        if not self._scheduled:
+            self._schedule()
 
     def _note_target(self, seg: Segment) -> None:
         if self._pending_target is None or seg.first_seq < self._pending_target:
@@ -197,7 +200,8 @@ class MessageLog(RecoveryMixin):
         if self.error is not None and time.monotonic() < self._retry_at:
             self._fail(batch)
             return
-        size = sum(map(_rlen, batch.data))
+        lengths = list(map(_rlen, batch.data))
+        size = sum(lengths)
         head = self.segments[-1] if self.segments else None
         if head is None or (head.size + size > self.segment_size and head.size > len(SEGMENT_HEADER)):
             # Named after the first seq handed out since the previous segment, so the
@@ -209,9 +213,9 @@ class MessageLog(RecoveryMixin):
             batch.new_segment = True
         batch.segment = head
         off = head.size
-        for rec in batch.data[: len(batch.msgs)]:
+        for n in lengths[: len(batch.msgs)]:
             batch.offsets.append(off)
-            off += _rlen(rec)
+            off += n
         head.size += size
         head.live += self._pending_publishes - self._pending_dead
         self._pending_publishes = self._pending_dead = 0

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from itertools import chain
 from typing import NamedTuple
 
 PUBLISH = 1
@@ -94,7 +95,7 @@ def encode_publish(seq: int, queue_id: int, flags: int, expires_ms: int, exchang
 
 
 def encode_pairs(rtype: int, seq: int, pairs: list[tuple[int, int]]) -> bytes:
-    payload = _u32.pack(len(pairs)) + b"".join(_pair.pack(q, m) for q, m in pairs)
+    payload = struct.pack(f">I{2 * len(pairs)}Q", len(pairs), *chain.from_iterable(pairs))
     return _frame(rtype, seq, payload)
 
 
