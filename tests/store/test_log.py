@@ -307,3 +307,66 @@ def test_a_segment_holding_acks_for_an_older_live_segment_is_kept(tmp_path) -> N
 
     run(go())
     assert _recover(d)[0] == [b"b" * 100]  # "a" must not come back
+
+
+def test_purged_paged_message_stays_purged_after_its_ack_segment_is_reclaimed(tmp_path) -> None:
+    """remove_id (purge, queue deletion of paged-out entries) writes an ACK into a newer
+    segment; that segment must outlive the one holding the PUBLISH it cancels."""
+    d = str(tmp_path / "msgs")
+
+    async def go():
+        log = MessageLog(d, asyncio.get_running_loop(), segment_size=300)
+        log.recover()
+        q = Q(7)
+        purged, kept = msg(b"p" * 100), msg(b"k" * 100)
+        log.add(q, purged)
+        log.add(q, kept)
+        await log.drain()  # both in the first segment; "kept" keeps it alive
+        for i in range(3):
+            m = msg(bytes([65 + i]) * 200)
+            log.add(q, m)
+            await log.drain()
+            log.remove(q, m)
+        log.remove_id(q, purged.store_ref)  # as a purge of a paged-out entry does
+        await log.drain()
+        for i in range(5):  # the segment holding that ACK dies and is reclaimed
+            m = msg(bytes([70 + i]) * 200)
+            log.add(q, m)
+            await log.drain()
+            log.remove(q, m)
+        await log.settle()
+        log.close()
+
+    run(go())
+    assert _recover(d)[0] == [b"k" * 100]  # the purged message must not come back
+
+
+def test_a_dead_segment_whose_targets_are_gone_is_deleted_and_stop_does_not_hang(tmp_path) -> None:
+    """A dead segment's ACKs referred to a segment deleted since, while an older live
+    segment still exists: nothing is left to carry forward, so it goes at once (an
+    empty carry-forward used to wait for a write that never came, hanging settle())."""
+    d = str(tmp_path / "msgs")
+
+    async def go():
+        log = MessageLog(d, asyncio.get_running_loop(), segment_size=300)
+        log.recover()
+        q = Q(7)
+        x, b, c, e = (msg(bytes([n]) * 200) for n in b"xbce")
+        log.add(q, x)
+        await log.drain()  # segment A
+        log.add(q, b)
+        await log.drain()  # segment B: never consumed
+        log.add(q, c)
+        log.remove(q, x)
+        await log.drain()  # segment C: c, and the ACK of x (refers to A); A is deleted
+        log.add(q, e)
+        log.remove(q, c)
+        await log.drain()  # segment D (head): C is now dead, its target A gone, B alive
+        await asyncio.wait_for(log.settle(), 5)
+        names = _segments(d)
+        log.close()
+        return names
+
+    names = run(go())
+    assert len(names) == 2, names  # B (live) and the head
+    assert _recover(d)[0] == [b"b" * 200, b"e" * 200]

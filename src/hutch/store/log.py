@@ -334,9 +334,7 @@ class MessageLog(RecoveryMixin):
             if seg.live > 0 or seg.pinned:
                 i += 1
                 continue
-            if not self._targets_gone(seg, i):
-                if not self._carrying:
-                    self._carry_forward(seg)
+            if not self._targets_gone(seg, i) and (self._carrying or self._carry_forward(seg)):
                 i += 1
                 continue
             del self.segments[i]
@@ -349,17 +347,20 @@ class MessageLog(RecoveryMixin):
             except OSError as exc:
                 log.warning("could not delete segment %s: %s", seg.path, exc)
 
-    def _carry_forward(self, seg: Segment) -> None:
-        """``seg`` holds no live message but some of its ACK/DELIVER records refer to
-        older segments still on disk.  Copy just those references into the next
+    def _carry_forward(self, seg: Segment) -> bool:
+        """``seg`` holds no live message but some of its ACK/DELIVER records may refer
+        to older segments still on disk.  Copy just those references into the next
         batch; once it is synced ``seg`` can go.  Without this, acks that crossed a
         segment boundary would chain every later segment to one long-lived message.
+
+        Returns whether ``seg`` must stay for now (False: nothing of it refers to a
+        segment still on disk, so it can be deleted at once).
         """
         try:
             data = self.files.read(seg.path)
         except OSError as exc:
             log.warning("could not read %s to reclaim it: %s", seg.path, exc)
-            return
+            return True
         off = len(SEGMENT_HEADER)
         acks: list[tuple[int, int]] = []
         delivers: list[tuple[int, int]] = []
@@ -367,7 +368,7 @@ class MessageLog(RecoveryMixin):
             try:
                 rec = records.read_record(data, off)
             except records.CorruptRecordError:
-                return
+                return True
             if rec is None:
                 break
             rtype, _seq, start, end = rec
@@ -379,12 +380,18 @@ class MessageLog(RecoveryMixin):
                         keep.append((qid, mid))
                         self._note_target(target)
             off = end
+        if not acks and not delivers:
+            # Its targets were deleted since (an empty carry would also never be
+            # written: an empty batch is not flushed).
+            seg.oldest_target = None
+            return False
         self._acks.extend(acks)
         self._delivers.extend(delivers)
         seg.pinned = True
         self._carry = seg
         self._carrying = True
         self._schedule()
+        return True
 
     def _targets_gone(self, seg: Segment, index: int) -> bool:
         """No segment older than ``seg`` (at ``index``) and at or after its oldest
@@ -445,6 +452,7 @@ class MessageLog(RecoveryMixin):
         seg = self._segment_of(msg_id)
         if seg is not None:
             seg.live -= 1
+            self._note_target(seg)  # the ACK must outlive the segment it cancels
         self._schedule()
 
     def close(self) -> None:
@@ -460,13 +468,17 @@ class MessageLog(RecoveryMixin):
         """At a clean stop, once ``settle`` returned: write down every durable queue's
         live entries so the next start need not scan the log (see ``snapshot.py``).
         Skipped (returns False) when the log is not in a state a snapshot can describe."""
-        if not self._idle() or self.error is not None or self._moved:
+        why = ("writes still under way" if not self._idle() else
+               "the disk failed" if self.error is not None else
+               "salvaged records are in use" if self._moved else None)
+        if why is not None:
+            log.warning("no shutdown snapshot (%s): the next start scans the log", why)
             return False
-        if self._fd is not None and self.sync != "always":
-            self.files.fsync(self._fd)  # the sizes recorded must be the sizes on disk
         segs = [snapshot.SegmentState(s.first_seq, s.size, s.live, s.oldest_target)
                 for s in self.segments]
         try:
+            if self._fd is not None and self.sync != "always":
+                self.files.fsync(self._fd)  # the sizes recorded must be the sizes on disk
             snapshot.write(self.dir, self.files, snapshot.Snapshot(self.seq, segs, queues, delivered))
         except OSError as exc:
             log.warning("could not write the shutdown snapshot (the next start scans the log): %s",
@@ -481,7 +493,9 @@ class MessageLog(RecoveryMixin):
     async def settle(self) -> None:
         """Wait until nothing is pending or being written, carry-forwards included."""
         await self.drain()
-        while not self._idle():
+        for _ in range(100):  # bounded: a stop must never hang on bookkeeping
+            if self._idle():
+                return
             await self.drain()
 
     async def drain(self) -> None:

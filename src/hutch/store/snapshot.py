@@ -163,12 +163,22 @@ def take(directory: str, files: Any) -> Snapshot | None:
         data = files.read(path)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        log.warning("message store: cannot read the shutdown snapshot (%s); scanning the log", exc)
+        return None
     try:
         snap: Snapshot | None = decode(data)
     except (ValueError, struct.error) as exc:
         log.warning("message store: ignoring a damaged shutdown snapshot (%s); scanning the log",
                     exc)
         snap = None
-    files.remove(path)
-    files.fsync_dir(directory)
+    try:
+        files.remove(path)
+        files.fsync_dir(directory)
+    except OSError as exc:
+        # Never trust a snapshot that might outlive this start: scan instead.  (If it
+        # is still there next time, the sizes will not match and it is ignored.)
+        log.warning("message store: cannot delete the shutdown snapshot (%s); scanning the log",
+                    exc)
+        return None
     return snap
