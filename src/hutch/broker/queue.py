@@ -186,7 +186,7 @@ class Queue:
         body bytes, for the clean-shutdown snapshot; ids of those already delivered
         once go into ``delivered``.  None if one of them is not written yet."""
         entries: list[int] = []
-        size = 0
+        transient = 0
         recovered_delivered = self.store.recovered_delivered
         for part in (self.ready, self.backlog, self.spill):
             for item in part:
@@ -196,17 +196,15 @@ class Queue:
                         delivered.add(item >> 32)
                     continue
                 if item.store_ref is None:
-                    continue  # transient: does not survive a restart
+                    transient += len(item.body)  # does not survive a restart
+                    continue
                 if item.store_pos is None:
                     return None
                 entries.append((item.store_ref << 32) | item.store_pos)
-                size += len(item.body)
                 if item.redelivered:
                     delivered.add(item.store_ref)
-        # Paged entries carry no size; what is not in memory is the rest of ready_bytes.
-        in_memory = sum(len(m.body) for part in (self.ready, self.backlog, self.spill)
-                        for m in part if not isinstance(m, int))
-        return entries, size + self.ready_bytes - in_memory
+        # ready_bytes counts every ready body, paged out or not.
+        return entries, self.ready_bytes - transient
 
     def _page_out(self) -> None:
         """Move written messages from spill to the backlog as ints, freeing their bytes."""
