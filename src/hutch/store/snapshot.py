@@ -51,6 +51,7 @@ _queue = struct.Struct(">QQQ")
 _u32 = struct.Struct(">I")
 _u64 = struct.Struct(">Q")
 _SWAP = sys.byteorder == "little"  # arrays are native-endian; the file is big-endian
+_U32_TYPECODE = "L" if array.array("L").itemsize == 4 else "I"  # the array typecode of 4 bytes
 
 
 @dataclass
@@ -102,8 +103,7 @@ def encode(snap: Snapshot) -> bytes:
     for q in snap.queues:
         parts.append(_queue.pack(q.queue_id, len(q.entries), q.body_bytes))
         parts.append(_pack_array("Q", [e >> 32 for e in q.entries]))
-        parts.append(_pack_array("L" if array.array("L").itemsize == 4 else "I",
-                                 [e & 0xFFFFFFFF for e in q.entries]))
+        parts.append(_pack_array(_U32_TYPECODE, [e & 0xFFFFFFFF for e in q.entries]))
     parts.append(_u64.pack(len(snap.delivered)))
     parts.append(_pack_array("Q", sorted(snap.delivered)))
     payload = b"".join(parts)
@@ -130,12 +130,11 @@ def decode(data: bytes) -> Snapshot:
         off += _seg.size
     (n,) = _u32.unpack_from(payload, off)
     off += 4
-    u32 = "L" if array.array("L").itemsize == 4 else "I"
     for _ in range(n):
         qid, count, body_bytes = _queue.unpack_from(payload, off)
         off += _queue.size
         ids, off = _unpack_array("Q", payload, off, count)
-        offsets, off = _unpack_array(u32, payload, off, count)
+        offsets, off = _unpack_array(_U32_TYPECODE, payload, off, count)
         # Back to entries without a Python-level loop: ~50 ns a message.
         entries = list(map(or_, map(lshift, ids, repeat(32)), offsets))
         snap.queues.append(QueueState(qid, entries, body_bytes))
