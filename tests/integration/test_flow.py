@@ -85,3 +85,47 @@ def test_twenty_mib_body_round_trips(broker_url: str, qname: str) -> None:
     assert method is not None and got == body
     ch.queue_delete(qname)
     conn.close()
+
+
+def test_publisher_into_a_congested_queue_is_slowed_not_stopped(
+        broker_url: str, http_url: str, qname: str, against_rabbitmq: bool) -> None:
+    """A worker holds its one prefetched task while a producer keeps publishing: the
+    queue grows past the point where Hutch gives the producer only a fair share of the
+    loop (its connection shows RabbitMQ's "flow" state), yet every publish arrives."""
+    from tests.mgmt import Api
+
+    cons = pika.BlockingConnection(pika.URLParameters(broker_url))
+    cch = cons.channel()
+    cch.queue_declare(qname, auto_delete=True)
+    cch.basic_qos(prefetch_count=1)
+    held: list[int] = []
+    cch.basic_consume(qname, lambda c, m, p, b: held.append(m.delivery_tag))
+
+    pub = pika.BlockingConnection(pika.URLParameters(broker_url))
+    pch = pub.channel()
+    api = Api(http_url)
+    published = 0
+    seen_flow = False
+    while published < 20_000 or (not seen_flow and not against_rabbitmq and published < 200_000):
+        pch.basic_publish("", qname, b"task")
+        published += 1
+        if published >= 20_000 and published % 2_000 == 0 and not against_rabbitmq:
+            pub.process_data_events()  # hand what pika buffered to the broker
+            states = {c["state"] for c in api.get("connections").json()}
+            seen_flow = "flow" in states
+    if not against_rabbitmq:
+        assert seen_flow, "the producer of a congested queue was never in the flow state"
+
+    # Slowed, not stopped: everything published is in the queue, nothing lost.
+    deadline = time.monotonic() + 30
+    while not held and time.monotonic() < deadline:
+        cons.process_data_events(time_limit=0.1)
+    assert held
+    while time.monotonic() < deadline:
+        ready = pch.queue_declare(qname, passive=True).method.message_count
+        if ready == published - 1:
+            break
+        time.sleep(0.1)
+    assert ready == published - 1
+    pub.close()
+    cons.close()

@@ -170,6 +170,20 @@ def _peer(conn: Any) -> tuple[str, int, str, int]:
     return str(peer[0]), int(peer[1]), str(sock[0]), int(sock[1])
 
 
+# RabbitMQ shows a connection as "flow" for a second after flow control last held
+# it back (credit_flow's state-change interval), so a publisher that is paused and
+# resumed many times a second reads as "flow", not as a flicker of "running".
+FLOW_STATE_SECONDS = 1.0
+
+
+def connection_state(conn: Any) -> str:
+    if conn.blocked:
+        return "blocked"
+    if conn.state == "running" and time.monotonic() - conn.last_flow < FLOW_STATE_SECONDS:
+        return "flow"
+    return str(conn.state)
+
+
 def connection_info(conn: Any) -> dict[str, Any]:
     peer_host, peer_port, host, port = _peer(conn)
     return {
@@ -187,7 +201,7 @@ def connection_info(conn: Any) -> dict[str, Any]:
         "port": port,
         "protocol": "AMQP 0-9-1",
         "ssl": False,
-        "state": "blocked" if conn.blocked else conn.state,
+        "state": connection_state(conn),
         "timeout": conn.heartbeat,
         "type": "network",
         "user": conn.user.name if conn.user else "",

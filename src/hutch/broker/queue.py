@@ -49,6 +49,10 @@ WINDOW = 2048
 WINDOW_MAX = 16384
 WINDOW_BYTES = 4 * 1024 * 1024
 REFILL_BELOW = WINDOW // 2
+# A queue with consumers and more ready messages than this is congested: its
+# publishers get a fair share of the loop, not all of it (Connection._after_publishing).
+# WINDOW_MAX, so a consumer running just behind its producer is never held back.
+CONGESTED = WINDOW_MAX
 
 # x-overflow values
 DROP_HEAD = "drop-head"
@@ -120,6 +124,12 @@ class Queue:
         if self.deleted or not (self.ready or self.backlog or self.spill):
             return False
         return any(c.can_take() for c in self.consumers)
+
+    def is_congested(self) -> bool:
+        """Consumers are not keeping up: more ready messages than the in-memory window
+        while someone consumes (publisher fair share, see Connection._after_publishing).
+        A queue nobody consumes from is just a backlog, not congestion."""
+        return bool(self.consumers) and self.message_count > CONGESTED
 
     def describe(self) -> str:
         return f"queue '{self.name}' in vhost '{self.vhost.name}'"
