@@ -51,8 +51,11 @@ WINDOW_BYTES = 4 * 1024 * 1024
 REFILL_BELOW = WINDOW // 2
 # A queue with consumers and more ready messages than this is congested: its
 # publishers get a fair share of the loop, not all of it (Connection._after_publishing).
-# WINDOW_MAX, so a consumer running just behind its producer is never held back.
-CONGESTED = WINDOW_MAX
+# WINDOW, the part of a backlog that always stays in memory.  Measured in the
+# work-queue benchmark (bench/matrix.py (a)): with 16,384 the queue often ran deep
+# enough to page and the consumer fell further behind (45.8k msgs/s, publish->deliver
+# p99 265-542 ms); with 2,048, 51.5k msgs/s and p99 98-155 ms.
+CONGESTED = WINDOW
 
 # x-overflow values
 DROP_HEAD = "drop-head"

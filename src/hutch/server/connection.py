@@ -193,7 +193,7 @@ class Connection(asyncio.Protocol):
         acks and deliveries the rest; without it one producer can take the whole
         loop and starve the very consumers its queue waits for (measured: 2 workers
         with prefetch 1 took 2,600 msgs/s while the producer put in 69,000/s;
-        with the share, 5,000/s).  The publisher is slowed, never stopped:
+        with the share, 5,000-6,400/s).  The publisher is slowed, never stopped:
         RabbitMQ's credit flow ("flow" state) does the same to publishers its
         queues cannot keep up with."""
         if not self.sharing and any(q.is_congested() for q in self.fed_queues):
