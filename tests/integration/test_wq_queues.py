@@ -511,19 +511,21 @@ def test_overflow_reject_publish_dlx_nacks_and_dead_letters(conns, qname):
     assert ch.basic_get(qname, auto_ack=True)[2] == b"fits"
 
 
-def test_reject_publish_one_full_queue_of_two(conns, qname):
-    """Fanout to a full reject-publish queue and a free one: nacked, yet the free one gets it."""
+@pytest.mark.parametrize("durable", [False, True], ids=["transient", "durable-persistent"])
+def test_reject_publish_one_full_queue_of_two(conns, qname, durable):
+    """Fanout to a full reject-publish queue and a free one: nacked, yet the free one gets
+    it (durable: the nack waits for the free queue's copy to be on disk)."""
     c = conns()
     ch = c.channel()
     x = qname + ".fan"
     ch.exchange_declare(x, "fanout", auto_delete=True)
     full, free = qname + ".full", qname + ".free"
-    ch.queue_declare(full, arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
-    ch.queue_declare(free)
+    ch.queue_declare(full, durable=durable, arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
+    ch.queue_declare(free, durable=durable)
     conns.queues += [full, free]
     ch.queue_bind(full, x)
     ch.queue_bind(free, x)
     ch.confirm_delivery()
     with pytest.raises(NackError):
-        ch.basic_publish(x, "", b"both")
+        ch.basic_publish(x, "", b"both", pika.BasicProperties(delivery_mode=2 if durable else 1))
     assert ready_count(ch, free) == 1 and ready_count(ch, full) == 0

@@ -62,6 +62,11 @@ class Channel:
         self._acks: list[int] = []
         self._nacks: list[int] = []
         self._in_flight: set[int] = set()  # confirmed seqs still waiting for the store
+        # Stored publishes of this loop turn whose confirm waits for the disk: handed to
+        # the store as one group (one callback per turn, not a closure per message).
+        # _unsynced_nack: stored in one queue but refused by another (reject-publish).
+        self._unsynced: list[int] = []
+        self._unsynced_nack: list[int] = []
         self.confirms_pending = False
         # Transactions.
         self.tx = False
@@ -285,11 +290,31 @@ class Channel:
             if stored:
                 # The storage seam: confirm only once the store says it is on disk.
                 self._in_flight.add(seq)
-                self.conn.broker.store.when_durable(
-                    lambda ok: self._settle_confirm(seq, rejected or not ok))
+                if not self._unsynced and not self._unsynced_nack:
+                    self.conn.broker.loop.call_soon(self._wait_for_disk)
+                (self._unsynced_nack if rejected else self._unsynced).append(seq)
             else:
                 self._settle_confirm(seq, rejected)
         return stored
+
+    def _wait_for_disk(self) -> None:
+        """Hand this turn's stored publishes to the store as one group.  It runs after
+        they were all added, so ``when_durable`` puts the callback on the batch that
+        holds the last of them or a later one — the store writes batches in order, so
+        none is confirmed before it is on disk."""
+        acks, nacks = self._unsynced, self._unsynced_nack
+        self._unsynced, self._unsynced_nack = [], []
+        self.conn.broker.store.when_durable(lambda ok: self._settle_synced(acks, nacks, ok))
+
+    def _settle_synced(self, acks: list[int], nacks: list[int], ok: bool) -> None:
+        self._in_flight.difference_update(acks)
+        self._in_flight.difference_update(nacks)
+        self.stat_confirm += len(acks) + len(nacks)
+        (self._acks if ok else self._nacks).extend(acks)
+        self._nacks.extend(nacks)
+        if not self.confirms_pending:
+            self.confirms_pending = True
+            self.conn.broker.pump.conn_dirty(self.conn)
 
     def _settle_confirm(self, seq: int, rejected: bool) -> None:
         self._in_flight.discard(seq)
