@@ -27,10 +27,22 @@ class FrameError(Exception):
 
 
 class FrameReader:
-    __slots__ = ("_buf", "_error", "frame_max")
+    """Complete frames out of a byte stream, in one pass per read.
+
+    The unparsed bytes are kept as ``bytes`` (the read itself when nothing was left
+    over), so each payload is a single slice copy.  Reads that cannot complete the
+    next frame are only collected in ``_more`` and joined once the frame is whole:
+    a large frame trickling in byte by byte costs linear time, not a copy of the
+    partial frame per read.
+    """
+
+    __slots__ = ("_buf", "_error", "_have", "_more", "_need", "frame_max")
 
     def __init__(self, frame_max: int) -> None:
-        self._buf = bytearray()
+        self._buf = b""  # unparsed bytes, starting at a frame boundary
+        self._more: list[bytes] = []  # reads after _buf, not joined yet
+        self._have = 0  # len(_buf) + the lengths in _more
+        self._need = 8  # bytes the next frame needs at least (its header + end octet)
         # A framing error found after some good frames: those are returned first
         # (so the outcome does not depend on how TCP split the stream) and the
         # error is raised by the next call.
@@ -39,11 +51,15 @@ class FrameReader:
         self.frame_max = frame_max
 
     def feed(self, data: bytes) -> None:
-        self._buf += data
+        if self._have:
+            self._more.append(data)
+        else:
+            self._buf = data
+        self._have += len(data)
 
     @property
     def buffered(self) -> int:
-        return len(self._buf)
+        return self._have
 
     @property
     def error_pending(self) -> bool:
@@ -58,6 +74,11 @@ class FrameReader:
         if self._error is not None:
             raise self._error
         out: list[tuple[int, int, bytes]] = []
+        if self._have < self._need:
+            return out
+        if self._more:
+            self._buf = b"".join((self._buf, *self._more))
+            self._more = []
         try:
             self._parse(out)
         except FrameError as exc:
@@ -72,23 +93,30 @@ class FrameReader:
         off = 0
         unpack = _frame_head.unpack_from
         limit = self.frame_max
-        while end_of_data - off >= 8:
-            ftype, channel, size = unpack(buf, off)
-            if ftype not in (FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT):
-                raise FrameError(f"type {ftype}, all octets = <<>>: unknown_frame")
-            if limit and size + 8 > limit:
-                raise FrameError(f"type {ftype}, all octets = <<>>: "
-                                 f"{{frame_too_large,{size},{limit - 8}}}")
-            end = off + 7 + size
-            if end >= end_of_data:
-                break
-            if buf[end] != FRAME_END:
-                raise FrameError(f"type {ftype}, all octets = {erlang_binary(buf[off + 7 : end])}: "
-                                 f"{{invalid_frame_end_marker,{buf[end]}}}")
-            out.append((ftype, channel, bytes(buf[off + 7 : end])))
-            off = end + 1
-        if off:
-            del buf[:off]
+        need = 8
+        try:
+            while end_of_data - off >= 8:
+                ftype, channel, size = unpack(buf, off)
+                if ftype not in (FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT):
+                    raise FrameError(f"type {ftype}, all octets = <<>>: unknown_frame")
+                if limit and size + 8 > limit:
+                    raise FrameError(f"type {ftype}, all octets = <<>>: "
+                                     f"{{frame_too_large,{size},{limit - 8}}}")
+                end = off + 7 + size
+                if end >= end_of_data:
+                    need = size + 8  # a valid header: wait for the whole frame
+                    break
+                if buf[end] != FRAME_END:
+                    raise FrameError(f"type {ftype}, all octets = {erlang_binary(buf[off + 7 : end])}: "
+                                     f"{{invalid_frame_end_marker,{buf[end]}}}")
+                out.append((ftype, channel, buf[off + 7 : end]))
+                off = end + 1
+        finally:
+            # Keep what is left (also after an error: the good frames are returned first).
+            if off:
+                self._buf = buf[off:]
+            self._have = end_of_data - off
+            self._need = need
 
 
 def erlang_binary(data: bytes | bytearray) -> str:
