@@ -7,9 +7,11 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pamqp import body as pbody
 from pamqp import commands
 from pamqp import encode as pencode
 from pamqp import frame as pframe
+from pamqp import header as pheader
 
 from hutch.protocol import fast
 from hutch.protocol import methods as m
@@ -143,6 +145,26 @@ def test_deliver_frame_matches_pamqp(channel: int, consumer_tag: str, tag: int, 
     assert ch == channel
     assert (pobj.consumer_tag, pobj.delivery_tag, pobj.redelivered, pobj.exchange, pobj.routing_key) == (
         consumer_tag, tag, redelivered, exchange, routing_key)
+
+
+@SETTINGS
+@given(st.integers(0, 65535), SHORTSTR, TAG, st.booleans(), SHORTSTR, SHORTSTR,
+       st.sampled_from([{}, {"delivery_mode": 2}, {"content_type": "text/plain", "headers": {"a": 1}}]),
+       st.binary(max_size=300))
+def test_delivery_matches_pamqp(channel: int, consumer_tag: str, tag: int, redelivered: bool,
+                                exchange: str, routing_key: str, props: dict, body: bytes) -> None:
+    """The one-join delivery is byte for byte pamqp's deliver + header (+ body) frames."""
+    pprops = commands.Basic.Properties(**props)
+    header = pframe.marshal(pheader.ContentHeader(0, len(body), pprops), channel)[7:-1]
+    got = fast.delivery(channel, fast.shortstr(consumer_tag), tag, redelivered,
+                        fast.shortstr(exchange) + fast.shortstr(routing_key), header, body)
+    meth = m.BasicDeliver(consumer_tag=consumer_tag, delivery_tag=tag, redelivered=redelivered,
+                          exchange=exchange, routing_key=routing_key)
+    want = pamqp_method_frame(meth, channel) + pframe.marshal(
+        pheader.ContentHeader(0, len(body), pprops), channel)
+    if body:
+        want += pframe.marshal(pbody.ContentBody(body), channel)
+    assert got == want
 
 
 def test_deliver_frame_stock_pamqp() -> None:

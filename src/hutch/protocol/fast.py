@@ -64,6 +64,30 @@ def deliver_frame(channel: int, consumer_tag_enc: bytes, delivery_tag: int,
     return _frame_head.pack(1, channel, len(payload)) + payload + b"\xce"
 
 
+_deliver_head = struct.Struct(">BHIHH")  # method frame head + basic.deliver's class/method ids
+_frame_end_head = struct.Struct(">BBHI")  # the previous frame's end octet + the next frame's head
+
+
+def delivery(channel: int, consumer_tag_enc: bytes, delivery_tag: int, redelivered: bool,
+             route_enc: bytes, header: bytes, body: bytes) -> bytes:
+    """basic.deliver, its content header and (when the body is not empty) one body
+    frame, as one bytes: the common small-message delivery in a single join.
+
+    ``route_enc`` is the exchange and routing key, both shortstr-encoded, back to
+    back; ``header`` the content-header payload as received.  The caller checks
+    that the body fits one frame (``body_frames`` splits larger ones).
+    """
+    parts = [
+        _deliver_head.pack(1, channel, 13 + len(consumer_tag_enc) + len(route_enc), 60, 60),
+        consumer_tag_enc, _deliver_tail.pack(delivery_tag, redelivered), route_enc,
+        _frame_end_head.pack(0xCE, 2, channel, len(header)), header,
+    ]
+    if body:
+        parts += (_frame_end_head.pack(0xCE, 3, channel, len(body)), body)
+    parts.append(b"\xce")
+    return b"".join(parts)
+
+
 def confirm_frame(channel: int, delivery_tag: int, multiple: bool, nack: bool = False) -> bytes:
     """basic.ack (or basic.nack with requeue=false) sent to a confirming publisher."""
     payload = _ids_tag.pack(60, 120 if nack else 80, delivery_tag) + (b"\x01" if multiple else b"\x00")

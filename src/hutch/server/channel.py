@@ -67,6 +67,8 @@ class Channel:
         # _unsynced_nack: stored in one queue but refused by another (reject-publish).
         self._unsynced: list[int] = []
         self._unsynced_nack: list[int] = []
+        # Deliveries: (exchange, routing key) -> both shortstr-encoded, back to back.
+        self._route_enc: dict[tuple[str, str], bytes] = {}
         self.confirms_pending = False
         # Transactions.
         self.tx = False
@@ -368,14 +370,23 @@ class Channel:
             self.stat_redeliver += 1
         conn = self.conn
         n = self.number
-        frames = [
+        body = msg.body
+        if len(body) <= conn.frame_max - 8:
+            # A work queue delivers one routing key over and over: encode it once.
+            key = (msg.exchange, msg.routing_key)
+            route = self._route_enc.get(key)
+            if route is None:
+                if len(self._route_enc) >= 1024:
+                    self._route_enc.clear()
+                route = self._route_enc[key] = fast.shortstr(msg.exchange) + fast.shortstr(msg.routing_key)
+            conn.write(fast.delivery(n, consumer.tag_enc, tag, msg.redelivered, route, msg.header, body))
+            return
+        conn.write_many([
             fast.deliver_frame(n, consumer.tag_enc, tag, msg.redelivered,
                                fast.shortstr(msg.exchange), fast.shortstr(msg.routing_key)),
             header_frame(n, msg.header),
-        ]
-        if msg.body:
-            frames += body_frames(n, msg.body, conn.frame_max)
-        conn.write_many(frames)
+            *body_frames(n, body, conn.frame_max),
+        ])
 
     def redispatch(self) -> None:
         """Capacity came back (ack, qos, flow, socket drained): wake our queues."""
