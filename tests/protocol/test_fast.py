@@ -136,7 +136,7 @@ def test_decode_ack_short_payload(size: int) -> None:
 def test_deliver_frame_matches_pamqp(channel: int, consumer_tag: str, tag: int, redelivered: bool,
                                      exchange: str, routing_key: str) -> None:
     frame = fast.deliver_frame(channel, fast.shortstr(consumer_tag), tag, redelivered,
-                               fast.shortstr(exchange), fast.shortstr(routing_key))
+                               fast.shortstr(exchange) + fast.shortstr(routing_key))
     meth = m.BasicDeliver(consumer_tag=consumer_tag, delivery_tag=tag, redelivered=redelivered,
                           exchange=exchange, routing_key=routing_key)
     assert frame == pamqp_method_frame(meth, channel)
@@ -168,13 +168,13 @@ def test_delivery_matches_pamqp(channel: int, consumer_tag: str, tag: int, redel
 
 
 def test_deliver_frame_stock_pamqp() -> None:
-    frame = fast.deliver_frame(1, fast.shortstr("ctag-1"), 42, True, fast.shortstr(""),
-                               fast.shortstr("q"))
+    frame = fast.deliver_frame(1, fast.shortstr("ctag-1"), 42, True,
+                               fast.shortstr("") + fast.shortstr("q"))
     assert frame == pframe.marshal(commands.Basic.Deliver("ctag-1", 42, True, "", "q"), 1)
 
 
 def test_deliver_frame_full_u64_tag() -> None:
-    frame = fast.deliver_frame(1, b"\x01c", 2**64 - 1, False, b"\x00", b"\x01r")
+    frame = fast.deliver_frame(1, b"\x01c", 2**64 - 1, False, b"\x00" + b"\x01r")
     reader = FrameReader(4096)
     reader.feed(frame)
     ((_, _, payload),) = reader.frames()

@@ -50,16 +50,17 @@ def decode_ack(payload: bytes) -> tuple[int, int]:
 
 
 def deliver_frame(channel: int, consumer_tag_enc: bytes, delivery_tag: int,
-                  redelivered: bool, exchange_enc: bytes, routing_key_enc: bytes) -> bytes:
+                  redelivered: bool, route_enc: bytes) -> bytes:
     """A complete basic.deliver method frame.
 
     ``*_enc`` arguments are already shortstr-encoded (length byte + bytes):
-    consumer tags and exchange names repeat on every delivery, so callers
-    encode them once.
+    consumer tags, exchange names and routing keys repeat on every delivery, so
+    callers encode them once.  ``route_enc`` is the exchange and the routing key
+    back to back, as in ``delivery``.
     """
     payload = b"".join((
         _DELIVER_IDS, consumer_tag_enc, _u64.pack(delivery_tag),
-        b"\x01" if redelivered else b"\x00", exchange_enc, routing_key_enc,
+        b"\x01" if redelivered else b"\x00", route_enc,
     ))
     return _frame_head.pack(1, channel, len(payload)) + payload + b"\xce"
 

@@ -370,20 +370,19 @@ class Channel:
             self.stat_redeliver += 1
         conn = self.conn
         n = self.number
+        # A work queue delivers one routing key over and over: encode it once.
+        key = (msg.exchange, msg.routing_key)
+        route = self._route_enc.get(key)
+        if route is None:
+            if len(self._route_enc) >= 1024:
+                self._route_enc.clear()
+            route = self._route_enc[key] = fast.shortstr(msg.exchange) + fast.shortstr(msg.routing_key)
         body = msg.body
         if len(body) <= conn.frame_max - 8:
-            # A work queue delivers one routing key over and over: encode it once.
-            key = (msg.exchange, msg.routing_key)
-            route = self._route_enc.get(key)
-            if route is None:
-                if len(self._route_enc) >= 1024:
-                    self._route_enc.clear()
-                route = self._route_enc[key] = fast.shortstr(msg.exchange) + fast.shortstr(msg.routing_key)
             conn.write(fast.delivery(n, consumer.tag_enc, tag, msg.redelivered, route, msg.header, body))
             return
         conn.write_many([
-            fast.deliver_frame(n, consumer.tag_enc, tag, msg.redelivered,
-                               fast.shortstr(msg.exchange), fast.shortstr(msg.routing_key)),
+            fast.deliver_frame(n, consumer.tag_enc, tag, msg.redelivered, route),
             header_frame(n, msg.header),
             *body_frames(n, body, conn.frame_max),
         ])
