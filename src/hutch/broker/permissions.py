@@ -14,6 +14,10 @@ against a real node, see tests/integration/test_permissions.py):
 * basic.publish needs **write** on the exchange; basic.get, basic.consume and
   queue.purge need **read** on the queue.
 
+The composite rules (declare with a dead-letter or alternate exchange, bind)
+are ``Access`` methods, used by the AMQP channel and the management HTTP API
+alike, so the two cannot drift apart.
+
 A failure is a channel error 403 ``ACCESS_REFUSED - access to queue 'q' in
 vhost '/' refused for user 'bob'``, checked *before* whether the resource
 exists (so a missing queue you may not read is 403, not 404).  The default
@@ -24,10 +28,12 @@ searched, not anchored (Erlang's ``re:run``), and an empty one matches nothing.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ChannelError
 from ..protocol import constants as rc
+from .vhost import server_named
 
 if TYPE_CHECKING:
     from .users import Permission, Users
@@ -92,6 +98,42 @@ class Access:
         self._cache[key] = ok
         return ok
 
+    # -- the rules of one AMQP method each (channel.py and admin/api_objects.py) ---------
+    def check_exchange_declare(self, name: str, arguments: Mapping[str, Any]) -> None:
+        """A non-passive exchange.declare: configure on it; an ``alternate-exchange``
+        also needs read on it and write on the alternate."""
+        if not name:
+            return  # the default exchange: the vhost refuses it with its own 403
+        self.check("exchange", name, CONFIGURE)
+        alternate = arguments.get("alternate-exchange")
+        if isinstance(alternate, (str, bytes)):
+            self.check("exchange", name, READ)
+            self.check("exchange", _text(alternate), WRITE)
+
+    def check_exchange_delete(self, name: str) -> None:
+        if name and not name.startswith("amq."):  # the vhost refuses those with its own 403
+            self.check("exchange", name, CONFIGURE)
+
+    def check_queue_declare(self, name: str, arguments: Mapping[str, Any]) -> None:
+        """A non-passive queue.declare (``name`` "" = server-named): configure on it; an
+        ``x-dead-letter-exchange`` also needs read on the queue and write on that exchange."""
+        if name.startswith("amq."):
+            return  # reserved prefix: the vhost refuses it with its own 403
+        # A server-named queue is checked under a name of the same shape.
+        name = name or server_named("amq.gen-")
+        self.check("queue", name, CONFIGURE)
+        dlx = arguments.get("x-dead-letter-exchange")
+        if isinstance(dlx, (str, bytes)):
+            self.check("queue", name, READ)
+            self.check("exchange", _text(dlx), WRITE)
+
+    def check_binding(self, kind: str, destination: str, source: str) -> None:
+        """(Un)binding needs write on the destination, then read on the source exchange."""
+        if destination:
+            self.check(kind, destination, WRITE)
+        if source and destination:
+            self.check("exchange", source, READ)
+
     def check(self, kind: str, name: str, what: int) -> None:
         """Raise 403 unless the user may do ``what`` to the ``kind`` ('queue' or
         'exchange') named ``name`` in this vhost."""
@@ -100,6 +142,10 @@ class Access:
         if not self.allowed(kind, name, what):
             raise ChannelError(rc.ACCESS_REFUSED, f"access to {kind} '{name}' in vhost "
                                f"'{self.vhost}' refused for user '{self.user}'")
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def vhost_access_allowed(users: Users, vhost: str, user: str) -> bool:

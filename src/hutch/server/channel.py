@@ -504,58 +504,37 @@ class Channel:
 
     # exchange class
     def _m_exchange_declare(self, method: Any) -> None:
-        if not method.passive and method.exchange:
-            access = self.conn.access
-            access.check("exchange", method.exchange, CONFIGURE)
-            alternate = method.arguments.get("alternate-exchange")
-            if isinstance(alternate, (str, bytes)):
-                access.check("exchange", method.exchange, READ)
-                access.check("exchange", _text(alternate), WRITE)
+        if not method.passive:
+            self.conn.access.check_exchange_declare(method.exchange, method.arguments)
         self.vhost.declare_exchange(method.exchange, method.type, method.passive, method.durable,
                                     method.auto_delete, method.internal, method.arguments)
         if not method.nowait:
             self._reply(m.ExchangeDeclareOk())
 
     def _m_exchange_delete(self, method: Any) -> None:
-        if method.exchange and not method.exchange.startswith("amq."):
-            self.conn.access.check("exchange", method.exchange, CONFIGURE)
+        self.conn.access.check_exchange_delete(method.exchange)
         self.vhost.delete_exchange(method.exchange, method.if_unused)
         if not method.nowait:
             self._reply(m.ExchangeDeleteOk())
 
     def _m_exchange_bind(self, method: Any) -> None:
-        self._check_binding("exchange", method.destination, method.source)
+        self.conn.access.check_binding("exchange", method.destination, method.source)
         self.vhost.bind_exchange(method.destination, method.source, method.routing_key,
                                  method.arguments)
         if not method.nowait:
             self._reply(m.ExchangeBindOk())
 
     def _m_exchange_unbind(self, method: Any) -> None:
-        self._check_binding("exchange", method.destination, method.source)
+        self.conn.access.check_binding("exchange", method.destination, method.source)
         self.vhost.unbind_exchange(method.destination, method.source, method.routing_key,
                                    method.arguments)
         if not method.nowait:
             self._reply(m.ExchangeUnbindOk())
 
     # queue class
-    def _check_binding(self, kind: str, destination: str, source: str) -> None:
-        """Binding needs write on the destination, then read on the source exchange."""
-        access = self.conn.access
-        if destination:
-            access.check(kind, destination, WRITE)
-        if source and destination:
-            access.check("exchange", source, READ)
-
     def _m_queue_declare(self, method: Any) -> None:
-        if not method.passive and not method.queue.startswith("amq."):
-            access = self.conn.access
-            # A server-named queue is checked under a name of the same shape.
-            name = method.queue or server_named("amq.gen-")
-            access.check("queue", name, CONFIGURE)
-            dlx = method.arguments.get("x-dead-letter-exchange")
-            if isinstance(dlx, (str, bytes)):
-                access.check("queue", name, READ)
-                access.check("exchange", _text(dlx), WRITE)
+        if not method.passive:
+            self.conn.access.check_queue_declare(method.queue, method.arguments)
         q = self.vhost.declare_queue(method.queue, method.passive, method.durable,
                                      method.exclusive, method.auto_delete, method.arguments,
                                      self.conn)
@@ -564,14 +543,14 @@ class Channel:
                                          consumer_count=q.consumer_count))
 
     def _m_queue_bind(self, method: Any) -> None:
-        self._check_binding("queue", method.queue, method.exchange)
+        self.conn.access.check_binding("queue", method.queue, method.exchange)
         self.vhost.bind_queue(method.queue, method.exchange, method.routing_key, method.arguments,
                               self.conn)
         if not method.nowait:
             self._reply(m.QueueBindOk())
 
     def _m_queue_unbind(self, method: Any) -> None:
-        self._check_binding("queue", method.queue, method.exchange)
+        self.conn.access.check_binding("queue", method.queue, method.exchange)
         self.vhost.unbind_queue(method.queue, method.exchange, method.routing_key,
                                 method.arguments, self.conn)
         self._reply(m.QueueUnbindOk())
@@ -741,7 +720,3 @@ class Channel:
             restored.update(taken)
         self.unacked = OrderedDict(sorted(restored.items()))
         self._reply(m.TxRollbackOk())
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
