@@ -12,9 +12,12 @@ written by ``flush`` once per loop turn (see ``broker/pump.py``).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import ipaddress
 import logging
 import platform
+import sys
+import termios
 import time
 from typing import Any
 
@@ -68,6 +71,18 @@ def is_loopback(host: str) -> bool:
     return addr.is_loopback
 
 
+def _unread_bytes(transport: asyncio.Transport) -> int:
+    """Bytes the peer sent that wait in the socket's receive queue (FIONREAD)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        buf = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return int.from_bytes(buf, sys.byteorder)
+
+
 class Connection(asyncio.Protocol):
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
@@ -104,6 +119,12 @@ class Connection(asyncio.Protocol):
         self.sharing = False  # waiting out its share of the loop (see _after_publishing)
         self.last_flow = -1e9  # monotonic time the fair share last held this connection back
         self.blocked = False  # paused by a resource alarm
+        # Whether the broker is not reading this socket right now (see _update_reading),
+        # and, while it is not, what the socket held at the last heartbeat tick (bytes
+        # the client sent that we have not read, bytes we wrote it has not taken; None
+        # until the first tick of a pause): _paused_liveness.
+        self.reading_paused = False
+        self._socket_levels: tuple[int, int] | None = None
         self.connected_at = time.time()
 
     # -- asyncio.Protocol --------------------------------------------------------
@@ -178,10 +199,20 @@ class Connection(asyncio.Protocol):
         fair share of the loop to come round (``_after_publishing``)."""
         if self.transport is None or self.transport.is_closing():
             return
-        if self.write_paused or self.flow_paused or self.sharing or (self.blocked and self.has_published):
+        paused = (self.write_paused or self.flow_paused or self.sharing
+                  or (self.blocked and self.has_published))
+        if paused:
             self.transport.pause_reading()
         else:
             self.transport.resume_reading()
+        if paused != self.reading_paused:
+            self.reading_paused = paused
+            self._socket_levels = None
+            if not paused:
+                # Whatever the client sent while we were not reading (heartbeats
+                # included) is still in the socket: its heartbeat clock starts
+                # afresh, as rabbit_heartbeat's receiver does on resume.
+                self.last_recv = time.monotonic()
 
     def _after_publishing(self, spent: float) -> None:
         """Flow control after a read that published (the other half is check_flow).
@@ -483,7 +514,10 @@ class Connection(asyncio.Protocol):
         self._timer = None
         if self.state == "closed":
             return
-        if time.monotonic() - self.last_recv > self.heartbeat * 2:
+        now = time.monotonic()
+        if self.reading_paused and self._paused_liveness():
+            self.last_recv = now
+        if now - self.last_recv > self.heartbeat * 2:
             log.error("closing AMQP connection %s: missed heartbeats from client, timeout: %ds",
                       self.name, self.heartbeat)
             self.state = "closed"
@@ -495,6 +529,33 @@ class Connection(asyncio.Protocol):
             self.transport.write(HEARTBEAT_FRAME)
         self._sent_since_tick = False
         self._timer = self.broker.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
+
+    def _paused_liveness(self) -> bool:
+        """Whether a client we are not reading counts as alive at this heartbeat tick.
+
+        While we do not read the socket, the client's heartbeats wait in it unread, so
+        silence says nothing.  RabbitMQ pauses its heartbeat receiver whenever its
+        reader stops reading a publisher (rabbit_reader's control_throttle/maybe_block
+        call rabbit_heartbeat:pause_monitor, for a resource alarm or credit flow) and
+        resumes it with a fresh count when reading resumes; it keeps sending its own
+        heartbeats meanwhile.  Hutch does the same for the reasons that are the
+        broker's doing: memory alarm, flow control, fair share.
+
+        TCP backpressure is the client's doing (it does not read what we write), and
+        RabbitMQ would still read its heartbeats there while we cannot.  So then the
+        socket is asked instead: the client is alive while it sends anything (our
+        unread bytes grow) or takes anything (our write buffer shrinks).  One that
+        does neither for two heartbeat intervals is dropped as before — a hung client
+        must not keep its connection and its unacked messages forever."""
+        if self.flow_paused or self.sharing or (self.blocked and self.has_published):
+            return True
+        transport = self.transport
+        assert transport is not None
+        levels = (_unread_bytes(transport), transport.get_write_buffer_size())
+        before, self._socket_levels = self._socket_levels, levels
+        if before is None:
+            return True  # the first tick of this pause: nothing to compare with yet
+        return levels[0] > before[0] or levels[1] < before[1]
 
     # -- resource alarms -------------------------------------------------------------
     def on_memory_alarm(self, active: bool) -> None:
