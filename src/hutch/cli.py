@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="management HTTP API port (default 15672; 0 = disabled)")
     s.add_argument("--http-host", default="localhost",
                    help="management API listen address (default: localhost = loopback only)")
+    s.add_argument("--http-max-body", type=_parse_size, default=20_000_000,
+                   help="largest management API request body in bytes; larger ones get 413 "
+                        "(default 20000000, RabbitMQ's management.http.max_body_size)")
     s.add_argument("--data-dir", default=None,
                    help="where durable queues, exchanges, users and persistent messages live "
                         "(default: $HUTCH_DATA_DIR or ~/.local/share/hutch)")
@@ -133,7 +136,7 @@ async def _start_management(broker: Broker, server: Server, args: argparse.Names
     amqp = [(s.getsockname()[0], s.getsockname()[1]) for srv in server.servers for s in srv.sockets]
     data_dir = None if args.in_memory else (args.data_dir or default_data_dir())
     api = ManagementApi(broker, args.http_host, args.http_port, data_dir=data_dir,
-                        amqp_listeners=amqp)
+                        amqp_listeners=amqp, max_body=args.http_max_body)
     await api.start()
     logging.getLogger("hutch").info("started HTTP listener for the management API on %s",
                                     ", ".join(f"{h}:{p}" for h, p in api.http_listeners))

@@ -16,11 +16,43 @@ from ..broker.permissions import validate_regex
 from ..broker.users import HASHING_ALGORITHM, Permission, hash_password, parse_tags, valid_password_hash
 from .definitions import DefinitionsError, export_definitions, export_vhost_definitions, import_definitions
 from .http_api import ApiError, Request, Router, bad_request, json_response, no_content, not_found
+from .schema import PERMISSION_PUT, USER_PUT, VHOST_PUT
 from .views import node_info, node_name, overview, permission_info, user_info, vhost_info
 
 
 async def get_overview(req: Request) -> web.Response:
-    return json_response(overview(req.broker, req.api.rates, req.api.listeners()))
+    data = overview(req.broker, req.api.rates, req.api.listeners())
+    if not req.sees_all():
+        data.update(_own_totals(req))
+        # As RabbitMQ's overview for users who are not administrators or monitoring:
+        # no node, listeners or contexts; and no message_stats, which Hutch counts for
+        # the whole broker only (RabbitMQ sums the user's vhosts).
+        for key in ("node", "listeners", "contexts", "message_stats"):
+            data.pop(key, None)
+    return json_response(data)
+
+
+def _own_totals(req: Request) -> dict[str, Any]:
+    """Object and message totals over the vhosts the user may use and its own
+    connections (``rabbit_mgmt_db:get_overview(User, Range)``)."""
+    rates = req.api.rates
+    vhosts = [v for name, v in list(req.broker.vhosts.items()) if req.may_use_vhost(name)]
+    queues = [q for v in vhosts for q in list(v.queues.values())]
+    conns = [c for c in list(req.broker.connections) if c.state == "running"
+             and c.user is not None and c.user.name == req.user.name]
+    ready = sum(q.message_count for q in queues)
+    unacked = sum(q.unacked_count for q in queues)
+    totals = {"messages": ready + unacked, "messages_ready": ready,
+              "messages_unacknowledged": unacked}
+    return {
+        "object_totals": {"channels": sum(len(c.channels) for c in conns),
+                          "connections": len(conns),
+                          "consumers": sum(len(q.consumers) for q in queues),
+                          "exchanges": sum(len(v.exchanges) for v in vhosts),
+                          "queues": len(queues)},
+        "queue_totals": {**totals, **{f"{k}_details": {"rate": sum(
+            rates.rate(("vhost", v.name), k) for v in vhosts)} for k in totals}},
+    }
 
 
 async def list_nodes(req: Request) -> web.Response:
@@ -71,18 +103,18 @@ async def get_user(req: Request) -> web.Response:
 async def put_user(req: Request) -> web.Response:
     """PUT /api/users/{name}: ``password`` or ``password_hash`` (+ ``hashing_algorithm``) and ``tags``."""
     req.require_admin()
-    body = await req.body()
+    body = await req.body(USER_PUT)
     if "tags" not in body:
         raise bad_request("tags_not_present")
     users = req.broker.users
     name = req.args["name"]
     existing = users.users.get(name)
     tags = parse_tags(body["tags"])
-    algorithm = str(body.get("hashing_algorithm") or HASHING_ALGORITHM)
+    algorithm = body.get("hashing_algorithm") or HASHING_ALGORITHM
     if "password" in body:
-        password_hash, algorithm = hash_password(str(body["password"])), HASHING_ALGORITHM
+        password_hash, algorithm = hash_password(body["password"]), HASHING_ALGORITHM
     elif "password_hash" in body:
-        password_hash = str(body["password_hash"] or "")
+        password_hash = body["password_hash"]
         if not valid_password_hash(password_hash, algorithm):
             raise bad_request("invalid password_hash or hashing_algorithm")
     elif existing is not None:
@@ -113,17 +145,18 @@ async def user_permissions(req: Request) -> web.Response:
 async def list_vhosts(req: Request) -> web.Response:
     broker = req.broker
     return json_response([vhost_info(broker, v, req.api.rates) for name, v
-                          in list(broker.vhosts.items()) if req.can_see_vhost(name)])
+                          in list(broker.vhosts.items()) if req.sees_vhost(name)])
 
 
 async def get_vhost(req: Request) -> web.Response:
+    req.require_admin()  # as RabbitMQ 3.10's rabbit_mgmt_wm_vhost, even for its own users
     vhost = req.vhost(req.args["name"])
     return json_response(vhost_info(req.broker, vhost, req.api.rates))
 
 
 async def put_vhost(req: Request) -> web.Response:
     req.require_admin()
-    await req.body()  # validates JSON; description/tags are accepted and not kept
+    await req.body(VHOST_PUT)  # checked; description/tags/tracing are accepted, not kept
     name = req.args["name"]
     existed = name in req.broker.vhosts
     req.broker.add_vhost(name)  # calls definitions_changed() when it creates one
@@ -166,15 +199,12 @@ async def get_permission(req: Request) -> web.Response:
 
 async def put_permission(req: Request) -> web.Response:
     req.require_admin()
-    body = await req.body()
-    missing = [k for k in ("configure", "write", "read") if k not in body]
-    if missing:
-        raise bad_request("[" + ",".join(f"{{key_missing,{k}}}" for k in missing) + "]")
+    body = await req.body(PERMISSION_PUT)
     vhost, user = req.args["vhost"], req.args["user"]
     users = req.broker.users
     if vhost not in req.broker.vhosts or user not in users.users:
         raise bad_request("vhost_or_user_not_found")
-    perm = Permission(str(body["configure"]), str(body["write"]), str(body["read"]))
+    perm = Permission(body["configure"], body["write"], body["read"])
     for regex in (perm.configure, perm.write, perm.read):
         error = validate_regex(regex)
         if error:

@@ -2,8 +2,18 @@
 
 Status codes as RabbitMQ 3.10 answers: PUT creating an object 201, PUT of an
 existing (equivalent) one 204, DELETE 204, unknown object 404, an AMQP-level
-refusal (inequivalent arguments, reserved name ...) 400 with the AMQP text
-after its ``CODE - `` prefix as the reason.
+refusal (inequivalent arguments ...) 400 with the AMQP text after its
+``CODE - `` prefix as the reason.
+
+Every operation on a queue or exchange is checked with the user's vhost
+permissions, exactly as the same AMQP method would be (``Request.access``,
+``Request.amqp`` in http_api.py): declare/delete need configure, publish
+write on the exchange, get and purge read on the queue, (un)bind write on
+the destination and read on the source.  As in RabbitMQ, a DELETE of a
+missing object is 404 before any permission check, while PUT, publish, get
+and bind check permissions first.  Lists show only the vhosts the user may
+use; connections, channels and consumers only the user's own unless it is
+an administrator or a monitoring user.
 """
 
 from __future__ import annotations
@@ -16,11 +26,22 @@ from urllib.parse import quote, unquote
 from aiohttp import web
 
 from ..broker.message import Message
-from ..errors import AMQPError
+from ..broker.permissions import CONFIGURE, READ, WRITE
+from ..errors import ChannelError
 from ..protocol import constants as rc
 from ..protocol.frames import content_header_payload
 from ..protocol.properties import decode_properties, encode_properties
-from .http_api import ApiError, Request, Router, bad_request, json_response, no_content, not_found
+from .http_api import (
+    ApiError,
+    Request,
+    Router,
+    bad_request,
+    json_response,
+    log,
+    no_content,
+    not_found,
+)
+from .schema import BINDING_POST, EXCHANGE_PUT, GET_MESSAGES, PUBLISH, QUEUE_PUT
 from .views import (
     binding_info,
     channel_info,
@@ -36,20 +57,39 @@ from .views import (
 )
 
 
-def amqp_reason(exc: AMQPError) -> str:
-    return exc.text.split(" - ", 1)[1] if " - " in exc.text else exc.text
-
-
 def _flag(value: Any, default: bool = False) -> bool:
+    """A query-string flag (``?if-unused=true``)."""
     if value is None:
         return default
-    if isinstance(value, str):
-        return value.lower() == "true"
-    return bool(value)
+    return value.lower() == "true"
 
 
 def _visible_vhosts(req: Request) -> list[Any]:
-    return [v for name, v in list(req.broker.vhosts.items()) if req.can_see_vhost(name)]
+    """The vhosts whose objects a list shows (RabbitMQ's ``filter_vhost``)."""
+    return [v for name, v in list(req.broker.vhosts.items()) if req.may_use_vhost(name)]
+
+
+def _target_vhost(req: Request) -> Any:
+    """The vhost a PUT declares in: 401 without access, then 404 ``vhost_not_found``."""
+    vhost = req.broker.vhosts.get(req.args["vhost"])
+    if vhost is None:
+        raise ApiError(404, "not_found", "vhost_not_found")
+    return req.vhost()
+
+
+def _channel_vhost(req: Request, what: str) -> Any:
+    """The vhost of a get/publish, which RabbitMQ runs on an AMQP connection of the
+    user's own: a missing vhost, or one where an administrator has no permissions,
+    refuses that connection (401 ``Access refused.``)."""
+    name = req.args["vhost"]
+    vhost = req.broker.vhosts.get(name)
+    if vhost is not None:
+        req.vhost()  # 401 for a user who may not use it at all
+    if vhost is None or not req.has_vhost_access(name):
+        log.warning("%s: access to vhost '%s' refused for user '%s'", what, name,
+                    req.user.name)
+        raise ApiError(401, "not_authorised", "Access refused.")
+    return vhost
 
 
 # -- queues --------------------------------------------------------------------------------
@@ -71,37 +111,40 @@ async def get_queue(req: Request) -> web.Response:
 
 
 async def put_queue(req: Request) -> web.Response:
-    body = await req.body()
-    vhost = req.broker.vhosts.get(req.args["vhost"])
-    if vhost is None:
-        raise ApiError(404, "not_found", "vhost_not_found")
-    req.vhost()
+    vhost = _target_vhost(req)
+    body = await req.body(QUEUE_PUT)
     name = req.args["name"]
-    arguments = dict(body.get("arguments") or {})
+    arguments = dict(body.get("arguments", {}))
     if body.get("type") and "x-queue-type" not in arguments:
         arguments["x-queue-type"] = body["type"]
     existed = name in vhost.queues
-    try:
-        vhost.declare_queue(name, False, _flag(body.get("durable")), False,
-                            _flag(body.get("auto_delete")), arguments, None)
-    except AMQPError as exc:
-        raise bad_request(amqp_reason(exc)) from None
+    with req.amqp("Declare queue error"):
+        req.access(vhost).check_queue_declare(name, arguments)
+        vhost.declare_queue(name, False, body.get("durable", False), False,
+                            body.get("auto_delete", False), arguments, None)
     return no_content(created=not existed)
 
 
 async def delete_queue(req: Request) -> web.Response:
     q = _queue(req)
     query = req.http.query
-    if _flag(query.get("if-unused")) and q.consumers:
-        raise bad_request(f"queue '{q.name}' in vhost '{q.vhost.name}' in use")
-    if _flag(query.get("if-empty")) and (q.message_count or q.unacked_count):
-        raise bad_request(f"queue '{q.name}' in vhost '{q.vhost.name}' not empty")
-    q.vhost.delete_queue(q)
+    with req.amqp("Delete queue error"):
+        req.access(q.vhost).check("queue", q.name, CONFIGURE)
+        if _flag(query.get("if-unused")) and q.consumers:
+            raise ChannelError(rc.PRECONDITION_FAILED,
+                               f"queue '{q.name}' in vhost '{q.vhost.name}' in use")
+        if _flag(query.get("if-empty")) and (q.message_count or q.unacked_count):
+            raise ChannelError(rc.PRECONDITION_FAILED,
+                               f"queue '{q.name}' in vhost '{q.vhost.name}' not empty")
+        q.vhost.delete_queue(q)
     return no_content()
 
 
 async def purge_queue(req: Request) -> web.Response:
-    _queue(req).purge()
+    q = _queue(req)
+    with req.amqp("Error purging queue"):
+        req.access(q.vhost).check("queue", q.name, READ)
+        q.purge()
     return no_content()
 
 
@@ -116,27 +159,25 @@ def _payload(body: bytes, encoding: str, truncate: int | None) -> tuple[str, str
     return base64.b64encode(body).decode("ascii"), "base64"
 
 
-ACKMODES = {"ack_requeue_true", "ack_requeue_false", "reject_requeue_true",
-            "reject_requeue_false"}
-
-
 async def get_messages(req: Request) -> web.Response:
-    """POST /api/queues/{vhost}/{name}/get: basic.get ``count`` messages, then settle them."""
-    q = _queue(req)
-    body = await req.body()
+    """POST /api/queues/{vhost}/{name}/get: basic.get ``count`` messages, then settle them.
+
+    Needs read on the queue, as basic.get does, whatever the ackmode (RabbitMQ's
+    ``ack_requeue_false`` is a basic.get with no_ack, which asks nothing more)."""
+    vhost = _channel_vhost(req, "Get messages error")
+    body = await req.body(GET_MESSAGES)
     ackmode = body.get("ackmode", "ack_requeue_true")
-    if body.get("requeue") is not None and "ackmode" not in body:  # pre-3.7 clients
-        ackmode = "ack_requeue_true" if _flag(body["requeue"]) else "ack_requeue_false"
+    if "requeue" in body and "ackmode" not in body:  # pre-3.7 clients
+        ackmode = "ack_requeue_true" if body["requeue"] else "ack_requeue_false"
     encoding = body.get("encoding", "auto")
-    if ackmode not in ACKMODES:
-        raise bad_request(f"invalid ackmode '{ackmode}'")
-    if encoding not in ("auto", "base64"):
-        raise bad_request(f"invalid encoding '{encoding}'")
-    try:
-        count = int(body.get("count", 1))
-        truncate = int(body["truncate"]) if body.get("truncate") is not None else None
-    except (TypeError, ValueError):
-        raise bad_request("count and truncate must be integers") from None
+    count = body.get("count", 1)
+    truncate = body.get("truncate")
+    name = req.args["name"]
+    with req.amqp("Get messages error", style="channel"):
+        req.access(vhost).check("queue", name, READ)
+        q = vhost.queues.get(name)
+        if q is None:
+            raise ChannelError(rc.NOT_FOUND, f"no queue '{name}' in vhost '{vhost.name}'")
     taken: list[Message] = []
     out = []
     for _ in range(max(count, 0)):
@@ -189,49 +230,46 @@ async def get_exchange(req: Request) -> web.Response:
 
 
 async def put_exchange(req: Request) -> web.Response:
-    body = await req.body()
-    vhost = req.broker.vhosts.get(req.args["vhost"])
-    if vhost is None:
-        raise ApiError(404, "not_found", "vhost_not_found")
-    req.vhost()
+    vhost = _target_vhost(req)
+    body = await req.body(EXCHANGE_PUT)
     name = req.args["name"]
+    arguments = dict(body.get("arguments", {}))
     existed = name in vhost.exchanges
-    try:
-        vhost.declare_exchange(name, str(body.get("type", "direct")), False,
-                               _flag(body.get("durable")), _flag(body.get("auto_delete")),
-                               _flag(body.get("internal")), dict(body.get("arguments") or {}))
-    except AMQPError as exc:
-        raise bad_request(amqp_reason(exc)) from None
+    with req.amqp("Declare exchange error"):
+        req.access(vhost).check_exchange_declare(name, arguments)
+        vhost.declare_exchange(name, body.get("type", "direct"), False,
+                               body.get("durable", False), body.get("auto_delete", False),
+                               body.get("internal", False), arguments)
     return no_content(created=not existed)
 
 
 async def delete_exchange(req: Request) -> web.Response:
     ex = _exchange(req)
-    try:
+    with req.amqp("Delete exchange error"):
+        req.access(ex.vhost).check_exchange_delete(ex.name)
         ex.vhost.delete_exchange(ex.name, _flag(req.http.query.get("if-unused")))
-    except AMQPError as exc:
-        raise bad_request(amqp_reason(exc)) from None
     return no_content()
 
 
 async def publish(req: Request) -> web.Response:
-    """POST /api/exchanges/{vhost}/{name}/publish -> {"routed": bool}."""
-    ex = _exchange(req)
-    body = await req.body()
-    for key in ("routing_key", "payload", "payload_encoding", "properties"):
-        if key not in body:
-            raise bad_request(f"{key} not found")
-    encoding = body["payload_encoding"]
-    if encoding == "string":
-        data = str(body["payload"]).encode("utf-8")
-    elif encoding == "base64":
+    """POST /api/exchanges/{vhost}/{name}/publish -> {"routed": bool}; needs write on
+    the exchange, as basic.publish does."""
+    vhost = _channel_vhost(req, "Publish error")
+    body = await req.body(PUBLISH)
+    if body["payload_encoding"] == "string":
+        data = body["payload"].encode("utf-8")
+    else:
         try:
             data = base64.b64decode(body["payload"], validate=True)
         except ValueError:
             raise bad_request("invalid base64 payload") from None
-    else:
-        raise bad_request(f"invalid payload_encoding '{encoding}'")
-    props = dict(body.get("properties") or {})
+    name = "" if req.args["name"] == "amq.default" else req.args["name"]
+    with req.amqp("Publish error", style="async"):
+        req.access(vhost).check("exchange", name, WRITE)
+        ex = vhost.exchanges.get(name)
+        if ex is None:
+            raise ChannelError(rc.NOT_FOUND, f"no exchange '{name}' in vhost '{vhost.name}'")
+    props = dict(body["properties"])
     try:
         header = content_header_payload(len(data), encode_properties(props))
     except Exception as exc:
@@ -243,7 +281,7 @@ async def publish(req: Request) -> web.Response:
             expires_at = time.monotonic() + int(props["expiration"]) / 1000.0
         except ValueError:
             raise bad_request("invalid expiration") from None
-    routing_key = str(body["routing_key"])
+    routing_key = body.get("routing_key", "")
     queues = ex.vhost.route(ex, routing_key, header)
     routed = False
     for q in queues:
@@ -279,7 +317,8 @@ def _binding_endpoints(req: Request) -> tuple[Any, str, str, str]:
     if kind not in ("q", "e"):
         raise not_found()
     vhost = req.vhost()
-    return vhost, req.args["source"], req.args["dest"], "queue" if kind == "q" else "exchange"
+    source = "" if req.args["source"] == "amq.default" else req.args["source"]
+    return vhost, source, req.args["dest"], "queue" if kind == "q" else "exchange"
 
 
 def _matching(req: Request) -> list[dict[str, Any]]:
@@ -298,18 +337,15 @@ async def list_binding_pair(req: Request) -> web.Response:
 
 async def create_binding(req: Request) -> web.Response:
     vhost, source, dest, dtype = _binding_endpoints(req)
-    body = await req.body()
-    key = str(body.get("routing_key", ""))
-    args = dict(body.get("arguments") or {})
-    try:
+    body = await req.body(BINDING_POST)
+    key = body.get("routing_key", "")
+    args = dict(body.get("arguments", {}))
+    with req.amqp("Binding error"):
+        req.access(vhost).check_binding(dtype, dest, source)
         if dtype == "queue":
             vhost.bind_queue(dest, source, key, args, None)
         else:
             vhost.bind_exchange(dest, source, key, args)
-    except AMQPError as exc:
-        status = 404 if exc.code == rc.NOT_FOUND else 400
-        raise ApiError(status, "not_found" if status == 404 else "bad_request",
-                       amqp_reason(exc)) from None
     response = no_content(created=True)
     # RabbitMQ encodes the (already encoded) properties key once more here.
     response.headers["Location"] = f"{quote(dest, safe='')}/{quote(properties_key(key, args), safe='')}"
@@ -339,24 +375,43 @@ async def delete_binding(req: Request) -> web.Response:
                                 "exchange" if d.is_exchange else "queue",
                                 binding.routing_key, binding.arguments)
             if info == b:
-                if dtype == "queue":
-                    vhost.unbind_queue(dest, source, binding.routing_key, binding.arguments, None)
-                else:
-                    vhost.unbind_exchange(dest, source, binding.routing_key, binding.arguments)
+                with req.amqp("Unbinding error"):
+                    req.access(vhost).check_binding(dtype, dest, source)
+                    if dtype == "queue":
+                        vhost.unbind_queue(dest, source, binding.routing_key, binding.arguments,
+                                           None)
+                    else:
+                        vhost.unbind_exchange(dest, source, binding.routing_key,
+                                              binding.arguments)
                 break
     return no_content()
 
 
 # -- connections, channels, consumers ---------------------------------------------------------------
-def _connections(req: Request) -> list[Any]:
+def _all_connections(req: Request) -> list[Any]:
     conns = [c for c in list(req.broker.connections) if c.state in ("running", "closing")
              and c.user is not None and c.vhost is not None]
+    return sorted(conns, key=lambda c: c.connected_at)
+
+
+def _connections(req: Request) -> list[Any]:
+    """What a list shows: the user's own connections unless it is an administrator or
+    a monitoring user (``filter_conn_ch_list``)."""
+    conns = _all_connections(req)
     if "vhost" in req.args:
         vhost = req.vhost()
         conns = [c for c in conns if c.vhost is vhost]
     if not req.sees_all():
         conns = [c for c in conns if c.user.name == req.user.name]
-    return sorted(conns, key=lambda c: c.connected_at)
+    return conns
+
+
+def _authorise_object(req: Request, owner: str) -> None:
+    """One connection or channel (``is_authorized_user``): its owner may see and
+    close it; monitoring users may see any; only administrators close others'."""
+    allowed = req.is_admin() if req.http.method == "DELETE" else req.sees_all()
+    if not allowed and owner != req.user.name:
+        raise req.deny("User not authorised to access object")
 
 
 async def list_connections(req: Request) -> web.Response:
@@ -364,8 +419,9 @@ async def list_connections(req: Request) -> web.Response:
 
 
 def _connection(req: Request) -> Any:
-    for c in _connections(req):
+    for c in _all_connections(req):
         if c.name == req.args["name"]:
+            _authorise_object(req, c.user.name)
             return c
     raise not_found()
 
@@ -396,16 +452,33 @@ async def list_channels(req: Request) -> web.Response:
 
 
 async def get_channel(req: Request) -> web.Response:
-    for ch in _channels(req):
-        if channel_name(ch) == req.args["name"]:
-            return json_response(channel_info(ch, req.api.rates))
+    for c in _all_connections(req):
+        for ch in list(c.channels.values()):
+            if channel_name(ch) == req.args["name"]:
+                _authorise_object(req, c.user.name)
+                return json_response(channel_info(ch, req.api.rates))
     raise not_found()
 
 
 async def list_consumers(req: Request) -> web.Response:
-    vhosts = [req.vhost()] if "vhost" in req.args else _visible_vhosts(req)
+    """Consumers of every vhost (or the one named: 404 if missing, but no access check,
+    as RabbitMQ's ``rabbit_mgmt_wm_consumers``), only those on the user's own channels
+    unless it is an administrator or a monitoring user."""
+    if "vhost" in req.args:
+        vhost = req.broker.vhosts.get(req.args["vhost"])
+        if vhost is None:
+            raise not_found()
+        vhosts = [vhost]
+    else:
+        vhosts = list(req.broker.vhosts.values())
+    mine = None if req.sees_all() else req.user.name
     return json_response([consumer_info(c) for v in vhosts for q in list(v.queues.values())
-                          for c in list(q.consumers)])
+                          for c in list(q.consumers)
+                          if mine is None or _owner(c.channel.conn) == mine])
+
+
+def _owner(conn: Any) -> str:
+    return conn.user.name if conn.user is not None else ""
 
 
 def register(router: Router) -> None:

@@ -21,6 +21,7 @@ from .. import __version__
 from ..broker.permissions import validate_regex
 from ..broker.users import HASHING_ALGORITHM, Permission, parse_tags, valid_password_hash
 from ..errors import AMQPError
+from .schema import DEFINITIONS, BodyError
 from .views import jsonable, permission_info, user_info
 
 log = logging.getLogger("hutch.definitions")
@@ -95,17 +96,24 @@ def export_vhost_definitions(broker: Any, vhost: Any) -> dict[str, Any]:
             **export_vhost_objects(vhost, with_vhost_field=False)}
 
 
-def _list(defs: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    items = defs.get(key) or []
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise DefinitionsError(f"'{key}' must be a list of objects")
-    return items
+def _checked(defs: Any) -> dict[str, list[dict[str, Any]]]:
+    """The document's lists, every field of every item type-checked (schema.DEFINITIONS)
+    before anything is applied: a malformed file changes nothing."""
+    if not isinstance(defs, dict):
+        raise DefinitionsError("definitions must be a JSON object")
+    try:
+        return DEFINITIONS.check(defs)
+    except BodyError as exc:
+        raise DefinitionsError(str(exc.reason)) from None
+
+
+def _list(defs: dict[str, list[dict[str, Any]]], key: str) -> list[dict[str, Any]]:
+    return defs.get(key, [])
 
 
 def import_definitions(broker: Any, defs: Any, only_vhost: str | None = None) -> list[str]:
     """Apply a definitions document; returns one warning per object skipped."""
-    if not isinstance(defs, dict):
-        raise DefinitionsError("definitions must be a JSON object")
+    defs = _checked(defs)
     warnings: list[str] = []
     users = broker.users
     changed = False
@@ -121,7 +129,7 @@ def import_definitions(broker: Any, defs: Any, only_vhost: str | None = None) ->
                 password_hash = u.get("password_hash") or ""
             else:  # RabbitMQ also accepts a clear-text "password" in definitions
                 from ..broker.users import hash_password
-                password_hash = hash_password(str(u.get("password", "")))
+                password_hash = hash_password(u.get("password", ""))
                 algorithm = HASHING_ALGORITHM
             if not valid_password_hash(password_hash, algorithm):
                 warnings.append(f"user '{name}' skipped: unsupported password hash ({algorithm})")
@@ -138,8 +146,7 @@ def import_definitions(broker: Any, defs: Any, only_vhost: str | None = None) ->
                 warnings.append(f"permission for user '{uname}' in vhost '{vname}' skipped: "
                                 "no such user or vhost")
                 continue
-            perm = Permission(str(p.get("configure", "")), str(p.get("write", "")),
-                              str(p.get("read", "")))
+            perm = Permission(p.get("configure", ""), p.get("write", ""), p.get("read", ""))
             bad = next((e for e in map(validate_regex, (perm.configure, perm.write, perm.read))
                         if e), None)
             if bad:
@@ -158,32 +165,31 @@ def import_definitions(broker: Any, defs: Any, only_vhost: str | None = None) ->
 
     for x in _list(defs, "exchanges"):
         vhost = vhost_of(x)
-        name = str(x.get("name", ""))
+        name = x.get("name", "")
         if vhost is None or _is_builtin_exchange(name):
             continue
         try:
-            vhost.declare_exchange(name, str(x.get("type", "direct")), False,
-                                   bool(x.get("durable", True)), bool(x.get("auto_delete", False)),
-                                   bool(x.get("internal", False)), dict(x.get("arguments") or {}))
+            vhost.declare_exchange(name, x.get("type", "direct"), False, x.get("durable", True),
+                                   x.get("auto_delete", False), x.get("internal", False),
+                                   dict(x.get("arguments", {})))
         except AMQPError as exc:
             warnings.append(f"exchange '{name}' skipped: {exc.text}")
     for q in _list(defs, "queues"):
         vhost = vhost_of(q)
-        name = str(q.get("name", ""))
+        name = q.get("name", "")
         if vhost is None or not name:
             continue
         try:
-            vhost.declare_queue(name, False, bool(q.get("durable", True)), False,
-                                bool(q.get("auto_delete", False)), dict(q.get("arguments") or {}),
-                                None)
+            vhost.declare_queue(name, False, q.get("durable", True), False,
+                                q.get("auto_delete", False), dict(q.get("arguments", {})), None)
         except AMQPError as exc:
             warnings.append(f"queue '{name}' skipped: {exc.text}")
     for b in _list(defs, "bindings"):
         vhost = vhost_of(b)
         if vhost is None:
             continue
-        source, dest = str(b.get("source", "")), str(b.get("destination", ""))
-        key, args = str(b.get("routing_key", "")), dict(b.get("arguments") or {})
+        source, dest = b.get("source", ""), b.get("destination", "")
+        key, args = b.get("routing_key", ""), dict(b.get("arguments", {}))
         try:
             if b.get("destination_type", "queue") == "exchange":
                 vhost.bind_exchange(dest, source, key, args)

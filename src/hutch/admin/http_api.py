@@ -9,6 +9,15 @@ default vhost is ``%2F``): we split the raw path on ``/`` first, then decode
 each segment.  Handlers live in ``api_objects.py`` (queues, exchanges,
 bindings, connections, channels, consumers) and ``api_access.py`` (overview,
 users, vhosts, permissions, definitions, health).
+
+Who may do what follows RabbitMQ's management plugin (``rabbit_mgmt_util``):
+a URL naming a vhost needs an administrator or a user with a permission entry
+there (401 ``User not authorised to access virtual host``); what a request
+does to a queue or exchange is checked with the user's configure/write/read
+permissions by ``broker.permissions.Access``, the same rules as over AMQP
+(``Request.amqp``); every refusal is logged as a warning.  A request body is
+read within ``--http-max-body`` and checked against its endpoint's schema
+(``schema.py``) before a handler sees it.
 """
 
 from __future__ import annotations
@@ -19,22 +28,35 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import BasicAuth, web
 
+from ..broker.permissions import Access, vhost_access_allowed
 from ..broker.users import User
+from ..errors import AMQPError
+from ..protocol import constants as rc
 from ..server.connection import is_loopback
 from ..server.listener import resolve_hosts
+from .schema import BodyError, Schema, decode_object
 from .stats import SAMPLE_INTERVAL, Rates
 from .views import node_name
 
 log = logging.getLogger("hutch.management")
 
 MANAGEMENT_TAGS = {"administrator", "monitoring", "policymaker", "management"}
+
+# RabbitMQ's default management.http.max_body_size (MANAGEMENT_DEFAULT_HTTP_MAX_BODY_SIZE
+# in rabbit_mgmt.hrl, 3.13+; 3.10-3.12 have no limit): 20,000,000 bytes.
+DEFAULT_MAX_BODY = 20_000_000
+# RabbitMQ 3.13+ answers an oversized body 400 with this body; Hutch sends the same
+# body with 413 Payload Too Large, the status HTTP has for it (README, Known differences).
+BODY_TOO_LARGE_STATUS = 413
+BODY_TOO_LARGE_REASON = "Exceeded HTTP request body size limit"
 
 
 class ApiError(Exception):
@@ -51,8 +73,21 @@ def not_found() -> ApiError:
     return ApiError(404, "Object Not Found", "Not Found")
 
 
-def bad_request(reason: str) -> ApiError:
+def bad_request(reason: Any) -> ApiError:
     return ApiError(400, "bad_request", reason)
+
+
+def amqp_reason(exc: AMQPError) -> str:
+    """The AMQP text without its ``CODE - `` prefix, as RabbitMQ's ``explanation``."""
+    return exc.text.split(" - ", 1)[1] if " - " in exc.text else exc.text
+
+
+class _Unrestricted(Access):
+    """The local operator (``hutch ctl`` with the data dir's cookie) is not bound
+    by vhost permissions, like ``rabbitmqctl``."""
+
+    def allowed(self, kind: str, name: str, what: int) -> bool:
+        return True
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -80,40 +115,102 @@ class Request:
         return "administrator" in self.user.tags
 
     def sees_all(self) -> bool:
+        """RabbitMQ's ``is_monitor``: administrator or monitoring."""
         return bool({"administrator", "monitoring"} & set(self.user.tags))
+
+    # -- who may see what (rabbit_mgmt_util) -------------------------------------------
+    def deny(self, reason: str) -> ApiError:
+        """A refused authorisation: logged as RabbitMQ logs it, answered 401."""
+        log.warning("HTTP access denied: user '%s' - %s", self.user.name, reason)
+        return ApiError(401, "not_authorised", reason)
 
     def require_admin(self) -> None:
         if not self.is_admin():
-            raise ApiError(401, "not_authorised", "Not administrator user")
+            raise self.deny("Not administrator user")
 
     def require_monitor(self) -> None:
         if not self.sees_all():
-            raise ApiError(401, "not_authorised", "Not monitor user")
+            raise self.deny("Not monitor user")
 
-    def can_see_vhost(self, name: str) -> bool:
-        return self.sees_all() or (name, self.user.name) in self.broker.users.permissions
+    def has_vhost_access(self, name: str) -> bool:
+        """A permission entry there: what AMQP's connection.open asks (the local
+        operator needs none)."""
+        return self.user is COOKIE_USER or vhost_access_allowed(self.broker.users, name,
+                                                                 self.user.name)
+
+    def may_use_vhost(self, name: str) -> bool:
+        """An administrator, or a user with a permission entry there (RabbitMQ's
+        ``list_login_vhosts``): whom a ``{vhost}`` URL admits and whose queues,
+        exchanges and bindings a list shows.  Monitoring alone is not enough."""
+        return self.is_admin() or self.has_vhost_access(name)
+
+    def sees_vhost(self, name: str) -> bool:
+        """The vhosts ``/api/vhosts`` lists (``list_visible_vhosts``): all of them for
+        administrators and monitoring users, else those the user may use."""
+        return self.sees_all() or self.may_use_vhost(name)
 
     def vhost(self, name: str | None = None) -> Any:
-        """The vhost named in the URL (404 if missing, 401 if not this user's)."""
+        """The vhost named in the URL: 401 unless the user may use it (checked first,
+        as RabbitMQ's ``is_authorized_vhost``), 404 if it does not exist."""
         name = self.args["vhost"] if name is None else name
         vhost = self.broker.vhosts.get(name)
+        if vhost is not None and not self.may_use_vhost(name):
+            raise self.deny("User not authorised to access virtual host")
         if vhost is None:
             raise not_found()
-        if not self.can_see_vhost(name) and not self.is_admin():
-            raise ApiError(401, "not_authorised", "Not_Authorised")
         return vhost
 
-    async def body(self) -> dict[str, Any]:
-        raw = await self.http.read()
-        if not raw.strip():
-            return {}
+    # -- what may be done there (the AMQP rules) -----------------------------------------
+    def access(self, vhost: Any) -> Access:
+        """This user's permissions in ``vhost``, checked by the same code as AMQP's."""
+        if self.user is COOKIE_USER:
+            return _Unrestricted(self.broker.users, vhost.name, self.user.name)
+        return Access(self.broker.users, vhost.name, self.user.name)
+
+    @contextmanager
+    def amqp(self, what: str, style: str = "direct") -> Iterator[None]:
+        """Run an AMQP-level operation, answering its errors as RabbitMQ's management
+        plugin does and logging each one as a warning.
+
+        ``direct``: declare, delete, purge, (un)bind (``rabbit_mgmt_util:direct_request``):
+        a refusal is 401 ``Access refused.``, a missing object 404, anything else 400.
+        ``channel``: get messages (``with_channel``): 401/404 with the AMQP text.
+        ``async``: publish (a confirm awaited on a channel that dies): 400 ``"403 ..."``.
+        """
         try:
-            data = json.loads(raw)
-        except ValueError:
-            raise bad_request("not_json") from None
-        if not isinstance(data, dict):
-            raise bad_request("not_json")
-        return data
+            yield
+        except AMQPError as exc:
+            log.warning("%s: %s", what, amqp_reason(exc))
+            refused = exc.code in (rc.ACCESS_REFUSED, rc.NOT_ALLOWED)
+            if style == "direct":
+                if refused:
+                    raise ApiError(401, "not_authorised", "Access refused.") from None
+                if exc.code == rc.NOT_FOUND:
+                    raise ApiError(404, "not_found", amqp_reason(exc)) from None
+                raise bad_request(amqp_reason(exc)) from None
+            if style == "channel" and refused:
+                raise ApiError(401, "not_authorised", exc.text) from None
+            if style == "channel" and exc.code == rc.NOT_FOUND:
+                raise ApiError(404, "not_found", exc.text) from None
+            raise bad_request(f"{exc.code} {exc.text}") from None
+
+    async def body(self, schema: Schema | None = None) -> dict[str, Any]:
+        """The JSON body, read within the size limit and checked against ``schema``."""
+        limit = self.api.max_body
+        length = self.http.content_length
+        try:
+            if length is not None and length > limit:
+                raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
+            raw = await self.http.read()  # aiohttp stops at client_max_size (= limit)
+        except web.HTTPRequestEntityTooLarge:
+            log.warning("HTTP API: request exceeded maximum allowed payload size (limit: %d "
+                        "bytes, payload size: %s bytes)", limit, length or "more")
+            raise ApiError(BODY_TOO_LARGE_STATUS, "bad_request", BODY_TOO_LARGE_REASON) from None
+        try:
+            data = decode_object(raw)
+            return schema.check(data) if schema is not None else data
+        except BodyError as exc:
+            raise bad_request(exc.reason) from None
 
 
 Handler = Callable[[Request], Awaitable[web.StreamResponse]]
@@ -169,8 +266,10 @@ COOKIE_USER = User("hutch-ctl (local cookie)", "", ["administrator"])
 
 class ManagementApi:
     def __init__(self, broker: Any, host: str, port: int, *, data_dir: str | None = None,
-                 amqp_listeners: list[tuple[str, int]] | None = None) -> None:
+                 amqp_listeners: list[tuple[str, int]] | None = None,
+                 max_body: int = DEFAULT_MAX_BODY) -> None:
         self.broker = broker
+        self.max_body = max_body
         self.host = host
         self.port = port
         self.data_dir = data_dir
@@ -189,7 +288,7 @@ class ManagementApi:
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=self.max_body)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
