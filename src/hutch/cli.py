@@ -24,6 +24,14 @@ def _parse_size(text: str) -> int:
     return int(t)
 
 
+def _segment_size(text: str) -> int:
+    size = _parse_size(text)
+    # Offsets inside a segment are 32-bit and one batch may run past the size.
+    if not 4096 <= size <= 1024**3:
+        raise argparse.ArgumentTypeError("must be between 4k and 1g")
+    return size
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hutch", description="A RabbitMQ-compatible work-queue broker")
     p.add_argument("--version", action="version", version=f"hutch {__version__}")
@@ -47,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sync", choices=["always", "none"], default="always",
                    help="always (default): a confirm means fsync'd; none: write without fsync, "
                         "like RabbitMQ classic queues")
+    s.add_argument("--segment-size", type=_segment_size, default=64 * 1024 * 1024,
+                   help="size at which the message log starts a new segment file (default 64MiB; "
+                        "small values make tests exercise rollover and reclaim)")
     s.add_argument("--config", default=None, help="configuration file (reserved)")
     s.add_argument("--max-message-size", type=_parse_size, default=128 * 1024 * 1024,
                    help="largest accepted message body (default 128MiB, like RabbitMQ 3.x)")
@@ -102,7 +113,7 @@ async def serve(args: argparse.Namespace) -> int:
     if not args.in_memory:
         data_dir = default_data_dir() if args.data_dir is None else args.data_dir
         lock = lock_data_dir(data_dir)
-        await broker.open_store(data_dir, sync=args.sync)
+        await broker.open_store(data_dir, sync=args.sync, segment_size=args.segment_size)
     server = Server(broker, args.host, args.port)
     await server.start()
     management = await _start_management(broker, server, args)

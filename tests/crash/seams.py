@@ -113,22 +113,73 @@ def simulate_power_loss(journal: str, dirs: list[str], rng: random.Random) -> No
 
 
 class FaultFiles(Files):
-    def _check(self) -> None:
+    """Fails calls of the seam while ``$HUTCH_FAULT_FILE`` exists.
+
+    The file holds either an errno name (``ENOSPC``: every write, writev and fsync
+    fails, like a full disk) or a JSON object choosing the calls::
+
+        {"errno": "EIO", "ops": ["fsync_dir"], "skip": 0, "times": 1}
+
+    ``ops``: the seam methods that fail (default: every primitive but ``close``);
+    ``skip``: let that many matching calls through first; ``times``: fail that many
+    and then let calls through again (default: until the file is removed).  Each
+    failure is appended to ``$HUTCH_FAULT_FILE.hits`` (one op name a line), so a
+    test can check that its fault was really reached.  Counting restarts whenever
+    the file's content changes.
+    """
+
+    retry_after = 0.1  # the log's pause before retrying a failed disk (2 s in production)
+
+    ALL = ("open_append", "open_new", "open_read", "write", "writev", "fsync", "ftruncate", "size",
+           "pread", "fsync_dir", "replace", "remove", "read", "listdir", "makedirs")
+
+    def __init__(self) -> None:
+        self._text: str | None = None
+        self._seen = 0
+        self._failed = 0
+        self._spec: dict = {}
+
+    def _check(self, op: str) -> None:
         marker = os.environ.get("HUTCH_FAULT_FILE")
-        if marker and os.path.exists(marker):
+        if not marker:
+            return
+        try:
             with open(marker) as f:
-                name = f.read().strip() or "EIO"
-            code = getattr(errno, name)
-            raise OSError(code, os.strerror(code))
+                text = f.read()
+        except FileNotFoundError:
+            self._text = None
+            return
+        if text != self._text:
+            self._text, self._seen, self._failed = text, 0, 0
+            text = text.strip() or "EIO"
+            if text.startswith("{"):
+                self._spec = json.loads(text)
+            else:
+                self._spec = {"errno": text, "ops": ["write", "writev", "fsync"]}
+        spec = self._spec
+        if op not in (spec.get("ops") or self.ALL):
+            return
+        self._seen += 1
+        if self._seen <= spec.get("skip", 0):
+            return
+        times = spec.get("times")
+        if times is not None and self._failed >= times:
+            return
+        self._failed += 1
+        with open(marker + ".hits", "a") as f:
+            f.write(op + "\n")
+        code = getattr(errno, spec.get("errno", "EIO"))
+        raise OSError(code, os.strerror(code))
 
-    def write(self, fd, data) -> None:
-        self._check()
-        super().write(fd, data)
 
-    def writev(self, fd, buffers) -> None:
-        self._check()
-        super().writev(fd, buffers)
+def _faulty(name: str):
+    def method(self, *args, **kwargs):
+        self._check(name)
+        return getattr(Files, name)(self, *args, **kwargs)
+    method.__name__ = name
+    return method
 
-    def fsync(self, fd: int) -> None:
-        self._check()
-        super().fsync(fd)
+
+for _name in FaultFiles.ALL:
+    if hasattr(Files, _name):  # (so the seam also runs against older code, to show a bug)
+        setattr(FaultFiles, _name, _faulty(_name))

@@ -189,12 +189,10 @@ class FailingFiles(Files):
         super().writev(fd, buffers)
 
 
-def test_write_error_nacks_and_is_sticky_until_it_recovers(tmp_path, monkeypatch) -> None:
-    import hutch.store.log as logmod
-
-    monkeypatch.setattr(logmod, "RETRY_AFTER", 0.2)
+def test_write_error_nacks_and_is_sticky_until_it_recovers(tmp_path) -> None:
     d = str(tmp_path / "msgs")
     files = FailingFiles()
+    files.retry_after = 0.2
 
     async def go():
         log = MessageLog(d, asyncio.get_running_loop(), files=files)

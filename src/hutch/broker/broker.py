@@ -10,12 +10,22 @@ from typing import Any
 
 from ..store import definitions, snapshot
 from ..store.files import files_from_env
-from ..store.log import MessageLog
+from ..store.log import SEGMENT_SIZE, MessageLog
 from .pump import Pump
 from .users import Permission, Users
 from .vhost import Vhost
 
 log = logging.getLogger("hutch.broker")
+
+
+# The memory alarm clears only once memory is this far below the watermark.  Hutch
+# counts bytes exactly and re-checks on every change, so without a margin the alarm
+# flapped every ~60 ms under load: a consumer took it just below the watermark, the
+# unblocked publishers' socket backlog took it straight back over.  RabbitMQ has no
+# margin (vm_memory_monitor sets and clears at the same limit) but samples memory
+# only once a second, which damps it.  With 10% a publisher unblocked by a draining
+# consumer gets a tenth of the watermark's worth of room before it is blocked again.
+MEMORY_CLEAR_RATIO = 0.9
 
 
 def total_memory() -> int:
@@ -54,13 +64,14 @@ class Broker:
         self.store: Any = None
 
     # -- durability ------------------------------------------------------------------
-    async def open_store(self, data_dir: str, sync: str = "always", files: Any = None) -> dict[str, int]:
+    async def open_store(self, data_dir: str, sync: str = "always", files: Any = None,
+                         segment_size: int = SEGMENT_SIZE) -> dict[str, int]:
         """Attach the durable store and bring back what it holds: definitions first,
         then every persistent message of every durable queue, in publish order."""
         started = time.monotonic()
         os.makedirs(data_dir, exist_ok=True)
         store = MessageLog(os.path.join(data_dir, "msgs"), self.loop, files or files_from_env(),
-                           sync=sync, definitions_dir=data_dir)
+                           sync=sync, segment_size=segment_size, definitions_dir=data_dir)
         self.store = store
         self._restoring = True
         try:
@@ -148,6 +159,9 @@ class Broker:
             self.store.save_definitions(self)
 
     def account(self, delta: int) -> None:
+        """Message bodies in memory grew (or shrank) by ``delta`` bytes: queued ones,
+        unacked ones and those still being received.  The memory alarm is set above
+        the watermark and cleared only once below MEMORY_CLEAR_RATIO of it."""
         self.queued_bytes += delta
         if not self.memory_alarm:
             if self.queued_bytes > self.memory_high_watermark:
@@ -156,9 +170,9 @@ class Broker:
                             self.queued_bytes, self.memory_high_watermark)
                 for conn in list(self.connections):
                     conn.on_memory_alarm(True)
-        elif self.queued_bytes <= self.memory_high_watermark:
+        elif self.queued_bytes <= self.memory_high_watermark * MEMORY_CLEAR_RATIO:
             self.memory_alarm = False
-            log.warning("memory resource limit alarm cleared")
+            log.warning("memory resource limit alarm cleared: %d bytes queued", self.queued_bytes)
             for conn in list(self.connections):
                 conn.on_memory_alarm(False)
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import concurrent.futures
+import errno
 import logging
 import os
 import time
@@ -49,11 +50,10 @@ log = logging.getLogger("hutch.store")
 SEGMENT_SIZE = 64 * 1024 * 1024
 READ_CHUNK = 256 * 1024
 LARGE_BODY = 64 * 1024  # bodies at least this big are written without being copied
-RETRY_AFTER = 2.0
 
 
 class _Batch:
-    __slots__ = ("callbacks", "carried", "data", "msgs", "new_segment", "offsets", "segment")
+    __slots__ = ("callbacks", "carried", "data", "msgs", "offsets", "segment", "start")
 
     def __init__(self) -> None:
         self.data: list[bytes | tuple[bytes, bytes]] = []
@@ -62,7 +62,7 @@ class _Batch:
         self.carried: Segment | None = None  # whose references this batch re-records
         self.callbacks: list[Callable[[bool], None]] = []
         self.segment: Segment | None = None
-        self.new_segment = False
+        self.start = 0  # where in the segment the batch's first byte goes
 
 
 class MessageLog(RecoveryMixin):
@@ -106,7 +106,7 @@ class MessageLog(RecoveryMixin):
         # Statistics.
         self.fsyncs = 0
         self.bytes_written = 0
-        os.makedirs(directory, exist_ok=True)
+        self.files.makedirs(directory)
 
     # -- the MessageStore seam -----------------------------------------------------
     def add(self, queue: Any, msg: Any) -> None:
@@ -208,11 +208,11 @@ class MessageLog(RecoveryMixin):
             # segments cover consecutive seq ranges.
             first = self._assigned_upto + 1
             head = Segment(os.path.join(self.dir, segment_name(first)), first, len(SEGMENT_HEADER))
+            head.ready = False  # the writer thread creates its file
             self.segments.append(head)
             self._firsts.append(first)
-            batch.new_segment = True
         batch.segment = head
-        off = head.size
+        off = batch.start = head.size
         for n in lengths[: len(batch.msgs)]:
             batch.offsets.append(off)
             off += n
@@ -230,21 +230,26 @@ class MessageLog(RecoveryMixin):
         fut.add_done_callback(lambda f: self._done(batch, f))
 
     def _write(self, batch: _Batch) -> None:
-        """Runs on the writer thread: everything that touches the disk for one batch."""
+        """Runs on the writer thread: everything that touches the disk for one batch.
+
+        On any error the file is left as it was before the batch (or, if even the
+        cut fails, the next batch cuts it first): the offsets handed out on the loop
+        always match the bytes on disk.
+        """
         files = self.files
         seg = batch.segment
         assert seg is not None
-        if batch.new_segment:
-            if self._fd is not None:
-                files.close(self._fd)
-                self._fd = None
-            self._fd = files.open_append(seg.path)
-            files.write(self._fd, SEGMENT_HEADER)
-            files.fsync(self._fd)
-            files.fsync_dir(self.dir)  # the new file's name must survive a power loss too
+        if not seg.ready:
+            self._create_segment(seg)
         if self._fd is None:
             self._fd = files.open_append(seg.path)
-        start = os.lseek(self._fd, 0, os.SEEK_END)
+        start = batch.start
+        end = files.size(self._fd)
+        if end != start:
+            if end < start:  # never happens unless someone else cut the file
+                raise OSError(errno.EIO, f"{seg.path} is {end} bytes, expected {start}")
+            # What an earlier failed batch left behind because its cut failed too.
+            files.ftruncate(self._fd, start)
         # Small records are joined (one cheap copy beats an iovec each); a large body
         # goes to writev as it is, never copied.
         buffers: list[bytes] = []
@@ -268,25 +273,58 @@ class MessageLog(RecoveryMixin):
                 files.fsync(self._fd)
         except OSError:
             # Cut the half-written batch off so the file ends on a record boundary.
+            # (After a failed fsync the kernel may have dropped the pages: the
+            # batch is not durable, so it goes too, and its confirms become nacks.)
             try:
-                os.ftruncate(self._fd, start)
+                files.ftruncate(self._fd, start)
             except OSError:
-                pass
+                pass  # the next batch checks the size and cuts it then
             raise
         self.fsyncs += 1
         self.bytes_written += sum(map(len, buffers))
+
+    def _create_segment(self, seg: Segment) -> None:
+        """Make ``seg``'s file: header written and synced, its name synced in the
+        directory.  All or nothing: on failure no half-made file stays the write
+        target, and the next batch starts the segment again from scratch."""
+        files = self.files
+        if self._fd is not None:
+            files.close(self._fd)
+            self._fd = None
+        fd = files.open_new(seg.path)
+        try:
+            files.write(fd, SEGMENT_HEADER)
+            files.fsync(fd)
+            files.fsync_dir(self.dir)  # the new file's name must survive a power loss too
+        except OSError:
+            files.close(fd)
+            try:
+                files.remove(seg.path)
+            except OSError:
+                pass  # recovery removes a torn last segment; open_new truncates it
+            raise
+        self._fd = fd
+        seg.ready = True
 
     def _done(self, batch: _Batch, fut: asyncio.Future[None]) -> None:
         self._inflight = None
         exc = fut.exception()
         if exc is not None:
-            if batch.segment is not None:
-                batch.segment.size -= sum(map(_rlen, batch.data))
+            seg = batch.segment
+            if seg is not None:
+                seg.size -= sum(map(_rlen, batch.data))
+                # Its messages stay in their queues, in memory only, as if they had been
+                # published transient: they were nacked, will not come back after a
+                # restart, and must not hold up paging or pin the segment.
+                for msg in batch.msgs:
+                    if msg.store_ref is not None:
+                        msg.store_ref = None
+                        seg.live -= 1
             if self.error is None:
                 log.error("message store write failed, publishes will be nacked until it "
                           "recovers: %s", exc)
             self.error = exc if isinstance(exc, OSError) else OSError(str(exc))
-            self._retry_at = time.monotonic() + RETRY_AFTER
+            self._retry_at = time.monotonic() + self.files.retry_after
             self._fail(batch)
             if batch.carried is not None:
                 batch.carried.pinned = False
@@ -337,15 +375,20 @@ class MessageLog(RecoveryMixin):
             if not self._targets_gone(seg, i) and (self._carrying or self._carry_forward(seg)):
                 i += 1
                 continue
-            del self.segments[i]
-            del self._firsts[i]
             fd = self._readers.pop(seg.path, None)
             if fd is not None:
-                os.close(fd)
+                self.files.close(fd)
             try:
                 self.files.remove(seg.path)
             except OSError as exc:
-                log.warning("could not delete segment %s: %s", seg.path, exc)
+                # Keep it in the list: forgetting a file that is still on disk would
+                # let a restart read its PUBLISH records without the ACKs that
+                # cancel them.  The next reclaim tries again.
+                log.warning("could not delete segment %s (will retry): %s", seg.path, exc)
+                i += 1
+                continue
+            del self.segments[i]
+            del self._firsts[i]
 
     def _carry_forward(self, seg: Segment) -> bool:
         """``seg`` holds no live message but some of its ACK/DELIVER records may refer
@@ -422,7 +465,7 @@ class MessageLog(RecoveryMixin):
                 rec = records.read_record(chunk, off - chunk_off)
             if rec is None:
                 try:
-                    chunk = os.pread(self._reader(seg), READ_CHUNK, off)
+                    chunk = self.files.pread(self._reader(seg), READ_CHUNK, off)
                 except OSError as exc:
                     log.error("message store: cannot read message %d from %s: %s", mid, seg.path, exc)
                     out.append(None)
@@ -431,7 +474,7 @@ class MessageLog(RecoveryMixin):
                 rec = records.read_record(chunk, 0)
                 if rec is None:  # a record bigger than the chunk
                     hdr = records.read_length(chunk, 0)
-                    chunk = os.pread(self._reader(seg), hdr, off)
+                    chunk = self.files.pread(self._reader(seg), hdr, off)
                     rec = records.read_record(chunk, 0)
             if rec is None or rec[0] != records.PUBLISH or rec[1] != mid:
                 log.error("message store: message %d not found at %s:%d", mid, seg.path, off)
@@ -443,7 +486,7 @@ class MessageLog(RecoveryMixin):
     def _reader(self, seg: Segment) -> int:
         fd = self._readers.get(seg.path)
         if fd is None:
-            fd = self._readers[seg.path] = os.open(seg.path, os.O_RDONLY)
+            fd = self._readers[seg.path] = self.files.open_read(seg.path)
         return fd
 
     def remove_id(self, queue: Any, msg_id: int) -> None:
@@ -457,7 +500,7 @@ class MessageLog(RecoveryMixin):
 
     def close(self) -> None:
         for fd in self._readers.values():
-            os.close(fd)
+            self.files.close(fd)
         self._readers.clear()
         if self._fd is not None:
             self.files.close(self._fd)

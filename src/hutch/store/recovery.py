@@ -30,7 +30,7 @@ def segment_name(first_seq: int) -> str:
 
 
 class Segment:
-    __slots__ = ("first_seq", "live", "oldest_target", "path", "pinned", "size")
+    __slots__ = ("first_seq", "live", "oldest_target", "path", "pinned", "ready", "size")
 
     def __init__(self, path: str, first_seq: int, size: int) -> None:
         self.path = path
@@ -42,6 +42,9 @@ class Segment:
         # must stay, or a restart would bring an acked message back.
         self.oldest_target: int | None = None
         self.pinned = False  # its references are being carried forward: keep it for now
+        # Its file exists with a synced header and name.  False for a new head
+        # until the writer thread has made it (again, after a failed attempt).
+        self.ready = True
 
     def __repr__(self) -> str:
         return f"<Segment {os.path.basename(self.path)} live={self.live} size={self.size}>"
@@ -72,7 +75,7 @@ class RecoveryMixin:
         Only offsets are kept, not bodies, so recovering a million messages costs
         tens of megabytes; ``read_entries`` fetches bodies when consumers get there.
         """
-        names = sorted(n for n in os.listdir(self.dir) if n.endswith(".seg"))
+        names = sorted(n for n in self.files.listdir(self.dir) if n.endswith(".seg"))
         snap = snapshot.take(self.dir, self.files)
         if snap is not None:
             restored = self._from_snapshot(snap, names)
@@ -241,14 +244,8 @@ class RecoveryMixin:
 
 
     def _quarantine(self, path: str, why: str) -> None:
-        qdir = os.path.join(self.dir, "quarantine")
-        os.makedirs(qdir, exist_ok=True)
-        dest = os.path.join(qdir, os.path.basename(path))
-        log.error("message store: quarantined %s (%s) -> %s", path, why, dest)
-        os.replace(path, dest)
-
-
-
+        log.error("message store: quarantining %s (%s) into %s/quarantine", path, why, self.dir)
+        self.files.move_aside(path, os.path.join(self.dir, "quarantine"))
 
 
 def entry(msg_id: int, offset: int) -> int:
