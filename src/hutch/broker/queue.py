@@ -11,13 +11,8 @@ Messages that come back (nack/reject with requeue, a consumer's channel
 closing) return to their original position, ordered by ``seq``, as RabbitMQ
 does; they are marked ``redelivered``.
 
-A durable queue keeps at most ``WINDOW`` ready messages in memory (more while
-they are small, see ``WINDOW_MAX``).  Beyond that, new messages go to ``spill``
-until the store has written them, then to
-``backlog`` as one int each (message id and file offset, see
-``store.log.entry``); ``_refill`` reads them back in order as the head drains.
-Transient messages cannot be paged and stay objects in the backlog.  So the
-order is always: ready, then backlog, then spill.
+A durable queue pages its backlog beyond an in-memory window out to the store:
+see ``paging.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +22,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .message import Message
+from .paging import WINDOW, WINDOW_BYTES, WINDOW_MAX, PagingMixin
+
+__all__ = ["WINDOW", "WINDOW_BYTES", "WINDOW_MAX", "Queue"]  # the window constants live in paging.py
 
 if TYPE_CHECKING:
     from .consumer import Consumer
@@ -38,17 +36,6 @@ if TYPE_CHECKING:
 # (pause_writing) gets a say every DISPATCH_BATCH messages.
 DISPATCH_BATCH = 256
 
-# Ready messages a durable queue keeps in memory before paging new ones out: at
-# least WINDOW, up to WINDOW_MAX while they hold at most WINDOW_BYTES of bodies.
-# The larger window is for the common case of a consumer running just behind the
-# producer: paging out what is about to be delivered would cost a write-read-decode
-# round trip per message (measured: ~15% of the broker's CPU in the work-queue
-# benchmark with 2,048).  Once paging has started, the head is refilled from disk
-# up to WINDOW whenever it falls below half of it.
-WINDOW = 2048
-WINDOW_MAX = 16384
-WINDOW_BYTES = 4 * 1024 * 1024
-REFILL_BELOW = WINDOW // 2
 # A queue with consumers and more ready messages than this is congested: its
 # publishers get a fair share of the loop, not all of it (Connection._after_publishing).
 # WINDOW, the part of a backlog that always stays in memory.  Measured in the
@@ -63,7 +50,7 @@ REJECT_PUBLISH = "reject-publish"
 REJECT_PUBLISH_DLX = "reject-publish-dlx"
 
 
-class Queue:
+class Queue(PagingMixin):
     is_exchange = False
 
     def __init__(self, vhost: Vhost, name: str, durable: bool, exclusive_owner: Any,
@@ -80,6 +67,12 @@ class Queue:
         self.paged = 0  # ints in the backlog: messages whose body is only on disk
         self.spill: deque[Message] = deque()  # newest, waiting to be written
         self.ready_bytes = 0  # body bytes of every ready message, paged or not
+        # ready_bytes split by where the bodies are: paged_bytes only on disk (the
+        # backlog's ints), held_bytes in memory outside ``ready`` (spill, transient
+        # objects in the backlog); the rest is the in-memory window (_window_bytes).
+        self.paged_bytes = 0
+        self.held_bytes = 0
+        self._page_out_waiting = False  # a store callback will page out the spill
         self.unacked_count = 0
         self.unacked_bytes = 0
         self.consumers: deque[Consumer] = deque()
@@ -97,6 +90,9 @@ class Queue:
         # store_id is the queue's number in the message log (stable across restarts).
         self.store: Any = None
         self.store_id = 0
+        # The definitions version that made it durable: its messages' confirms also
+        # wait for that version to be on disk (store.log, MessageLog.add).
+        self.defs_version = 0
         args = arguments
         self.max_length: int | None = args.get("x-max-length")
         self.max_length_bytes: int | None = args.get("x-max-length-bytes")
@@ -164,7 +160,13 @@ class Queue:
                 store.add(self, msg)
             if self.spill or self.backlog or not self._room_in_memory():
                 self.spill.append(msg)
+                self.held_bytes += size
                 self._page_out()
+                if self.spill and not self._page_out_waiting:
+                    # Page the tail of a burst out once it is written, without
+                    # waiting for another publish to come and do it.
+                    self._page_out_waiting = True
+                    store.when_durable(self._written)
                 if self.max_length is not None or self.max_length_bytes is not None:
                     self._enforce_limits()
                 return
@@ -177,114 +179,6 @@ class Queue:
             self._arm_ttl()
         if self.consumers:
             self.vhost.broker.pump.queue_dirty(self)
-
-    def _room_in_memory(self) -> bool:
-        """Whether a new message may stay in memory (nothing is paged out yet)."""
-        n = len(self.ready)
-        if n < WINDOW:
-            return True
-        # With nothing paged out, ready_bytes is exactly what the ready list holds.
-        return n < WINDOW_MAX and self.ready_bytes < WINDOW_BYTES
-
-    def restore_entries(self, entries: list[int], size: int) -> None:
-        """Recovered messages (store entries, in order) become this queue's backlog."""
-        self.backlog.extend(entries)
-        self.paged += len(entries)
-        self.ready_bytes += size
-        if self.consumers:
-            self.vhost.broker.pump.queue_dirty(self)
-
-    def store_snapshot(self, delivered: set[int]) -> tuple[list[int], int] | None:
-        """This queue's persistent messages as store entries in queue order, with their
-        body bytes, for the clean-shutdown snapshot; ids of those already delivered
-        once go into ``delivered``.  None if one of them is not written yet."""
-        entries: list[int] = []
-        transient = 0
-        recovered_delivered = self.store.recovered_delivered
-        for part in (self.ready, self.backlog, self.spill):
-            for item in part:
-                if isinstance(item, int):
-                    entries.append(item)
-                    if recovered_delivered and (item >> 32) in recovered_delivered:
-                        delivered.add(item >> 32)
-                    continue
-                if item.store_ref is None:
-                    transient += len(item.body)  # does not survive a restart
-                    continue
-                if item.store_pos is None:
-                    return None
-                entries.append((item.store_ref << 32) | item.store_pos)
-                if item.redelivered:
-                    delivered.add(item.store_ref)
-        # ready_bytes counts every ready body, paged out or not.
-        return entries, self.ready_bytes - transient
-
-    def _page_out(self) -> None:
-        """Move written messages from spill to the backlog as ints, freeing their bytes."""
-        spill = self.spill
-        backlog = self.backlog
-        account = self.vhost.broker.account
-        while spill:
-            msg = spill[0]
-            if msg.store_ref is None:
-                backlog.append(spill.popleft())  # transient: stays an object
-            elif msg.store_pos is not None:
-                spill.popleft()
-                backlog.append((msg.store_ref << 32) | msg.store_pos)
-                self.paged += 1
-                account(-len(msg.body))
-            else:
-                break  # not written yet; later messages wait behind it
-
-    def _refill(self) -> None:
-        """Top the in-memory ready list back up from the backlog, then the spill."""
-        self._page_out()
-        want = WINDOW - len(self.ready)
-        backlog, spill, ready = self.backlog, self.spill, self.ready
-        moved: list[Message] = []
-        while want > 0 and backlog:
-            run: list[int] = []
-            while want > 0 and backlog and isinstance(backlog[0], int):
-                run.append(backlog.popleft())
-                want -= 1
-            if run:
-                self.paged -= len(run)
-                moved.extend(self._load(run))
-            while want > 0 and backlog and not isinstance(backlog[0], int):
-                moved.append(backlog.popleft())
-                want -= 1
-        while want > 0 and spill and not backlog:
-            moved.append(spill.popleft())
-            want -= 1
-        for msg in moved:
-            msg.seq = self._next_seq
-            self._next_seq += 1
-            ready.append(msg)
-        if ready and ready[0].expires_at is not None:
-            self._arm_ttl()
-
-    def _load(self, run: list[int]) -> list[Message]:
-        """Read paged-out messages back from the store."""
-        store = self.store
-        delivered = store.recovered_delivered
-        now_wall, now_mono = time.time(), time.monotonic()
-        out = []
-        for e, pub in zip(run, store.read_entries(run), strict=True):
-            if pub is None:
-                continue  # unreadable (logged by the store): counted as lost
-            expires_at = None
-            if pub.expires_ms:
-                expires_at = now_mono + (pub.expires_ms / 1000.0 - now_wall)
-            msg = Message(pub.exchange, pub.routing_key, pub.header, pub.body, True, expires_at)
-            msg.queue = self
-            msg.store_ref = pub.seq
-            msg.store_pos = e & 0xFFFFFFFF
-            if delivered and pub.seq in delivered:
-                delivered.discard(pub.seq)
-                msg.redelivered = True
-            self.vhost.broker.account(len(pub.body))
-            out.append(msg)
-        return out
 
     def _enforce_limits(self) -> None:
         ready = self.ready
@@ -325,7 +219,7 @@ class Queue:
         consumers = self.consumers
         if not consumers or self.deleted:
             return
-        if len(ready) < REFILL_BELOW and (self.backlog or self.spill):
+        if (self.backlog or self.spill) and self._wants_refill():
             self._refill()
         if not ready:
             return
@@ -374,7 +268,7 @@ class Queue:
         self.touch()
         now = time.monotonic()
         while True:
-            if len(self.ready) < REFILL_BELOW and (self.backlog or self.spill):
+            if (self.backlog or self.spill) and self._wants_refill():
                 self._refill()
             if not self.ready:
                 return None
@@ -474,7 +368,7 @@ class Queue:
         self.paged = 0
         while self.spill:
             self._settle(self.spill.popleft())
-        self.ready_bytes = 0
+        self.ready_bytes = self.paged_bytes = self.held_bytes = 0
         return count
 
     def on_deleted(self) -> None:
