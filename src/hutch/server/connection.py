@@ -16,6 +16,7 @@ import fcntl
 import ipaddress
 import logging
 import platform
+import socket
 import sys
 import termios
 import time
@@ -37,6 +38,11 @@ CHANNEL_MAX = 2047
 FRAME_MAX = 131072
 HEARTBEAT = 60
 HANDSHAKE_TIMEOUT = 10.0
+# While a resource alarm keeps a connection unread, how often the kernel is asked
+# whether the client has gone (see _watch_peer).
+PEER_CHECK = 1.0
+# Linux TCP states (include/net/tcp_states.h) in which the peer has closed or reset.
+_TCP_PEER_GONE = (7, 8)  # TCP_CLOSE, TCP_CLOSE_WAIT
 
 SERVER_CAPABILITIES = {
     "publisher_confirms": True,
@@ -83,6 +89,17 @@ def _unread_bytes(transport: asyncio.Transport) -> int:
     return int.from_bytes(buf, sys.byteorder)
 
 
+def _peer_gone(transport: asyncio.Transport) -> bool:
+    """Whether the client closed or reset the connection, asked without reading (a FIN
+    or RST is only seen by a read, and we may not be reading)."""
+    sock = transport.get_extra_info("socket")
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)
+    except (AttributeError, OSError):  # not Linux, not TCP, or already closed
+        return False
+    return bool(info) and info[0] in _TCP_PEER_GONE
+
+
 class Connection(asyncio.Protocol):
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
@@ -111,6 +128,7 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
+        self._peer_timer: asyncio.TimerHandle | None = None
         self.has_published = False
         # Publisher flow control: queues this connection published to since its
         # reading was last allowed, and whether it is paused until they catch up.
@@ -208,6 +226,8 @@ class Connection(asyncio.Protocol):
         if paused != self.reading_paused:
             self.reading_paused = paused
             self._socket_levels = None
+            if paused and self.blocked and self._peer_timer is None:
+                self._peer_timer = self.broker.loop.call_later(PEER_CHECK, self._watch_peer)
             if not paused:
                 # Whatever the client sent while we were not reading (heartbeats
                 # included) is still in the socket: its heartbeat clock starts
@@ -557,6 +577,21 @@ class Connection(asyncio.Protocol):
             return True  # the first tick of this pause: nothing to compare with yet
         return levels[0] > before[0] or levels[1] < before[1]
 
+    def _watch_peer(self) -> None:
+        """A publisher blocked by a resource alarm is not read, so its going away goes
+        unnoticed — and with it what it holds (a half-received body counts towards the
+        alarm, its unacked messages stay taken) — until the alarm clears, which that
+        may prevent.  So while blocked, the kernel is asked every PEER_CHECK seconds."""
+        self._peer_timer = None
+        if self.state == "closed" or self.transport is None or not self.reading_paused:
+            return
+        if _peer_gone(self.transport):
+            log.info("closing AMQP connection %s (client closed the TCP connection while "
+                     "blocked)", self.name)
+            self.transport.abort()  # connection_lost cleans up
+            return
+        self._peer_timer = self.broker.loop.call_later(PEER_CHECK, self._watch_peer)
+
     # -- resource alarms -------------------------------------------------------------
     def on_memory_alarm(self, active: bool) -> None:
         if self.state != "running":
@@ -619,10 +654,10 @@ class Connection(asyncio.Protocol):
         for q in list(self.exclusive_queues):
             q.vhost.delete_queue(q, reason="owner closed")
         self.exclusive_queues.clear()
-        for t in (self._timer, self._handshake_timer, self._close_timer):
+        for t in (self._timer, self._handshake_timer, self._close_timer, self._peer_timer):
             if t is not None:
                 t.cancel()
-        self._timer = self._handshake_timer = self._close_timer = None
+        self._timer = self._handshake_timer = self._close_timer = self._peer_timer = None
         self.broker.connections.discard(self)
 
     # -- used by channels -----------------------------------------------------------
