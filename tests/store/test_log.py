@@ -17,10 +17,12 @@ from hutch.store.log import SEGMENT_HEADER, MessageLog
 
 
 class Q:
-    """What the log needs of a queue: its id."""
+    """What the log needs of a queue: its id (and the definitions version that made it
+    durable; 0: long ago)."""
 
     def __init__(self, store_id: int) -> None:
         self.store_id = store_id
+        self.defs_version = 0
 
 
 def msg(body: bytes, routing_key: str = "rk") -> Message:

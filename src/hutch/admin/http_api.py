@@ -373,7 +373,16 @@ class ManagementApi:
             if not route.auth:
                 return await route.handler(Request(http, args, None, self))  # type: ignore[arg-type]
             user = self._authenticate(http)
-            return await route.handler(Request(http, args, user, self))
+            store = self.broker.store
+            before = store.definitions.version if store is not None else 0
+            response = await route.handler(Request(http, args, user, self))
+            if store is not None and store.definitions.version != before:
+                # A durable change is answered only once it is on disk, as over AMQP.
+                error = await self.broker.definitions_synced()
+                if error is not None:
+                    raise ApiError(500, "internal_server_error",
+                                   f"could not write definitions: {error.strerror or error}")
+            return response
         except ApiError as exc:
             response = json_response({"error": exc.error, "reason": exc.reason}, exc.status)
             if exc.status == 401 and exc.error == "not_authorized":

@@ -72,6 +72,7 @@ class Broker:
         os.makedirs(data_dir, exist_ok=True)
         store = MessageLog(os.path.join(data_dir, "msgs"), self.loop, files or files_from_env(),
                            sync=sync, segment_size=segment_size, definitions_dir=data_dir)
+        store.definitions.broker = self
         self.store = store
         self._restoring = True
         try:
@@ -93,7 +94,7 @@ class Broker:
                 continue
             q.restore_entries(rec.entries, rec.bytes)
             restored += len(rec.entries)
-        store.save_definitions(self)
+        store.definitions.write_now()
         log.info("recovered %d messages in %d durable queues from %s in %.2fs (%s)%s", restored,
                  len(queues), data_dir, time.monotonic() - started, store.recovered_from,
                  f" ({dropped} of deleted queues discarded)" if dropped else "")
@@ -107,6 +108,8 @@ class Broker:
         if store is None:
             return
         await store.settle()
+        if not await store.definitions.settle():
+            log.error("definitions changed since the last successful write could not be saved")
         delivered: set[int] = set()
         queues = self._snapshot_queues(delivered)
         if queues is not None:
@@ -152,11 +155,26 @@ class Broker:
         self.definitions_changed()
         return True
 
-    def definitions_changed(self) -> None:
+    def definitions_changed(self) -> int:
         """Something durable changed (users, vhosts, permissions, durable exchanges,
-        queues or bindings): the store writes the definitions file anew."""
+        queues or bindings): the store writes the definitions file anew, soon and off
+        the loop.  Returns the change's version (0 without a store): whoever must
+        not answer before it is durable waits with ``definitions_synced``."""
         if self.store is not None and not self._restoring:
-            self.store.save_definitions(self)
+            version: int = self.store.definitions_changed()
+            return version
+        return 0
+
+    async def definitions_synced(self) -> OSError | None:
+        """Wait until every definitions change so far is durable; the error if not."""
+        if self.store is None:
+            return None
+        writer = self.store.definitions
+        done = self.loop.create_future()
+        writer.when_synced(writer.version, lambda ok: done.done() or done.set_result(ok))
+        if await done:
+            return None
+        return writer.error or OSError("could not write definitions")
 
     def account(self, delta: int) -> None:
         """Message bodies in memory grew (or shrank) by ``delta`` bytes: queued ones,
@@ -182,3 +200,4 @@ class _Ref:
 
     def __init__(self, store_id: int) -> None:
         self.store_id = store_id
+        self.defs_version = 0

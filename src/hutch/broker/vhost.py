@@ -189,7 +189,7 @@ class Vhost:
         if durable:
             self._attach_store(q, None)
             if not exclusive:  # exclusive queues die with their connection: never restored
-                self.broker.definitions_changed()
+                q.defs_version = self.broker.definitions_changed()
         q.touch()
         return q
 

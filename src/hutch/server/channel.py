@@ -11,6 +11,7 @@ import logging
 import struct
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..admin.stats import fold_into_totals
@@ -26,6 +27,7 @@ from ..protocol import methods as m
 from ..protocol.codec import DecodeError
 from ..protocol.frames import body_frames, header_frame, method_frame
 from ..protocol.properties import peek
+from .replies import HeldReplies
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -44,6 +46,11 @@ class Channel:
         self.vhost = conn.vhost
         self.closing = False
         self.flow_active = True
+        # Answers to durable changes wait for the definitions write (replies.py).
+        store = conn.broker.store
+        self._defs = store.definitions if store is not None else None
+        self._defs_before: int | None = None  # definitions version when the method began
+        self._held = HeldReplies(self._defs, self._definitions_failed)
         self.consumers: dict[str, Consumer] = {}
         # delivery tag -> Message, in tag order (OrderedDict pops from the front in O(1)).
         self.unacked: OrderedDict[int, Message] = OrderedDict()
@@ -141,9 +148,8 @@ class Channel:
         self.conn.channel_error(self.number, exc)
         self.release()
         self.closing = True
-        self.conn.send_method(self.number, m.ChannelClose(
-            reply_code=exc.code, reply_text=exc.text, class_id=exc.class_id,
-            method_id=exc.method_id))
+        self._reply(m.ChannelClose(reply_code=exc.code, reply_text=exc.text,
+                                   class_id=exc.class_id, method_id=exc.method_id))
 
     # -- publishing -----------------------------------------------------------------
     def _on_publish(self, payload: bytes) -> None:
@@ -491,10 +497,37 @@ class Channel:
         if handler is None:
             raise HardError(rc.COMMAND_INVALID,
                                    f"method '{method.NAME}' not allowed on a channel")
-        handler(method)
+        if self._defs is None:
+            handler(method)
+            return
+        self._defs_before = self._defs.version
+        try:
+            handler(method)
+        finally:
+            self._defs_before = None
 
-    def _reply(self, method: m.Method) -> None:
+    def _reply(self, method: m.Method, then: Callable[[], None] | None = None) -> None:
+        """Send ``method`` (then run ``then``), after every reply held before it and,
+        if the method being handled changed durable definitions, once they are on disk."""
+        defs = self._defs
+        if defs is not None:
+            changed = self._defs_before is not None and defs.version != self._defs_before
+            if changed or self._held:
+                def send() -> None:
+                    self.conn.send_method(self.number, method)
+                    if then is not None:
+                        then()
+                self._held.hold(defs.version if changed else 0, send)
+                return
         self.conn.send_method(self.number, method)
+        if then is not None:
+            then()
+
+    def _definitions_failed(self, error: OSError | None) -> None:
+        # Never answer declare-ok for something that would not survive a restart:
+        # the connection is closed with 541 instead, as when the disk fails a commit.
+        why = (error.strerror or str(error)) if error is not None else "unknown error"
+        self.conn.close(rc.INTERNAL_ERROR, f"INTERNAL_ERROR - could not write definitions: {why}")
 
     # channel class
     def _m_channel_open(self, method: Any) -> None:
@@ -515,8 +548,7 @@ class Channel:
 
     def _m_channel_close(self, method: Any) -> None:
         self.release()
-        self._reply(m.ChannelCloseOk())
-        self.conn.channel_closed(self.number)
+        self._reply(m.ChannelCloseOk(), then=lambda: self.conn.channel_closed(self.number))
 
     def _m_channel_close_ok(self, method: Any) -> None:
         self.conn.channel_closed(self.number)

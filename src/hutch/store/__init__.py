@@ -31,5 +31,6 @@ class MessageStore(Protocol):
         """Call ``callback(ok)`` on the event loop once everything added so far is synced
         (``ok`` is False when the write failed: confirms become nacks)."""
 
-    def save_definitions(self, broker: Any) -> None:
-        """Durable definitions changed: persist them atomically."""
+    def definitions_changed(self) -> int:
+        """Durable definitions changed: persist them atomically, soon (grouped, off the
+        loop); returns the change's version for ``definitions.when_synced``."""

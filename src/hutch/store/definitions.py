@@ -2,7 +2,9 @@
 
 Kept in ``<data-dir>/definitions.json`` in RabbitMQ's definitions format (the
 one ``rabbitmqctl export_definitions`` writes), rewritten whole and atomically
-(temp file, fsync, rename, directory fsync) whenever one of them changes.  One
+(temp file, fsync, rename, directory fsync) after they change.  The rewrite is a
+group commit off the event loop (``DefinitionsWriter``): a thousand declares
+arriving together share one write, and nobody else waits for it.  One
 Hutch-only key, ``hutch.queue_ids``, maps each durable queue to the numeric id
 its messages carry in the message log; a recreated queue gets a new id, so the
 records of a deleted namesake are never mistaken for its own.
@@ -10,9 +12,12 @@ records of a deleted namesake are never mistaken for its own.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from .. import __version__
@@ -77,8 +82,111 @@ def _jsonable(value: Any) -> Any:
 
 
 def save(broker: Any, data_dir: str, files: Any) -> None:
-    data = json.dumps(_jsonable(snapshot(broker)), indent=1, sort_keys=True).encode()
+    _write(_jsonable(snapshot(broker)), data_dir, files)
+
+
+def _write(state: dict[str, Any], data_dir: str, files: Any) -> None:
+    data = json.dumps(state, indent=1, sort_keys=True).encode()
     files.write_file_atomically(os.path.join(data_dir, FILENAME), data)
+
+
+class DefinitionsWriter:
+    """Writes the definitions file after changes, grouped, on a thread of its own.
+
+    Every change bumps ``version``; ``when_synced(v, cb)`` calls ``cb(ok)`` on the
+    loop once a write that includes change ``v`` is durable (``ok`` False if that
+    write failed).  While one write runs, later changes pile up and go out in the
+    next one.  The picture of the broker is taken on the loop (it is not
+    thread-safe) as plain data; JSON encoding and the disk work run on the thread.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, files: Any, data_dir: str,
+                 broker: Any = None) -> None:
+        self.loop = loop
+        self.files = files
+        self.data_dir = data_dir
+        self.broker = broker
+        self.version = 0  # bumped by every change
+        self.synced = 0  # every change up to this one is on disk
+        self.error: OSError | None = None  # the last write's failure, until one succeeds
+        self._writing = 0  # the version being written (0: none)
+        self._scheduled = False
+        self._waiters: list[tuple[int, Callable[[bool], None]]] = []
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hutch-defs")
+        self.writes = 0
+
+    def changed(self) -> int:
+        self.version += 1
+        if not self._scheduled:
+            self._scheduled = True
+            self.loop.call_soon(self._flush)
+        return self.version
+
+    def when_synced(self, version: int, callback: Callable[[bool], None]) -> None:
+        if version <= self.synced:
+            callback(True)
+            return
+        self._waiters.append((version, callback))
+        if not self._writing and not self._scheduled:
+            self._scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def write_now(self) -> None:
+        """Synchronously, at boot (before any client is served)."""
+        version = self.version
+        _write(_jsonable(snapshot(self.broker)), self.data_dir, self.files)
+        self.synced = version
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._writing or self.synced >= self.version:
+            return
+        version = self.version
+        try:
+            state = _jsonable(snapshot(self.broker))
+        except Exception as exc:  # a bug, not the disk: fail the waiters loudly, once
+            log.exception("could not take the definitions")
+            self._settle(version, OSError(str(exc)))
+            return
+        self._writing = version
+        fut = self.loop.run_in_executor(self._executor, _write, state, self.data_dir, self.files)
+        fut.add_done_callback(lambda f: self._done(version, f))
+
+    def _done(self, version: int, fut: asyncio.Future[None]) -> None:
+        self._writing = 0
+        exc = fut.exception()
+        if exc is not None and not isinstance(exc, OSError):
+            exc = OSError(str(exc))
+        self._settle(version, exc)  # type: ignore[arg-type]
+        if any(v > self.synced for v, _cb in self._waiters):
+            self._flush()
+
+    def _settle(self, version: int, exc: OSError | None) -> None:
+        if exc is None:
+            if self.error is not None:
+                log.warning("definitions are written again")
+            self.error = None
+            self.synced = max(self.synced, version)
+        else:
+            if self.error is None:
+                log.error("could not write definitions: %s", exc)
+            self.error = exc
+        done = [cb for v, cb in self._waiters if v <= version]
+        self._waiters = [(v, cb) for v, cb in self._waiters if v > version]
+        for cb in done:
+            cb(exc is None)
+
+    async def settle(self) -> bool:
+        """At a clean stop: write whatever changed and wait for it."""
+        if self.synced >= self.version:
+            return True
+        done = self.loop.create_future()
+        self.when_synced(self.version, lambda ok: done.done() or done.set_result(ok))
+        ok: bool = await done
+        return ok
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
 
 
 def load(data_dir: str) -> dict[str, Any] | None:

@@ -36,8 +36,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import HardError
-from ..protocol.constants import INTERNAL_ERROR
 from ..protocol.fast import shortstr
 from . import definitions, records, snapshot
 from .files import Files
@@ -53,7 +51,7 @@ LARGE_BODY = 64 * 1024  # bodies at least this big are written without being cop
 
 
 class _Batch:
-    __slots__ = ("callbacks", "carried", "data", "msgs", "offsets", "segment", "start")
+    __slots__ = ("callbacks", "carried", "data", "defs", "msgs", "offsets", "segment", "start")
 
     def __init__(self) -> None:
         self.data: list[bytes | tuple[bytes, bytes]] = []
@@ -63,6 +61,7 @@ class _Batch:
         self.callbacks: list[Callable[[bool], None]] = []
         self.segment: Segment | None = None
         self.start = 0  # where in the segment the batch's first byte goes
+        self.defs = 0  # definitions version that must be durable before its confirms
 
 
 class MessageLog(RecoveryMixin):
@@ -100,6 +99,10 @@ class MessageLog(RecoveryMixin):
         self.error: OSError | None = None
         self._retry_at = 0.0
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hutch-fsync")
+        self.definitions = definitions.DefinitionsWriter(loop, self.files, self.definitions_dir)
+        # The newest definitions version a queue in the pending batch was declared
+        # at: a message is not confirmed before its queue's definition is durable.
+        self._pending_defs = 0
         self._readers: dict[str, int] = {}  # read-only fds for paging messages back in
         # Recovered messages that had been delivered before the restart (redelivered=true).
         self.recovered_delivered: set[int] = set()
@@ -120,6 +123,8 @@ class MessageLog(RecoveryMixin):
             shortstr(msg.routing_key), msg.header, msg.body))
         self._pending.msgs.append(msg)
         self._pending_publishes += 1
+        if queue.defs_version > self._pending_defs:
+            self._pending_defs = queue.defs_version
         if not self._scheduled:  # (inlined _schedule: three calls per message add up)
             self._schedule()
 
@@ -159,17 +164,10 @@ class MessageLog(RecoveryMixin):
         else:
             self.loop.call_soon(callback, self.error is None)
 
-    def save_definitions(self, broker: Any) -> None:
-        """Rewrite the definitions file (on the loop: declares are rare and must be
-        on disk before declare-ok, so a restart never loses an acknowledged queue)."""
-        try:
-            definitions.save(broker, self.definitions_dir, self.files)
-        except OSError as exc:
-            log.error("could not write definitions: %s", exc)
-            # Never answer declare-ok for something that would not survive a restart:
-            # the client's connection is closed with 541 instead.
-            raise HardError(INTERNAL_ERROR, f"could not write definitions: {exc.strerror or exc}") \
-                from None
+    def definitions_changed(self) -> int:
+        """Durable definitions changed: they are written soon, grouped, off the loop.
+        Returns the change's version for ``definitions.when_synced``."""
+        return self.definitions.changed()
 
     # -- batching -----------------------------------------------------------------
     def _schedule(self) -> None:
@@ -197,6 +195,7 @@ class MessageLog(RecoveryMixin):
             return
         self._pending = _Batch()
         batch.carried, self._carry = self._carry, None
+        batch.defs, self._pending_defs = self._pending_defs, 0
         if self.error is not None and time.monotonic() < self._retry_at:
             self._fail(batch)
             return
@@ -336,8 +335,16 @@ class MessageLog(RecoveryMixin):
             for msg, off in zip(batch.msgs, batch.offsets, strict=True):
                 if msg.store_ref is not None:
                     msg.store_pos = off  # on disk now: the queue may page it out
-            for cb in batch.callbacks:
-                cb(True)
+            if batch.defs > self.definitions.synced:
+                # A queue of this batch was declared a moment ago: its messages are
+                # confirmed once its definition is durable too (else a restart
+                # would drop them with the queue it does not know).
+                callbacks = batch.callbacks
+                self.definitions.when_synced(
+                    batch.defs, lambda ok: [cb(ok) for cb in callbacks])  # type: ignore[func-returns-value]
+            else:
+                for cb in batch.callbacks:
+                    cb(True)
             if batch.carried is not None:
                 # Its ACK/DELIVER references now live in this (newer) batch too.
                 batch.carried.oldest_target = None
@@ -506,6 +513,7 @@ class MessageLog(RecoveryMixin):
             self.files.close(self._fd)
             self._fd = None
         self._executor.shutdown(wait=True)
+        self.definitions.close()
 
     def write_snapshot(self, queues: list[snapshot.QueueState], delivered: set[int]) -> bool:
         """At a clean stop, once ``settle`` returned: write down every durable queue's
