@@ -95,3 +95,31 @@ def test_declare_is_refused_when_definitions_cannot_be_written(tmp_path) -> None
         conn.close()
     finally:
         proc.stop()
+
+
+@pytest.mark.hutch_only
+def test_http_declare_is_refused_when_definitions_cannot_be_written(tmp_path) -> None:
+    """The management API answers a durable change only once it is on disk, as AMQP does."""
+    from tests.mgmt import Api
+
+    marker = tmp_path / "fault"
+    env = {"HUTCH_STORE_FILES": "tests.crash.seams:FaultFiles", "HUTCH_FAULT_FILE": str(marker)}
+    proc = HutchProcess(env=env, http=True)
+    proc.start()
+    try:
+        api = Api(proc.http_url)
+        marker.write_text("ENOSPC")
+        r = api.put("queues/%2F/never-durable", {"durable": True})
+        assert r.status_code == 500
+        assert r.json() == {"error": "internal_server_error",
+                            "reason": "could not write definitions: No space left on device"}
+        r = api.put("users/alice", {"password": "x", "tags": ""})
+        assert r.status_code == 500
+        marker.unlink()
+        assert api.put("queues/%2F/durable-now", {"durable": True}).status_code == 201
+        proc.kill()
+        proc.start()
+        assert api.get("queues/%2F/durable-now").status_code == 200
+        assert "Traceback" not in proc.log_text()
+    finally:
+        proc.stop()
