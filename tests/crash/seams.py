@@ -69,7 +69,14 @@ class JournalFiles(Files):
 
 
 def simulate_power_loss(journal: str, dirs: list[str], rng: random.Random) -> None:
-    """Rewind ``dirs`` to what survives a power cut, per the journal (see module doc)."""
+    """Rewind ``dirs`` to what survives a power cut, per the journal (see module doc).
+
+    The unsynced tail of a file is cut at a random point: nothing of it, a clean
+    prefix, or a prefix whose last page is torn (zero-filled, as a page that was
+    allocated but never written back reads after a crash).  Afterwards the journal
+    is started anew with what is on disk now as its durable baseline: a restarted
+    broker appends to files that are durable, and the next cut must keep them.
+    """
     synced_size: dict[int, int] = {}
     old_data: dict[int, bytes] = {}
     listings: dict[str, dict[str, int]] = {}
@@ -86,6 +93,7 @@ def simulate_power_loss(journal: str, dirs: list[str], rng: random.Random) -> No
                     listings[e["dir"]] = e["listing"]
                 elif e["op"] == "old":
                     old_data.setdefault(e["ino"], bytes.fromhex(e["data"]))
+    baseline: list[dict] = []
     for d in dirs:
         d = os.path.abspath(d)
         if not os.path.isdir(d):
@@ -104,12 +112,24 @@ def simulate_power_loss(journal: str, dirs: list[str], rng: random.Random) -> No
                     f.write(old_data.get(durable[name], b""))
                 continue
             size = os.path.getsize(path)
-            keep = synced_size.get(ino, 0)
-            if size > keep:
-                keep += rng.randint(0, size - keep)  # part of the unsynced tail made it
+            synced = keep = synced_size.get(ino, 0)
+            mode = rng.choice(("none", "prefix", "torn"))
+            if size > keep and mode != "none":
+                keep += rng.randint(1, size - keep)  # part of the unsynced tail made it
             with open(path, "r+b") as f:
                 f.truncate(keep)
-    os.remove(journal) if os.path.exists(journal) else None
+                if mode == "torn" and keep > synced:
+                    start = max(synced, keep - 4096)
+                    f.seek(start)
+                    f.write(bytes(keep - start))
+        listing = {n: os.stat(os.path.join(d, n)).st_ino for n in os.listdir(d)
+                   if os.path.isfile(os.path.join(d, n))}
+        baseline.append({"op": "dirsync", "dir": d, "listing": listing})
+        for name, ino in listing.items():
+            baseline.append({"op": "fsync", "ino": ino,
+                             "size": os.path.getsize(os.path.join(d, name))})
+    with open(journal, "w") as f:
+        f.writelines(json.dumps(e) + "\n" for e in baseline)
 
 
 class FaultFiles(Files):

@@ -21,7 +21,9 @@ from tests.brokerproc import HutchProcess, drain
 QUEUE = "crash_q"
 
 
-def _publisher(url: str, tag: str, confirmed: set[str], stop: threading.Event) -> None:
+def _publisher(url: str, tag: str, confirmed: set[str], stop: threading.Event,
+               queues: tuple[str, ...] = (QUEUE,)) -> None:
+    """Publishes persistent messages with confirms, round-robin over ``queues``."""
     try:
         conn = pika.BlockingConnection(pika.URLParameters(url))
         ch = conn.channel()
@@ -29,7 +31,8 @@ def _publisher(url: str, tag: str, confirmed: set[str], stop: threading.Event) -
         n = 0
         while not stop.is_set():
             body = f"{tag}-{n}"
-            ch.basic_publish("", QUEUE, body.encode(), pika.BasicProperties(delivery_mode=2))
+            ch.basic_publish("", queues[n % len(queues)], body.encode(),
+                             pika.BasicProperties(delivery_mode=2))
             confirmed.add(body)  # basic_publish returned: the broker confirmed it
             n += 1
     except (pika.exceptions.AMQPError, OSError):
@@ -52,9 +55,10 @@ def _consumer(url: str, acked: set[str], stop: threading.Event) -> None:
         pass
 
 
-def _drain(url: str) -> list[tuple[str, bool]]:
+def _drain(url: str, queues: tuple[str, ...] = (QUEUE,)) -> list[tuple[str, bool]]:
     conn = pika.BlockingConnection(pika.URLParameters(url))
-    out = [(body.decode(), redelivered) for body, redelivered in drain(conn.channel(), QUEUE)]
+    ch = conn.channel()
+    out = [(body.decode(), redelivered) for q in queues for body, redelivered in drain(ch, q)]
     conn.close()
     return out
 

@@ -20,6 +20,8 @@ from tests.brokerproc import HutchProcess
 from tests.crash.seams import simulate_power_loss
 from tests.crash.test_kill9 import QUEUE, _consumer, _drain, _publisher
 
+KEEP = "kept_q"  # nobody consumes it: every round has confirmed messages that must survive
+
 
 @pytest.mark.hutch_only
 def test_power_loss_at_random_points_keeps_every_confirmed_message(tmp_path) -> None:
@@ -27,38 +29,50 @@ def test_power_loss_at_random_points_keeps_every_confirmed_message(tmp_path) -> 
     journal = str(tmp_path / "journal")
     env = {"HUTCH_STORE_FILES": "tests.crash.seams:JournalFiles",
            "HUTCH_POWERLOSS_JOURNAL": journal}
-    proc = HutchProcess(env=env)
+    # Small segments: the log rolls over, reclaims and carries acks forward between cuts.
+    proc = HutchProcess("--segment-size", "4k", env=env)
     proc.start()
     try:
         conn = pika.BlockingConnection(pika.URLParameters(proc.url))
         conn.channel().queue_declare(QUEUE, durable=True)
+        conn.channel().queue_declare(KEEP, durable=True)
         conn.close()
         data_dirs = [proc.data_dir, os.path.join(proc.data_dir, "msgs")]
         total = 0
+        segments_seen: set[str] = set()
         for round_no in range(12):
             confirmed: set[str] = set()
             acked: set[str] = set()
             stop = threading.Event()
             threads = [threading.Thread(target=_publisher,
-                                        args=(proc.url, f"r{round_no}p{i}", confirmed, stop))
+                                        args=(proc.url, f"r{round_no}p{i}", confirmed, stop,
+                                              (QUEUE, KEEP)))
                        for i in range(2)]
             if round_no % 2:  # every other round a consumer acks alongside the publishers
                 threads.append(threading.Thread(target=_consumer, args=(proc.url, acked, stop)))
             for t in threads:
                 t.start()
-            time.sleep(rng.uniform(0.1, 0.5))
+            deadline = time.monotonic() + 30
+            while len(confirmed) < 50:  # a barrier, not a guess: something to lose
+                assert time.monotonic() < deadline, "no publish was confirmed"
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.3))
             proc.kill()
             stop.set()
             for t in threads:
                 t.join(10)
+            segments_seen.update(os.listdir(data_dirs[1]))
             simulate_power_loss(journal, data_dirs, rng)
             proc.start()
-            bodies = [b for b, _ in _drain(proc.url)]
-            missing = confirmed - acked - set(bodies)
+            must_survive = confirmed - acked
+            assert must_survive, f"round {round_no} checks nothing"
+            bodies = [b for b, _ in _drain(proc.url, (QUEUE, KEEP))]
+            missing = must_survive - set(bodies)
             assert not missing, f"round {round_no}: power loss lost {len(missing)} confirmed messages"
             assert len(bodies) == len(set(bodies))
-            total += len(confirmed)
+            total += len(must_survive)
         assert total > 500
+        assert len([n for n in segments_seen if n.endswith(".seg")]) > 12, "the log never rolled over"
     finally:
         proc.stop()
 
