@@ -89,6 +89,25 @@ def test_ack_multiple_zero_acks_all(conns, qname):
     assert stays(pch, qname, 0)
 
 
+def test_requeue_goes_back_to_the_original_position(conns, qname):
+    """Requeued messages return to where they were, ahead of the rest, whatever order
+    they are nacked in (RabbitMQ classic queues)."""
+    _c, pch = setup_queue(conns, qname)
+    bodies = publish_n(pch, qname, 4)
+    c = conns()
+    ch = c.channel()
+    m0, _, b0 = ch.basic_get(qname)
+    m1, _, b1 = ch.basic_get(qname)
+    assert [b0, b1] == bodies[:2]
+    ch.basic_nack(m0.delivery_tag, requeue=True)
+    ch.basic_nack(m1.delivery_tag, requeue=True)
+    got = []
+    for _ in range(4):
+        _method, _props, body = ch.basic_get(qname, auto_ack=True)
+        got.append(body)
+    assert got == bodies
+
+
 def test_nack_multiple_requeue(conns, qname):
     _c, pch = setup_queue(conns, qname)
     bodies = publish_n(pch, qname, 4)

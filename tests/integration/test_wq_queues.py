@@ -364,9 +364,13 @@ def test_x_expires_redeclare_renews_lease(conns, qname):
     ch = c.channel()
     ch.queue_declare(qname, arguments={"x-expires": 500})
     conns.queues.append(qname)
+    # A message that would vanish with the queue: a redeclare that did not renew the
+    # lease would recreate an expired queue empty, and the count below would be 0.
+    ch.basic_publish("", qname, b"kept while the lease is renewed")
     for _ in range(8):  # 1.2 s of redeclares, each well inside the 500 ms lease
         time.sleep(0.15)
-        ch.queue_declare(qname, arguments={"x-expires": 500})
+        ok = ch.queue_declare(qname, arguments={"x-expires": 500})
+        assert ok.method.message_count == 1
     assert queue_gone(conns, qname, timeout=5, interval=0.6)
 
 
