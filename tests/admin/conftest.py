@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
 from tests.brokerproc import HutchProcess
 from tests.conftest import EXTERNAL_URL
 from tests.mgmt import Api
+from tests.toolproc import hutch_cmd
 
 
 @pytest.fixture
@@ -32,10 +32,9 @@ def private_hutch():
 
 
 @pytest.fixture(scope="session")
-def hutch_exe() -> str:
-    exe = shutil.which("hutch")
-    assert exe, "the hutch console script is installed by pip install -e ."
-    return exe
+def hutch_exe() -> list[str]:
+    """How to run the checkout under test (never whatever ``hutch`` is first on PATH)."""
+    return hutch_cmd()
 
 
 @pytest.fixture

@@ -22,9 +22,9 @@ from tests.brokerproc import free_port
 pytestmark = pytest.mark.hutch_only
 
 
-def ctl(exe: str, url: str, *args: str, user: str = "guest", password: str = "guest",
+def ctl(exe: list[str], url: str, *args: str, user: str = "guest", password: str = "guest",
         env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([exe, "ctl", "--url", url, "--user", user, "--password", password,
+    return subprocess.run([*exe, "ctl", "--url", url, "--user", user, "--password", password,
                            *args], capture_output=True, text=True, timeout=30, env=env,
                           input=stdin)
 
@@ -33,7 +33,7 @@ def rows(out: str) -> list[list[str]]:
     return [line.split("\t") for line in out.splitlines()]
 
 
-def test_list_queues_shape_and_options(hutch_exe: str, http_url: str, broker_url: str,
+def test_list_queues_shape_and_options(hutch_exe: list[str], http_url: str, broker_url: str,
                                        qname: str) -> None:
     conn = pika.BlockingConnection(pika.URLParameters(broker_url))
     try:
@@ -79,7 +79,7 @@ ch.start_consuming()
 """
 
 
-def test_seed_stuck_work_diagnosis(hutch_exe: str, http_url: str, broker_url: str,
+def test_seed_stuck_work_diagnosis(hutch_exe: list[str], http_url: str, broker_url: str,
                                    qname: str) -> None:
     """A worker that forgets to ack: messages_unacknowledged grows, and the messages
     go back to ready when the worker exits."""
@@ -115,7 +115,7 @@ def test_seed_stuck_work_diagnosis(hutch_exe: str, http_url: str, broker_url: st
             worker.kill()
 
 
-def test_seed_login_failure_fixed_by_change_password(hutch_exe: str, private_hutch) -> None:
+def test_seed_login_failure_fixed_by_change_password(hutch_exe: list[str], private_hutch) -> None:
     url, amqp = private_hutch.http_url, private_hutch.url
     assert ctl(hutch_exe, url, "add_user", "admin", "adminpw").returncode == 0
     assert ctl(hutch_exe, url, "set_user_tags", "admin", "administrator").returncode == 0
@@ -136,7 +136,7 @@ def test_seed_login_failure_fixed_by_change_password(hutch_exe: str, private_hut
     pika.BlockingConnection(pika.URLParameters(amqp)).close()
 
 
-def test_users_vhosts_permissions_commands(hutch_exe: str, private_hutch) -> None:
+def test_users_vhosts_permissions_commands(hutch_exe: list[str], private_hutch) -> None:
     url = private_hutch.http_url
 
     def run(*args: str) -> subprocess.CompletedProcess:
@@ -181,7 +181,7 @@ def test_users_vhosts_permissions_commands(hutch_exe: str, private_hutch) -> Non
     assert r.returncode == 67
 
 
-def test_queue_and_connection_commands(hutch_exe: str, private_hutch) -> None:
+def test_queue_and_connection_commands(hutch_exe: list[str], private_hutch) -> None:
     url, amqp = private_hutch.http_url, private_hutch.url
     conn = pika.BlockingConnection(pika.URLParameters(amqp))
     ch = conn.channel()
@@ -233,7 +233,7 @@ def test_queue_and_connection_commands(hutch_exe: str, private_hutch) -> None:
     assert r.returncode == 69
 
 
-def test_definitions_commands_round_trip(hutch_exe: str, private_hutch, tmp_path: Path) -> None:
+def test_definitions_commands_round_trip(hutch_exe: list[str], private_hutch, tmp_path: Path) -> None:
     url = private_hutch.http_url
     for args in (("add_user", "carol", "pw"), ("add_vhost", "jobs"),
                  ("set_permissions", "-p", "jobs", "carol", ".*", ".*", ".*")):
@@ -266,7 +266,7 @@ def test_definitions_commands_round_trip(hutch_exe: str, private_hutch, tmp_path
         other.stop()
 
 
-def test_status(hutch_exe: str, http_url: str) -> None:
+def test_status(hutch_exe: list[str], http_url: str) -> None:
     r = ctl(hutch_exe, http_url, "status")
     assert r.returncode == 0
     out = r.stdout
@@ -277,7 +277,7 @@ def test_status(hutch_exe: str, http_url: str) -> None:
         assert needle in out, needle
 
 
-def test_errors_are_one_line_with_exit_codes(hutch_exe: str, http_url: str, ctl_env) -> None:
+def test_errors_are_one_line_with_exit_codes(hutch_exe: list[str], http_url: str, ctl_env) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     r = ctl(hutch_exe, dead, "list_queues")
     assert r.returncode == 69 and r.stdout == ""
@@ -292,7 +292,7 @@ def test_errors_are_one_line_with_exit_codes(hutch_exe: str, http_url: str, ctl_
     assert r.returncode == 64
     # The URL and credentials from the environment.
     env = dict(ctl_env, HUTCH_URL=http_url, HUTCH_USER="guest", HUTCH_PASSWORD="guest")
-    r = subprocess.run([hutch_exe, "ctl", "list_vhosts", "-q"], capture_output=True, text=True,
+    r = subprocess.run([*hutch_exe, "ctl", "list_vhosts", "-q"], capture_output=True, text=True,
                        env=env, timeout=30)
     assert r.returncode == 0 and r.stdout.splitlines()[0] == "name"
     name = f"nouser-{uuid.uuid4().hex[:4]}"
@@ -300,7 +300,7 @@ def test_errors_are_one_line_with_exit_codes(hutch_exe: str, http_url: str, ctl_
     assert r.returncode == 67
 
 
-def test_users_vhosts_permissions_survive_a_restart(hutch_exe: str) -> None:
+def test_users_vhosts_permissions_survive_a_restart(hutch_exe: list[str]) -> None:
     from tests.brokerproc import HutchProcess
 
     proc = HutchProcess(http=True)  # a data dir of its own: the store keeps definitions

@@ -11,11 +11,12 @@ import pika
 import pytest
 
 from tests.brokerproc import HutchProcess
+from tests.toolproc import hutch_cmd
 
 
 def ctl(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUTCH_")}
-    return subprocess.run(["hutch", "ctl", *args], capture_output=True, text=True, timeout=30,
+    return subprocess.run([*hutch_cmd(), "ctl", *args], capture_output=True, text=True, timeout=30,
                           env=env)
 
 
@@ -39,8 +40,11 @@ def test_locked_out_guest_is_fixed_with_change_password_like_the_seeds() -> None
         assert out.returncode == 0 and "guest\t[administrator]" in out.stdout
         assert ctl(*d, "change_password", "guest", "guest").returncode == 0
         pika.BlockingConnection(pika.URLParameters(proc.url)).close()
-        # An explicit --user always means basic auth, cookie or not.
-        wrong = ctl(*d, "--user", "guest", "--password", "nope", "list_users")
-        assert wrong.returncode != 0
+        # An explicit --user always means basic auth, cookie or not: refused by this
+        # broker (its URL given, so the refusal cannot be "nobody listening").
+        wrong = ctl(*d, "--url", proc.http_url, "--user", "guest", "--password", "nope",
+                    "list_users")
+        assert wrong.returncode == 77, wrong.stderr
+        assert "refused user 'guest'" in wrong.stderr
     finally:
         proc.stop()

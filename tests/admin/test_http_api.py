@@ -15,8 +15,11 @@ import requests
 from tests.mgmt import Api, seg
 
 
-def _conn(broker_url: str) -> pika.BlockingConnection:
-    return pika.BlockingConnection(pika.URLParameters(broker_url))
+def _conn(broker_url: str, name: str | None = None) -> pika.BlockingConnection:
+    params = pika.URLParameters(broker_url)
+    if name is not None:  # shown as client_properties.connection_name, as on RabbitMQ
+        params.client_properties = {"connection_name": name}
+    return pika.BlockingConnection(params)
 
 
 def test_auth_required_and_refused(api: Api) -> None:
@@ -166,17 +169,22 @@ def test_exchanges_and_bindings(api: Api, qname: str) -> None:
 
 def test_connections_channels_consumers_and_forced_close(api: Api, broker_url: str,
                                                          qname: str) -> None:
-    conn = _conn(broker_url)
+    # A name of its own finds this connection among whatever else the shared broker has.
+    label = f"http-api-test-{uuid.uuid4().hex[:8]}"
+    conn = _conn(broker_url, label)
     try:
         ch = conn.channel()
         ch.queue_declare(qname, auto_delete=True)
         ch.basic_qos(prefetch_count=3)
         ch.basic_consume(qname, lambda *a: None, consumer_tag="ctag-" + qname)
-        local_port = conn._impl.socket.getsockname()[1] if hasattr(conn._impl, "socket") else None
-        conns = api.wait_for("connections", lambda cs: any(
-            c["user"] == "guest" and c["client_properties"].get("product", "").startswith("Pika")
-            and (local_port is None or c["peer_port"] == local_port) for c in cs))
-        mine = next(c for c in conns if local_port is None or c["peer_port"] == local_port)
+
+        def is_mine(c: dict) -> bool:
+            return c["client_properties"].get("connection_name") == label
+
+        conns = api.wait_for("connections", lambda cs: any(is_mine(c) for c in cs))
+        mine = next(c for c in conns if is_mine(c))
+        assert mine["user"] == "guest"
+        assert mine["client_properties"]["product"].startswith("Pika")
         for key in ("name", "user", "vhost", "peer_host", "peer_port", "host", "port", "state",
                     "channels", "protocol", "auth_mechanism", "timeout", "frame_max",
                     "channel_max", "client_properties", "connected_at"):

@@ -22,6 +22,7 @@ import pika
 import pytest
 
 from tests.brokerproc import HutchProcess
+from tests.toolproc import hutch_cmd
 
 RABBITMQCTL = os.environ.get("HUTCH_TEST_RABBITMQCTL")
 AMQP_URL = os.environ.get("HUTCH_TEST_AMQP_URL")
@@ -40,7 +41,7 @@ def rabbitmqctl(*args: str, stdin: str | None = None) -> str:
 
 
 def hutch_ctl(url: str, *args: str) -> str:
-    r = subprocess.run(["hutch", "ctl", "--url", url, *args], capture_output=True, text=True,
+    r = subprocess.run([*hutch_cmd(), "ctl", "--url", url, *args], capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 0, r.stderr
     return r.stdout

@@ -10,6 +10,7 @@ import pytest
 
 from hutch.broker.queue import WINDOW, WINDOW_BYTES, WINDOW_MAX
 from tests.brokerproc import HutchProcess, drain
+from tests.toolproc import hutch_cmd
 
 N = WINDOW * 3 + 123
 # Bodies this big fill WINDOW_BYTES with WINDOW messages, so paging starts at WINDOW
@@ -181,7 +182,7 @@ def test_operators_see_paged_and_recovered_messages() -> None:
         assert _queue_info(proc, "seen")["messages_paged_out"] > 0
         proc.stop()
         proc.start()
-        out = subprocess.run(["hutch", "ctl", "--url", proc.http_url, "--user", "guest",
+        out = subprocess.run([*hutch_cmd(), "ctl", "--url", proc.http_url, "--user", "guest",
                               "--password", "guest", "-q", "list_queues", "name", "messages_ready"],
                              capture_output=True, text=True, timeout=30, check=True).stdout
         assert f"seen\t{WINDOW + 700}" in out
