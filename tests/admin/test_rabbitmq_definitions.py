@@ -22,6 +22,7 @@ import pika
 import pytest
 
 from tests.brokerproc import HutchProcess
+from tests.mgmt import Api
 from tests.toolproc import hutch_cmd
 
 RABBITMQCTL = os.environ.get("HUTCH_TEST_RABBITMQCTL")
@@ -113,13 +114,15 @@ def test_definitions_round_trip_through_rabbitmq(tmp_path: Path) -> None:
         # RabbitMQ -> a fresh Hutch.
         defs = json.loads(rabbitmqctl("export_definitions", "-"))
         mine = {
-            "users": [u for u in defs["users"] if u["name"] == user],
+            # guest comes along, with RabbitMQ's hash of its password (another salt).
+            "users": [u for u in defs["users"] if u["name"] in (user, "guest")],
             "vhosts": [v for v in defs["vhosts"] if v["name"] == vhost],
             "permissions": [p for p in defs["permissions"] if p["vhost"] == vhost],
             **{k: [o for o in defs[k] if o["vhost"] == vhost]
                for k in ("queues", "exchanges", "bindings")},
         }
-        assert mine["users"][0]["hashing_algorithm"] == "rabbit_password_hashing_sha256"
+        assert {u["hashing_algorithm"] for u in mine["users"]} == {"rabbit_password_hashing_sha256"}
+        rabbit_guest_hash = next(u["password_hash"] for u in mine["users"] if u["name"] == "guest")
         back = tmp_path / "rabbit.json"
         back.write_text(json.dumps({**defs, **mine}))
     finally:
@@ -136,7 +139,10 @@ def test_definitions_round_trip_through_rabbitmq(tmp_path: Path) -> None:
                          "tasks") == b"migrated"
         out = hutch_ctl(second.http_url, "-q", "list_queues", "-p", vhost, "name", "arguments")
         assert 'tasks\t[{"x-max-length",1000},{"x-message-ttl",600000}]' in out
-        # guest from RabbitMQ's file (a different salt, the same password) still logs in.
+        # guest from RabbitMQ's file (a different salt, the same password) still logs in:
+        # the guest now in Hutch is RabbitMQ's (its hash), not Hutch's default one.
+        api = Api(second.http_url)
+        assert api.ok("GET", "users/guest")["password_hash"] == rabbit_guest_hash
         pika.BlockingConnection(pika.URLParameters(second.url)).close()
     finally:
         second.stop()

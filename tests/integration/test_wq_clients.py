@@ -162,8 +162,9 @@ async def test_aiormq_basic_usage(broker_url, qname):
         assert ch.publisher_confirms  # aiormq channels confirm by default
         conf = await ch.basic_publish(b"raw-1", routing_key=qname,
                                       properties=aiormq.spec.Basic.Properties(message_id="id1"))
-        assert conf is not None
-        await ch.basic_publish(b"raw-2", routing_key=qname)
+        assert isinstance(conf, aiormq.spec.Basic.Ack)  # a nack is not a confirm
+        conf = await ch.basic_publish(b"raw-2", routing_key=qname)
+        assert isinstance(conf, aiormq.spec.Basic.Ack)
         got = await ch.basic_get(qname)
         assert got.body == b"raw-1" and got.header.properties.message_id == "id1"
         assert got.delivery.message_count == 1
