@@ -84,7 +84,11 @@ def test_kill9_loop_loses_no_confirmed_message() -> None:
                 threads.append(threading.Thread(target=_consumer, args=(proc.url, acked, stop)))
             for t in threads:
                 t.start()
-            time.sleep(rng.uniform(0.2, 0.6))
+            deadline = time.monotonic() + 30
+            while len(confirmed) < 20:  # a barrier: something confirmed that must survive
+                assert time.monotonic() < deadline, "no publish was confirmed"
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.4))  # then a random moment to kill at
             proc.kill()
             stop.set()
             for t in threads:
@@ -121,7 +125,10 @@ def test_restart_redelivers_unacked_and_drops_transient() -> None:
         m1, _, b1 = ch.basic_get("dq")
         ch.basic_ack(m1.delivery_tag)  # acked
         assert (b0, b1) == (b"p0", b"p1")
-        time.sleep(0.3)  # let the delivery and ack records reach the log
+        # A barrier instead of a sleep: confirmed after the get and the ack on the same
+        # channel, so their records are on disk too (the log writes in order).
+        ch.queue_declare("barrier", durable=True)
+        ch.basic_publish("", "barrier", b"", pika.BasicProperties(delivery_mode=2))
         proc.kill()
         proc.start()
         conn = pika.BlockingConnection(pika.URLParameters(proc.url))
@@ -144,7 +151,7 @@ def test_restart_redelivers_unacked_and_drops_transient() -> None:
         ch.basic_publish("dx", "jobs.b", b"after")
         assert ch.basic_get("dq", auto_ack=True)[2] == b"after"
         conn.close()
-        assert proc.wait_for_log("recovered 3 messages in 1 durable queues")
+        assert proc.wait_for_log("recovered 4 messages in 2 durable queues")  # dq 3, barrier 1
     finally:
         proc.stop()
 

@@ -218,8 +218,10 @@ def test_small_messages_stay_in_memory_up_to_the_larger_window() -> None:
         _publish(ch, "small", [b"tiny"] * (WINDOW * 2))
         _publish(ch, "large", [_padded("big")] * (WINDOW * 2))
         ch.queue_declare("large", durable=True, passive=True)  # a round trip: all routed
-        time.sleep(0.2)  # written and (all but the last few, perhaps) paged out
-        small, large = _queue_info(proc, "small"), _queue_info(proc, "large")
+        # Written and paged out (polled, not slept on: the writer thread takes its time).
+        large = _wait_queue(proc, "large", lambda i: i["messages_paged_out"] > WINDOW // 2,
+                            "large messages paged out")
+        small = _queue_info(proc, "small")
         assert (small["messages_ready"], small["messages_paged_out"]) == (WINDOW * 2, 0)
         assert large["messages_ready"] == WINDOW * 2
         assert WINDOW // 2 < large["messages_paged_out"] <= WINDOW

@@ -9,8 +9,6 @@ model's head with the model's redelivered flag.
 
 from __future__ import annotations
 
-import time
-
 import pika
 import pytest
 from hypothesis import HealthCheck, settings
@@ -20,6 +18,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from tests.brokerproc import HutchProcess
 
 QUEUE = "sm"
+# Acks and deliveries are not synced before their reply; a confirmed persistent
+# publish on the same channel after them is: the log writes records in order, so
+# its confirm says everything before it is on disk too.
+BARRIER = "sm-barrier"
 
 
 class ModelMsg:
@@ -46,6 +48,7 @@ class QueueMachine(RuleBasedStateMachine):
         self.ch = self.conn.channel()
         self.ch.confirm_delivery()
         self.ch.queue_declare(QUEUE, durable=True)
+        self.ch.queue_declare(BARRIER, durable=True)
 
     def _requeue_all(self) -> None:
         for m in self.unacked.values():
@@ -103,8 +106,7 @@ class QueueMachine(RuleBasedStateMachine):
 
     @rule(kill=st.booleans())
     def restart(self, kill: bool) -> None:
-        # Let acks and deliveries reach the log: they are not synced before their reply.
-        time.sleep(0.15)
+        self.ch.basic_publish("", BARRIER, b"", pika.BasicProperties(delivery_mode=2))
         if kill:
             self.proc.kill()
         else:
