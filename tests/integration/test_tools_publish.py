@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -36,16 +35,13 @@ def test_default_body_is_hello_world(broker_url, qname, amqp):
     assert [b for _, _, b in amqp.get_all(qname)] == [b"Hello World!"]
 
 
-def test_file_bulk_is_fast_and_in_order(broker_url, qname, amqp, tmp_path: Path):
+def test_file_bulk_is_published_in_order(broker_url, qname, amqp, tmp_path: Path):
     n = 5000
     f = tmp_path / "tasks.txt"
     f.write_text("".join(f"task {i}\n" for i in range(n)) + "\n")  # a blank line is no message
-    started = time.monotonic()
     r = run_tool("publish", "--url", broker_url, "-q", qname, "--file", str(f), "--quiet")
-    elapsed = time.monotonic() - started
     assert r.returncode == 0, r.stderr
     assert r.stdout == "" and f"published {n} message(s)" in r.stderr
-    assert elapsed < 10, f"{n} confirmed publishes took {elapsed:.1f}s"
     amqp.wait_ready(qname, n)
     bodies = [b for _, _, b in amqp.get_all(qname)]
     assert bodies == [f"task {i}".encode() for i in range(n)]

@@ -193,10 +193,8 @@ def _alive(pid: int) -> bool:
 
 def test_concurrency_runs_commands_in_parallel(broker_url, qname, amqp, cmd, tmp_path):
     publish(amqp, qname, "sleep 1", "sleep 1.0")
-    started = time.monotonic()
     with tool("work", "--url", broker_url, "-q", qname, "--concurrency", "2", *cmd) as w:
         w.wait_for(" [x] Done", count=2)
-        elapsed = time.monotonic() - started
         w.signal()
         assert w.wait() == 0
     assert len(runs(tmp_path)) == 2
@@ -204,5 +202,4 @@ def test_concurrency_runs_commands_in_parallel(broker_url, qname, amqp, cmd, tmp
     starts = sorted(p.stat().st_mtime for p in (tmp_path / "runs").glob("*.json"))
     ends = sorted(p.stat().st_mtime for p in (tmp_path / "runs").glob("*.done"))
     assert starts[1] < ends[0]
-    assert elapsed < 10
     amqp.wait_ready(qname, 0)
