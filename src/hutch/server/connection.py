@@ -223,11 +223,11 @@ class Connection(asyncio.Protocol):
             self.transport.pause_reading()
         else:
             self.transport.resume_reading()
+        if paused and self.blocked and self._peer_timer is None:
+            self._peer_timer = self.broker.loop.call_later(PEER_CHECK, self._watch_peer)
         if paused != self.reading_paused:
             self.reading_paused = paused
             self._socket_levels = None
-            if paused and self.blocked and self._peer_timer is None:
-                self._peer_timer = self.broker.loop.call_later(PEER_CHECK, self._watch_peer)
             if not paused:
                 # Whatever the client sent while we were not reading (heartbeats
                 # included) is still in the socket: its heartbeat clock starts
