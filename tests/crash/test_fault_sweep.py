@@ -240,3 +240,46 @@ def test_single_faults_walking_through_the_calls_lose_nothing_confirmed(tmp_path
     finally:
         proc.stop()
     assert len(run.hits()) >= 20, run.hits()
+
+
+@pytest.mark.hutch_only
+@pytest.mark.parametrize("op", ["pread", "open_read"])
+def test_read_errors_while_paging_lose_nothing(tmp_path, op: str) -> None:
+    """A paged-out message that cannot be read back (EIO) stays in the queue, in
+    order; the queue tries again and every message is delivered once the disk reads."""
+    run = Run(tmp_path)
+    proc = run.proc
+    try:
+        proc.start()
+        run.connect()
+        run.ch.queue_declare("deep", durable=True)
+        tags = []
+        for _ in range(3000):  # ~6 MB: beyond the in-memory window, so most are paged out
+            assert run.publish("deep", "a")
+            tags.append(f"a{run.n}")
+        run.marker.write_text(json.dumps({"errno": "EIO", "ops": [op]}))
+        got: list[str] = []
+        while True:
+            method, _props, body = run.cch.basic_get("deep", auto_ack=True)
+            if method is None:
+                break
+            got.append(body.split(b":", 1)[0].decode())
+        assert len(got) < len(tags), "nothing was paged out: the test checks nothing"
+        run.marker.unlink()
+        deadline = time.monotonic() + 15
+        while len(got) < len(tags):
+            assert time.monotonic() < deadline, f"stuck after {len(got)} messages"
+            method, _props, body = run.cch.basic_get("deep", auto_ack=True)
+            if method is None:
+                time.sleep(0.1)
+                continue
+            tag = body.split(b":", 1)[0].decode()
+            assert body == body_of(tag)
+            got.append(tag)
+        assert got == tags
+        assert "Traceback" not in proc.log_text()
+        assert proc.wait_for_log("cannot read paged-out messages back")
+    finally:
+        run.close()
+        proc.stop()
+    assert op in run.hits()

@@ -17,11 +17,16 @@ in ``ready``.  Every body in memory is counted by the broker's memory alarm
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .message import Message
+
+log = logging.getLogger("hutch.queue")
+READ_RETRY = 1.0
 
 if TYPE_CHECKING:
     from .vhost import Vhost
@@ -59,9 +64,26 @@ class PagingMixin:
     consumers: deque[Any]
     _next_seq: int
     _page_out_waiting: bool
+    name: str
+    _read_retry: asyncio.TimerHandle | None = None  # a failed read is tried again then
 
     def _arm_ttl(self) -> None:
         raise NotImplementedError
+
+    def _read_failed(self, exc: OSError) -> None:
+        """Paged messages could not be read back (EIO): they stay paged, in order, and
+        the queue tries again in a second.  Consumers wait meanwhile; nothing is lost."""
+        if self._read_retry is not None:
+            return
+        log.error("queue '%s': cannot read paged-out messages back (%s); retrying in %.0f s",
+                  self.name, exc, READ_RETRY)
+        broker = self.vhost.broker
+        self._read_retry = broker.loop.call_later(READ_RETRY, self._retry_read)
+
+    def _retry_read(self) -> None:
+        self._read_retry = None
+        if not self.deleted:
+            self.vhost.broker.pump.queue_dirty(self)
 
     def _room_in_memory(self) -> bool:
         """Whether a new message (already counted in ready_bytes) may join ``ready``;
@@ -164,9 +186,14 @@ class PagingMixin:
                 while n > 0 and backlog and isinstance(backlog[0], int):
                     run.append(backlog.popleft())
                     n -= 1
+                try:
+                    loaded, size = self._load(run)
+                except OSError as exc:
+                    backlog.extendleft(reversed(run))  # kept, in order: tried again later
+                    self._read_failed(exc)
+                    break
                 self.paged -= len(run)
                 want -= len(run)
-                loaded, size = self._load(run)
                 moved.extend(loaded)
                 self.paged_bytes -= size
                 room -= size

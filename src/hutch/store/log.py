@@ -455,7 +455,10 @@ class MessageLog(RecoveryMixin):
         """The messages behind compact entries, read from their segments.
 
         Consecutive entries usually sit next to each other in one segment, so the
-        file is read in large chunks rather than a record at a time.
+        file is read in large chunks rather than a record at a time.  None for a
+        message that is not where its entry says (logged); an I/O error (EIO) raises
+        OSError, so the caller keeps the entries and tries again later: a disk that
+        fails a read must not cost the message.
         """
         out: list[records.Publish | None] = []
         chunk = b""
@@ -471,12 +474,7 @@ class MessageLog(RecoveryMixin):
             if seg is chunk_seg and chunk_off <= off < chunk_off + len(chunk):
                 rec = records.read_record(chunk, off - chunk_off)
             if rec is None:
-                try:
-                    chunk = self.files.pread(self._reader(seg), READ_CHUNK, off)
-                except OSError as exc:
-                    log.error("message store: cannot read message %d from %s: %s", mid, seg.path, exc)
-                    out.append(None)
-                    continue
+                chunk = self.files.pread(self._reader(seg), READ_CHUNK, off)
                 chunk_seg, chunk_off = seg, off
                 rec = records.read_record(chunk, 0)
                 if rec is None:  # a record bigger than the chunk
