@@ -66,10 +66,14 @@ class HutchProcess:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env=env)
         self._ready.clear()
-        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
-        if not self._ready.wait(timeout):
-            self.stop()
-            raise RuntimeError("hutch did not become ready:\n" + "\n".join(self.log_lines))
+        pump = threading.Thread(target=self._pump, args=(self.proc,), daemon=True)
+        pump.start()
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pump.join(2)  # the rest of what it printed
+                self.stop()
+                raise RuntimeError("hutch did not become ready:\n" + "\n".join(self.log_lines))
 
     def _pump(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None

@@ -113,7 +113,14 @@ async def serve(args: argparse.Namespace) -> int:
     if not args.in_memory:
         data_dir = default_data_dir() if args.data_dir is None else args.data_dir
         lock = lock_data_dir(data_dir)
-        await broker.open_store(data_dir, sync=args.sync, segment_size=args.segment_size)
+        try:
+            await broker.open_store(data_dir, sync=args.sync, segment_size=args.segment_size)
+        except OSError as exc:
+            # The disk refused a read, a rename or a write of recovery: nothing was
+            # changed that a later start cannot redo, so say it in one line and stop.
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise SystemExit(f"hutch: cannot open the message store in {data_dir}: "
+                             f"{exc.strerror or exc}{where}") from None
     server = Server(broker, args.host, args.port)
     await server.start()
     management = await _start_management(broker, server, args)

@@ -87,6 +87,7 @@ class RecoveryMixin:
         acked: set[int] = set()
         delivered: set[int] = set()
         salvage: dict[int, records.Publish] = {}
+        damaged: list[tuple[str, str]] = []  # moved aside once their salvage is durable
         read_record = records.read_record
         for i, name in enumerate(names):
             path = os.path.join(self.dir, name)
@@ -161,7 +162,7 @@ class RecoveryMixin:
                       "read before the damage are kept", problem, name, len(salvage))
             self.segments.pop()
             self._firsts.pop()
-            self._quarantine(path, problem)
+            damaged.append((path, problem))
             for scan in per_queue.values():
                 scan.drop_segment(seg_index)
         self._firsts = [s.first_seq for s in self.segments]
@@ -171,11 +172,21 @@ class RecoveryMixin:
             if rec_q.entries:
                 out[qid] = rec_q
         live_salvage = [p for mid, p in sorted(salvage.items()) if mid not in acked]
+        if live_salvage:
+            # A start that failed after salvaging but before quarantining leaves both
+            # the damaged segment and the salvage segment: salvage only what no
+            # surviving segment holds, so nothing comes back twice.
+            present = {mid for scan in per_queue.values() for mid in scan.ids}
+            live_salvage = [p for p in live_salvage if p.seq not in present]
         self._assigned_upto = self.seq
         if live_salvage:
             for qid, entries in self._rewrite(live_salvage, delivered).items():
                 target = out.setdefault(qid, Recovered())
                 target.merge(entries)
+        # Only now, with what they still held durable elsewhere: a fault before this
+        # point leaves them in place for the next start to salvage again.
+        for path, problem in damaged:
+            self._quarantine(path, problem)
         self.recovered_delivered = {m for m in delivered if m not in acked}
         return out
 
