@@ -151,13 +151,15 @@ class Queue(PagingMixin):
             if msg.expires_at is None or deadline < msg.expires_at:
                 msg.expires_at = deadline
         size = len(msg.body)
+        store = self.store
+        if store is not None and msg.persistent:
+            # Before anything is counted: if the store refuses the message, it is not
+            # queued, and neither ready_bytes nor the memory alarm may keep its size.
+            store.add(self, msg)
         self.ready_bytes += size
         self.published += 1
         self.vhost.broker.account(size)
-        store = self.store
         if store is not None:
-            if msg.persistent:
-                store.add(self, msg)
             if self.spill or self.backlog or not self._room_in_memory():
                 self.spill.append(msg)
                 self.held_bytes += size

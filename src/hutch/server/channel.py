@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..admin.stats import fold_into_totals
 from ..broker.consumer import Consumer
+from ..broker.expiration import parse_expiration
 from ..broker.message import Message
 from ..broker.permissions import CONFIGURE, READ, WRITE
 from ..broker.queue import REJECT_PUBLISH_DLX
@@ -252,17 +253,8 @@ class Channel:
                                f"user_id property set to '{user_id}' but authenticated user "
                                f"was '{self.conn.user.name}'")
         ttl = None  # seconds; the clock starts when the message is routed
-        if expiration is not None:
-            try:
-                ttl_ms = int(expiration)
-                if ttl_ms < 0:
-                    raise ValueError
-            except ValueError:
-                raise ChannelError(rc.PRECONDITION_FAILED,
-                                   f"invalid expiration '{expiration}': {{value_negative,"
-                                   f"{expiration}}}" if expiration.lstrip("-").isdigit() else
-                                   f"invalid expiration '{expiration}': no_integer") from None
-            ttl = ttl_ms / 1000.0
+        if expiration is not None:  # 0 .. 10 years, or 406 with RabbitMQ's text
+            ttl = parse_expiration(expiration) / 1000.0
         self.stat_publish += 1
         if self.confirm:
             self.publish_seq += 1
