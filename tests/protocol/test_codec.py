@@ -17,7 +17,10 @@ from pamqp import encode as pencode
 from hutch.protocol.codec import (
     DecodeError,
     LongStr,
+    Timestamp,
+    Utf8Error,
     decode_longstr,
+    decode_name,
     decode_shortstr,
     decode_table,
     encode_longstr,
@@ -59,8 +62,13 @@ def test_shortstr_bytes_and_limits() -> None:
         encode_shortstr("x" * 256)
     with pytest.raises(ValueError):
         encode_shortstr("é" * 128)  # 256 bytes
-    # not UTF-8: decoded as latin-1 rather than rejected
-    assert decode_shortstr(b"\x02\xff\xe9", 0) == ("\xff\xe9", 3)
+    # not UTF-8 (data, not a name): kept as escaped bytes that encode back unchanged
+    assert decode_shortstr(b"\x02\xff\xe9", 0) == ("\udcff\udce9", 3)
+    assert encode_shortstr("\udcff\udce9") == b"\x02\xff\xe9"
+    # a name must be UTF-8, as RabbitMQ requires (501 FRAME_ERROR)
+    assert decode_name(b"\x02ab", 0) == ("ab", 3)
+    with pytest.raises(Utf8Error, match="Malformed UTF-8 in shortstr"):
+        decode_name(b"\x02\xff\xe9", 0)
 
 
 @pytest.mark.parametrize("data", [b"\x05abc", b"\x01", b"\xff" + b"a" * 254])
@@ -184,9 +192,26 @@ def test_decode_preserves_key_order_and_duplicates_last_wins() -> None:
     assert table == {"b": True, "a": None}
 
 
-def test_decode_non_utf8_key_is_latin1() -> None:
+def test_decode_non_utf8_key_round_trips() -> None:
     body = b"\x01\xe9V"
-    assert decode_table(table_bytes(body), 0)[0] == {"\xe9": None}
+    assert decode_table(table_bytes(body), 0)[0] == {"\udce9": None}
+    assert encode_table({"\udce9": None}) == table_bytes(body)
+
+
+def test_deep_tables_decode_and_encode_without_recursion() -> None:
+    # Headers (max_depth=None) have no depth limit: 20,000 levels, both kinds.
+    deep: dict = {}
+    inner = deep
+    for i in range(20_000):
+        child: dict = {}
+        inner["a"] = [child] if i % 2 else child
+        inner = child
+    raw = encode_table(deep)
+    back, end = decode_table(raw, 0, max_depth=None)
+    assert end == len(raw) and encode_table(back) == raw
+    # Method arguments keep the limit.
+    with pytest.raises(DecodeError, match="nested too deeply"):
+        decode_table(raw, 0)
 
 
 def test_decode_table_from_memoryview() -> None:
@@ -405,10 +430,12 @@ def test_shortened_declared_length_raises_decode_error(table: dict[str, Any], da
 
 
 @pytest.mark.parametrize("ts", [253402300800, 2**40, 2**63, 2**64 - 1])
-def test_out_of_range_timestamp_raises_decode_error(ts: int) -> None:
+def test_timestamp_past_datetime_round_trips(ts: int) -> None:
+    # Valid AMQP (RabbitMQ keeps it as a number): kept as a Timestamp, encoded back as 'T'.
     data = table_bytes(b"\x01aT" + struct.pack(">Q", ts))
-    with pytest.raises(DecodeError):
-        decode_table(data, 0)
+    table, _ = decode_table(data, 0)
+    assert table == {"a": ts} and isinstance(table["a"], Timestamp)
+    assert encode_table(table) == data
 
 
 def test_array_item_overrunning_array_length_raises_decode_error() -> None:

@@ -34,21 +34,57 @@ _f64 = struct.Struct(">d")
 class DecodeError(ValueError):
     """Malformed bytes inside a frame payload (a SYNTAX_ERROR on the wire)."""
 
+    code = 502  # SYNTAX_ERROR
+
+
+class Utf8Error(DecodeError):
+    """A name in a method frame (queue, exchange, consumer tag, vhost, ...) is not
+    valid UTF-8.  RabbitMQ (rabbit_binary_parser:assert_utf8) closes the connection
+    with 501 "FRAME_ERROR - Malformed UTF-8 in shortstr"; class/method are 0 for a
+    method on a channel (the method was never decoded)."""
+
+    code = 501  # FRAME_ERROR
+
+    def __init__(self) -> None:
+        super().__init__("Malformed UTF-8 in shortstr")
+
 
 class LongStr(bytes):
     """A long string that must stay bytes (not UTF-8 decoded) when re-encoded."""
 
 
+class Timestamp(int):
+    """A timestamp a datetime cannot hold (e.g. past year 9999): valid AMQP, kept as
+    its number of seconds and encoded back as a timestamp."""
+
+
 def decode_shortstr(buf: bytes | memoryview, off: int) -> tuple[str, int]:
+    """A short string that is data, not a name (content properties, table keys,
+    basic.publish's exchange and routing key): never refused, as in RabbitMQ.  Bytes
+    that are not UTF-8 become lone surrogates ("surrogateescape"), which every encoder
+    here turns back into the same bytes, and which no valid name can contain (names
+    are checked with ``decode_name``), so a bad routing key never aliases a queue."""
     n = buf[off]
     end = off + 1 + n
     if end > len(buf):
         raise DecodeError("short string overruns the frame")
-    raw = bytes(buf[off + 1 : end])
+    return bytes(buf[off + 1 : end]).decode("utf-8", "surrogateescape"), end
+
+
+def decode_name(buf: bytes | memoryview, off: int) -> tuple[str, int]:
+    """A short string in a method frame, which RabbitMQ requires to be UTF-8.
+
+    Python's strict decoder also refuses encoded surrogates and code points above
+    U+10FFFF, which Erlang's xmerl_ucs lets through; Hutch refuses them too (a str
+    cannot hold the latter; see README, Known differences)."""
+    n = buf[off]
+    end = off + 1 + n
+    if end > len(buf):
+        raise DecodeError("short string overruns the frame")
     try:
-        return raw.decode("utf-8"), end
+        return bytes(buf[off + 1 : end]).decode("utf-8"), end
     except UnicodeDecodeError:
-        return raw.decode("latin-1"), end
+        raise Utf8Error() from None
 
 
 def decode_longstr(buf: bytes | memoryview, off: int) -> tuple[bytes, int]:
@@ -61,25 +97,30 @@ def decode_longstr(buf: bytes | memoryview, off: int) -> tuple[bytes, int]:
 
 
 def encode_shortstr(value: str | bytes) -> bytes:
-    raw = value.encode("utf-8") if isinstance(value, str) else value
+    # surrogateescape: the exact bytes a client sent (see decode_shortstr).
+    raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
     if len(raw) > 255:
         raise ValueError("short string longer than 255 bytes")
     return _u8.pack(len(raw)) + raw
 
 
 def encode_longstr(value: str | bytes) -> bytes:
-    raw = value.encode("utf-8") if isinstance(value, str) else value
+    raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
     return _u32.pack(len(raw)) + raw
 
 
-# Deepest nesting of tables/arrays we decode: a frame could otherwise carry
-# thousands of levels and exhaust Python's recursion limit.
+# Deepest nesting of tables/arrays accepted in a *method* frame (arguments, client
+# properties): those are kept, compared, written to the definitions file and rendered
+# as JSON, so they stay shallow.  Message headers have no limit (``max_depth=None``):
+# Hutch accepts them without looking, as RabbitMQ does at any depth, so whatever reads
+# them later (dead-lettering, the headers exchange, the management API) must cope.
+# Decoding and encoding are loops over an explicit stack, never recursion: a frame can
+# hold ~26,000 levels, far past Python's recursion limit.
 MAX_DEPTH = 64
 
 
-def _decode_value(buf: bytes | memoryview, off: int, depth: int = 0) -> tuple[Any, int]:
-    tag = buf[off]
-    off += 1
+def _decode_scalar(tag: int, buf: bytes | memoryview, off: int) -> tuple[Any, int]:
+    """A field value that is not a table or an array."""
     if tag == 0x53:  # 'S'
         raw, off = decode_longstr(buf, off)
         try:
@@ -90,25 +131,8 @@ def _decode_value(buf: bytes | memoryview, off: int, depth: int = 0) -> tuple[An
         return _i32.unpack_from(buf, off)[0], off + 4
     if tag == 0x74:  # 't'
         return buf[off] != 0, off + 1
-    if tag == 0x46:  # 'F'
-        return decode_table(buf, off, depth + 1)
     if tag == 0x6C:  # 'l'
         return _i64.unpack_from(buf, off)[0], off + 8
-    if tag == 0x41:  # 'A'
-        (n,) = _u32.unpack_from(buf, off)
-        off += 4
-        end = off + n
-        if end > len(buf):
-            raise DecodeError("array overruns the frame")
-        if depth >= MAX_DEPTH:
-            raise DecodeError("field table nested too deeply")
-        items = []
-        while off < end:
-            v, off = _decode_value(buf, off, depth + 1)
-            items.append(v)
-        if off != end:
-            raise DecodeError("array length mismatch")
-        return items, off
     if tag == 0x62:  # 'b'
         return _i8.unpack_from(buf, off)[0], off + 1
     if tag == 0x42:  # 'B'
@@ -125,24 +149,27 @@ def _decode_value(buf: bytes | memoryview, off: int, depth: int = 0) -> tuple[An
         return _f64.unpack_from(buf, off)[0], off + 8
     if tag == 0x44:  # 'D'
         scale = buf[off]
-        (raw,) = _i32.unpack_from(buf, off + 1)
-        return decimal.Decimal(raw).scaleb(-scale), off + 5
+        (raw_int,) = _i32.unpack_from(buf, off + 1)
+        return decimal.Decimal(raw_int).scaleb(-scale), off + 5
     if tag == 0x54:  # 'T'
         (ts,) = _u64.unpack_from(buf, off)
         try:
             return datetime.datetime.fromtimestamp(ts, tz=datetime.UTC), off + 8
         except (ValueError, OverflowError, OSError):
-            raise DecodeError(f"timestamp {ts} out of range") from None
+            return Timestamp(ts), off + 8
     if tag == 0x56:  # 'V'
         return None, off
     if tag == 0x78:  # 'x'
-        raw, off = decode_longstr(buf, off)
-        return raw, off
+        return decode_longstr(buf, off)
     raise DecodeError(f"unknown field type {chr(tag)!r}")
 
 
-def decode_table(buf: bytes | memoryview, off: int, depth: int = 0) -> tuple[dict[str, Any], int]:
-    if depth > MAX_DEPTH:
+def decode_table(buf: bytes | memoryview, off: int, depth: int = 0,
+                 max_depth: int | None = MAX_DEPTH) -> tuple[dict[str, Any], int]:
+    """The field table at ``off``; tables/arrays nested more than ``max_depth`` levels
+    below it (``depth`` levels are already above it) are refused, None: no limit."""
+    limit = None if max_depth is None else max_depth - depth
+    if limit is not None and limit < 0:
         raise DecodeError("field table nested too deeply")
     try:
         (n,) = _u32.unpack_from(buf, off)
@@ -151,18 +178,45 @@ def decode_table(buf: bytes | memoryview, off: int, depth: int = 0) -> tuple[dic
         if end > len(buf):
             raise DecodeError("table overruns the frame")
         table: dict[str, Any] = {}
-        while off < end:
-            key, off = decode_shortstr(buf, off)
-            table[key], off = _decode_value(buf, off, depth)
-        if off != end:
-            raise DecodeError("table length mismatch")
+        # One entry per open table/array: (container, where it ends).
+        stack: list[tuple[Any, int]] = [(table, end)]
+        while stack:
+            container, end = stack[-1]
+            if off >= end:
+                if off != end:
+                    kind = "table" if type(container) is dict else "array"
+                    raise DecodeError(f"{kind} length mismatch")
+                stack.pop()
+                continue
+            key = None
+            if type(container) is dict:
+                key, off = decode_shortstr(buf, off)
+            tag = buf[off]
+            off += 1
+            if tag == 0x46 or tag == 0x41:  # 'F', 'A'
+                if limit is not None and len(stack) > limit:
+                    raise DecodeError("field table nested too deeply")
+                (n,) = _u32.unpack_from(buf, off)
+                off += 4
+                if off + n > len(buf):
+                    raise DecodeError(("table" if tag == 0x46 else "array") + " overruns the frame")
+                value: Any = {} if tag == 0x46 else []
+                stack.append((value, off + n))
+            else:
+                value, off = _decode_scalar(tag, buf, off)
+            if key is not None:
+                container[key] = value
+            else:
+                container.append(value)
         return table, off
     except (struct.error, IndexError) as exc:
         raise DecodeError(f"malformed field table: {exc}") from None
 
 
-def _encode_value(value: Any, out: list[bytes]) -> None:
-    if isinstance(value, bool):
+def _encode_scalar(value: Any, out: list[bytes]) -> None:
+    if isinstance(value, Timestamp):
+        out.append(b"T" + _u64.pack(value))
+    elif isinstance(value, bool):
         out.append(b"t\x01" if value else b"t\x00")
     elif isinstance(value, int):
         if -(2**31) <= value < 2**31:
@@ -170,7 +224,7 @@ def _encode_value(value: Any, out: list[bytes]) -> None:
         else:
             out.append(b"l" + _i64.pack(value))
     elif isinstance(value, str):
-        raw = value.encode("utf-8")
+        raw = value.encode("utf-8", "surrogateescape")
         out.append(b"S" + _u32.pack(len(raw)) + raw)
     elif isinstance(value, LongStr):
         out.append(b"S" + _u32.pack(len(value)) + value)
@@ -179,14 +233,6 @@ def _encode_value(value: Any, out: list[bytes]) -> None:
         out.append(b"x" + _u32.pack(len(raw)) + raw)
     elif isinstance(value, float):
         out.append(b"d" + _f64.pack(value))
-    elif isinstance(value, dict):
-        out.append(b"F" + encode_table(value))
-    elif isinstance(value, (list, tuple)):
-        parts: list[bytes] = []
-        for item in value:
-            _encode_value(item, parts)
-        body = b"".join(parts)
-        out.append(b"A" + _u32.pack(len(body)) + body)
     elif value is None:
         out.append(b"V")
     elif isinstance(value, datetime.datetime):
@@ -194,8 +240,8 @@ def _encode_value(value: Any, out: list[bytes]) -> None:
     elif isinstance(value, decimal.Decimal):
         _sign, _digits, exponent = value.as_tuple()
         scale = -int(exponent) if isinstance(exponent, int) and exponent < 0 else 0
-        raw = int(value.scaleb(scale))
-        out.append(b"D" + _u8.pack(scale) + _i32.pack(raw))
+        raw_int = int(value.scaleb(scale))
+        out.append(b"D" + _u8.pack(scale) + _i32.pack(raw_int))
     else:
         raise TypeError(f"cannot encode {type(value).__name__} in a field table")
 
@@ -203,12 +249,32 @@ def _encode_value(value: Any, out: list[bytes]) -> None:
 def encode_table(table: dict[str, Any] | None) -> bytes:
     if not table:
         return b"\x00\x00\x00\x00"
-    parts: list[bytes] = []
-    for key, value in table.items():
-        parts.append(encode_shortstr(key))
-        _encode_value(value, parts)
-    body = b"".join(parts)
-    return _u32.pack(len(body)) + body
+    # One entry per open table/array: (its items, its encoded parts, is it a table).
+    stack: list[tuple[Any, list[bytes], bool]] = [(iter(table.items()), [], True)]
+    while True:
+        items, parts, is_table = stack[-1]
+        for item in items:
+            if is_table:
+                key, value = item
+                parts.append(encode_shortstr(key))
+            else:
+                value = item
+            if isinstance(value, dict):
+                parts.append(b"F")
+                stack.append((iter(value.items()), [], True))
+                break
+            if isinstance(value, (list, tuple)):
+                parts.append(b"A")
+                stack.append((iter(value), [], False))
+                break
+            _encode_scalar(value, parts)
+        else:  # this table/array is complete: its bytes go to its parent
+            stack.pop()
+            body = b"".join(parts)
+            encoded = _u32.pack(len(body)) + body
+            if not stack:
+                return encoded
+            stack[-1][1].append(encoded)
 
 
 def field_type_name(value: Any) -> str:
