@@ -100,7 +100,9 @@ def lock_data_dir(data_dir: str) -> Any:
 def _setup_logging(level: str, log_file: str | None) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
-        handlers.append(logging.FileHandler(log_file))
+        # backslashreplace, as stderr does: an error text may quote a routing key or
+        # exchange name that is not UTF-8 (codec.decode_shortstr).
+        handlers.append(logging.FileHandler(log_file, errors="backslashreplace"))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=handlers,
                         format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
 

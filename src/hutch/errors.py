@@ -13,10 +13,11 @@ from .protocol.constants import REPLY_NAMES
 def truncate_reply(text: str) -> str:
     """Reply texts are short strings (255 bytes); RabbitMQ cuts longer ones to
     252 bytes plus "..." rather than failing to send the error at all."""
-    raw = text.encode("utf-8")
+    # surrogateescape: a text may quote a name that was not UTF-8 (codec.decode_shortstr).
+    raw = text.encode("utf-8", "surrogateescape")
     if len(raw) <= 255:
         return text
-    return raw[:252].decode("utf-8", "ignore") + "..."
+    return raw[:252].decode("utf-8", "surrogateescape") + "..."
 
 
 class AMQPError(Exception):

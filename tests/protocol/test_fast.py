@@ -78,12 +78,16 @@ def test_decode_publish_truncations_raise_decode_error(exchange: str, routing_ke
             m.decode_method(payload[:cut])
 
 
-def test_decode_publish_rejects_non_utf8_names() -> None:
-    # (the generic decoder falls back to latin-1 here; the hot path refuses)
-    with pytest.raises(DecodeError):
-        fast.decode_publish(b"\x00\x3c\x00\x28\x00\x00\x01\xff\x00\x00")
-    with pytest.raises(DecodeError):
-        fast.decode_publish(b"\x00\x3c\x00\x28\x00\x00\x00\x02\xc3\x28\x00")
+def test_decode_publish_takes_non_utf8_names() -> None:
+    # RabbitMQ takes any bytes in basic.publish's exchange and routing key; they are
+    # kept as escaped bytes that encode back unchanged (both decoders agree).
+    for payload in (b"\x00\x3c\x00\x28\x00\x00\x01\xff\x00\x00",
+                    b"\x00\x3c\x00\x28\x00\x00\x00\x02\xc3\x28\x00"):
+        exchange, routing_key, _m, _i = fast.decode_publish(payload)
+        method = m.decode_method(payload)
+        assert (method.exchange, method.routing_key) == (exchange, routing_key)
+        assert method.encode() == payload
+        assert fast.shortstr(exchange) + fast.shortstr(routing_key) == payload[6:-1]
 
 
 # -- decode_ack ---------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from hutch.protocol import frames
 from hutch.protocol import methods as m
-from hutch.protocol.codec import DecodeError
+from hutch.protocol.codec import DecodeError, Utf8Error
 
 from ._pamqp import (
     PAMQP_BY_INDEX,
@@ -211,9 +211,12 @@ def test_longlong_is_unsigned() -> None:
     assert m.decode_method(ok.encode()) == ok
 
 
-def test_non_utf8_shortstr_decodes_as_latin1() -> None:
+def test_non_utf8_name_is_a_frame_error() -> None:
+    # RabbitMQ: 501 "FRAME_ERROR - Malformed UTF-8 in shortstr" for any name in a method.
     payload = struct.pack(">HH", 60, 21) + b"\x02\xff\xfe"
-    assert m.decode_method(payload) == m.BasicConsumeOk(consumer_tag="\xff\xfe")
+    with pytest.raises(Utf8Error) as info:
+        m.decode_method(payload)
+    assert info.value.code == 501
 
 
 def test_shortstr_too_long_refuses_to_encode() -> None:

@@ -28,16 +28,24 @@ def decode_publish(payload: bytes) -> tuple[str, str, bool, bool]:
     Layout after class/method ids: reserved(2) exchange(shortstr)
     routing_key(shortstr) bits(1: mandatory, immediate).
     """
+    # Any bytes are taken, as RabbitMQ does (codec.decode_shortstr): a routing key that
+    # is not UTF-8 reaches no queue (names are UTF-8) and travels on unchanged.
     try:
         off = 6
         n = payload[off]
-        exchange = payload[off + 1 : off + 1 + n].decode()
-        off += 1 + n
+        end = off + 1 + n
+        if end > len(payload):
+            raise IndexError("exchange overruns the frame")
+        exchange = payload[off + 1 : end].decode("utf-8", "surrogateescape")
+        off = end
         n = payload[off]
-        routing_key = payload[off + 1 : off + 1 + n].decode()
-        off += 1 + n
+        end = off + 1 + n
+        if end > len(payload):
+            raise IndexError("routing key overruns the frame")
+        routing_key = payload[off + 1 : end].decode("utf-8", "surrogateescape")
+        off = end
         bits = payload[off]
-    except (IndexError, UnicodeDecodeError) as exc:
+    except IndexError as exc:
         raise DecodeError(f"malformed basic.publish: {exc}") from None
     return exchange, routing_key, bool(bits & 1), bool(bits & 2)
 
@@ -96,5 +104,6 @@ def confirm_frame(channel: int, delivery_tag: int, multiple: bool, nack: bool = 
 
 
 def shortstr(value: str) -> bytes:
-    raw = value.encode()
+    # surrogateescape: a routing key that was not UTF-8 goes back out as it came in.
+    raw = value.encode("utf-8", "surrogateescape")
     return bytes((len(raw),)) + raw

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from .codec import (
     DecodeError,
     decode_longstr,
+    decode_name,
     decode_shortstr,
     decode_table,
     encode_longstr,
@@ -189,7 +190,12 @@ class Method:
 
 
 def _decoder(cls: type[Method]):
-    fields = cls.FIELDS
+    # Every short string in a method must be UTF-8 (RabbitMQ: 501 FRAME_ERROR), except
+    # the exchange and routing key that travel with content: RabbitMQ takes any bytes
+    # in basic.publish (and hands them back as they came in return/deliver/get-ok).
+    lenient = {"exchange", "routing_key"} if cls.HAS_CONTENT else set()
+    fields = tuple((name, "shortstr_any" if kind == "shortstr" and name in lenient else kind)
+                   for name, kind in cls.FIELDS)
 
     def decode(buf: bytes | memoryview, off: int) -> Method:
         values: list[Any] = []
@@ -207,6 +213,8 @@ def _decoder(cls: type[Method]):
                     continue
                 bitpos = 8
                 if kind == "shortstr":
+                    v, off = decode_name(buf, off)
+                elif kind == "shortstr_any":
                     v, off = decode_shortstr(buf, off)
                 elif kind == "longstr":
                     v, off = decode_longstr(buf, off)

@@ -141,8 +141,8 @@ class Channel:
             if not exc.class_id and ftype == rc.FRAME_METHOD and len(payload) >= 4:
                 exc.class_id, exc.method_id = struct.unpack_from(">HH", payload, 0)
             raise
-        except DecodeError as exc:
-            raise HardError(rc.SYNTAX_ERROR, str(exc)) from None
+        except DecodeError as exc:  # 502, or 501 for a name that is not UTF-8 (class 0)
+            raise HardError(exc.code, str(exc)) from None
 
     def error(self, exc: ChannelError) -> None:
         """Close this channel with a soft error; the connection lives on."""

@@ -17,6 +17,7 @@ import ipaddress
 import logging
 import platform
 import socket
+import struct
 import sys
 import termios
 import time
@@ -28,7 +29,7 @@ from ..broker.permissions import Access, vhost_access_allowed
 from ..errors import AMQPError, ChannelError, HardError
 from ..protocol import constants as rc
 from ..protocol import methods as m
-from ..protocol.codec import DecodeError, decode_table
+from ..protocol.codec import DecodeError, Utf8Error, decode_table
 from ..protocol.frames import HEARTBEAT_FRAME, FrameError, FrameReader, method_frame
 from .channel import Channel
 
@@ -378,7 +379,10 @@ class Connection(asyncio.Protocol):
         except KeyError:
             raise HardError(rc.COMMAND_INVALID, "unknown method") from None
         except DecodeError as exc:
-            raise HardError(rc.SYNTAX_ERROR, str(exc)) from None
+            err = HardError(exc.code, str(exc))
+            if isinstance(exc, Utf8Error):  # RabbitMQ names the connection method here
+                err.class_id, err.method_id = struct.unpack_from(">HH", payload, 0)
+            raise err from None
 
     def _connection_method(self, payload: bytes) -> None:
         method = self._decode(payload)

@@ -123,10 +123,11 @@ def decode_publish(seq: int, buf: bytes | memoryview, start: int, end: int) -> P
     queue_id, flags, expires_ms = _pub_fixed.unpack_from(buf, start)
     off = start + _pub_fixed.size
     n = buf[off]
-    exchange = bytes(buf[off + 1 : off + 1 + n]).decode()
+    # surrogateescape: a routing key need not be UTF-8 (codec.decode_shortstr).
+    exchange = bytes(buf[off + 1 : off + 1 + n]).decode("utf-8", "surrogateescape")
     off += 1 + n
     n = buf[off]
-    routing_key = bytes(buf[off + 1 : off + 1 + n]).decode()
+    routing_key = bytes(buf[off + 1 : off + 1 + n]).decode("utf-8", "surrogateescape")
     off += 1 + n
     (hlen,) = _u32.unpack_from(buf, off)
     off += 4
