@@ -30,7 +30,7 @@ from ..broker.permissions import CONFIGURE, READ, WRITE
 from ..errors import ChannelError
 from ..protocol import constants as rc
 from ..protocol.frames import content_header_payload
-from ..protocol.properties import decode_properties, encode_properties
+from ..protocol.properties import encode_properties
 from .http_api import (
     ApiError,
     Request,
@@ -41,6 +41,7 @@ from .http_api import (
     no_content,
     not_found,
 )
+from .render import message_properties, to_json
 from .schema import BINDING_POST, EXCHANGE_PUT, GET_MESSAGES, PUBLISH, QUEUE_PUT
 from .views import (
     binding_info,
@@ -49,7 +50,6 @@ from .views import (
     connection_info,
     consumer_info,
     exchange_info,
-    jsonable,
     properties_key,
     queue_detail,
     queue_info,
@@ -180,29 +180,33 @@ async def get_messages(req: Request) -> web.Response:
             raise ChannelError(rc.NOT_FOUND, f"no queue '{name}' in vhost '{vhost.name}'")
     taken: list[Message] = []
     out = []
-    for _ in range(max(count, 0)):
-        msg = q.get(no_ack=False)
-        if msg is None:
-            break
-        taken.append(msg)
-        payload, payload_encoding = _payload(msg.body, encoding, truncate)
-        out.append({
-            "payload_bytes": len(msg.body),
-            "redelivered": msg.redelivered,
-            "exchange": msg.exchange,
-            "routing_key": msg.routing_key,
-            "message_count": q.message_count,
-            "properties": jsonable(decode_properties(msg.header[12:])),
-            "payload": payload,
-            "payload_encoding": payload_encoding,
-        })
-    if ackmode.endswith("requeue_true"):
-        if taken:
-            q.requeue(taken)
-    else:
-        for msg in taken:
-            q.ack(msg) if ackmode.startswith("ack") else q.reject(msg)
-    return json_response(out)
+    try:
+        for _ in range(max(count, 0)):
+            msg = q.get(no_ack=False)
+            if msg is None:
+                break
+            taken.append(msg)
+            payload, payload_encoding = _payload(msg.body, encoding, truncate)
+            out.append({
+                "payload_bytes": len(msg.body),
+                "redelivered": msg.redelivered,
+                "exchange": msg.exchange,
+                "routing_key": msg.routing_key,
+                "message_count": q.message_count,
+                "properties": message_properties(msg.header),
+                "payload": payload,
+                "payload_encoding": payload_encoding,
+            })
+    finally:
+        # Settled whatever happens above: a message taken must never stay unacked.
+        if ackmode.endswith("requeue_true"):
+            if taken:
+                q.requeue(taken)
+        else:
+            for msg in taken:
+                q.ack(msg) if ackmode.startswith("ack") else q.reject(msg)
+    # Properties are whatever publishers sent, nested to any depth (render.py).
+    return web.Response(text=to_json(out), content_type="application/json")
 
 
 async def queue_bindings(req: Request) -> web.Response:

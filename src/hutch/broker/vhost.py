@@ -8,15 +8,15 @@ recorded from RabbitMQ 3.10), so the channel layer only translates methods.
 from __future__ import annotations
 
 import base64
-import datetime
 import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ChannelError
 from ..protocol import constants as rc
-from ..protocol.frames import content_header_payload
-from ..protocol.properties import decode_properties, encode_properties
+from ..protocol.codec import DecodeError
+from ..protocol.properties import decode_properties
 from .arguments import check_exchange_equivalence, check_queue_equivalence, validate_queue_args
+from .deadletter import dead_letter_header
 from .exchanges import EXCHANGE_TYPES, Exchange
 from .message import Message
 from .queue import Queue
@@ -300,7 +300,12 @@ class Vhost:
 
         def headers() -> dict[str, Any] | None:
             if not props_cache:
-                props_cache.append(decode_properties(header[12:]))
+                try:
+                    props_cache.append(decode_properties(header[12:]))
+                except DecodeError:
+                    # Never decoded on publish (RabbitMQ would have refused it with
+                    # 541): routed as a message without headers, never an exception.
+                    props_cache.append({})
             return props_cache[0].get("headers")
 
         dests = ex.route(routing_key, headers)
@@ -336,28 +341,9 @@ class Vhost:
         ex = self.exchanges.get(source.dlx or "")
         if ex is None:
             return  # RabbitMQ silently drops when the DLX does not exist
-        props = decode_properties(msg.header[12:])
-        headers = dict(props.get("headers") or {})
-        deaths = list(headers.get("x-death") or [])
-        entry = None
-        for i, d in enumerate(deaths):
-            if isinstance(d, dict) and d.get("queue") == source.name and d.get("reason") == reason:
-                entry = deaths.pop(i)
-                break
-        if entry is None:
-            entry = {"count": 0, "reason": reason, "queue": source.name,
-                     "exchange": msg.exchange, "routing-keys": [msg.routing_key]}
-        entry["count"] = int(entry.get("count", 0)) + 1
-        entry["time"] = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
-        if "expiration" in props:
-            entry["original-expiration"] = props.pop("expiration")
-        deaths.insert(0, entry)
-        headers["x-death"] = deaths
-        headers.setdefault("x-first-death-reason", reason)
-        headers.setdefault("x-first-death-queue", source.name)
-        headers.setdefault("x-first-death-exchange", msg.exchange)
-        props["headers"] = headers
-        header = content_header_payload(len(msg.body), encode_properties(props))
+        # Any header value of any type is tolerated (deadletter.py).
+        header = dead_letter_header(msg.header, len(msg.body), reason, source.name, msg.exchange,
+                                    msg.routing_key)
         routing_key = source.dlrk if source.dlrk is not None else msg.routing_key
         for q in self.route(ex, routing_key, header):
             if q is source and reason != "rejected":

@@ -64,8 +64,12 @@ def _skip_flags(raw: bytes, off: int = 0) -> tuple[int, int]:
     return flags, off
 
 
-def decode_properties(raw: bytes) -> dict[str, Any]:
-    """All present properties as a dict (absent ones are left out)."""
+def decode_properties(raw: bytes, skip_headers: bool = False) -> dict[str, Any]:
+    """All present properties as a dict (absent ones are left out).
+
+    Headers nest to any depth (no limit, as in RabbitMQ: Hutch takes them on publish
+    without decoding).  ``skip_headers`` leaves them out, for a caller that must show
+    the other properties of a message whose headers do not decode."""
     try:
         flags, off = _skip_flags(raw)
         props: dict[str, Any] = {}
@@ -75,7 +79,10 @@ def decode_properties(raw: bytes) -> dict[str, Any]:
                 if kind == "shortstr":
                     props[name], off = decode_shortstr(raw, off)
                 elif kind == "table":
-                    props[name], off = decode_table(raw, off)
+                    if skip_headers:
+                        off += 4 + _u32.unpack_from(raw, off)[0]
+                    else:
+                        props[name], off = decode_table(raw, off, max_depth=None)
                 elif kind == "octet":
                     props[name] = raw[off]
                     off += 1
