@@ -231,7 +231,7 @@ def test_first_death_headers_are_set_when_there_was_no_x_death(broker_url, topol
             headers={"route": "yes", "x-first-death-queue": "made up", "x-first-death-reason": 5}))
         method, _p, _b = ch.basic_get(topology["rej"])
         ch.basic_reject(method.delivery_tag, requeue=False)
-        _m, props, _b = ch.basic_get(topology["dlq"], auto_ack=True)
+        _m, props, _b = _wait_get(ch, topology["dlq"])
         # RabbitMQ sets them (replacing what the publisher put there).
         assert props.headers["x-first-death-queue"] == topology["rej"]
         assert props.headers["x-first-death-reason"] == "rejected"
@@ -255,7 +255,7 @@ def test_x_death_rabbitmq_would_crash_on(broker_url, session_hutch, topology, x_
             headers={"x-death": x_death, "route": "yes"}))
         method, _p, _b = ch.basic_get(topology["rej"])
         ch.basic_reject(method.delivery_tag, requeue=False)
-        _m, props, _b = ch.basic_get(topology["dlq"], auto_ack=True)
+        _m, props, _b = _wait_get(ch, topology["dlq"])
         first = props.headers["x-death"][0]
         assert (first["count"], first["reason"], first["queue"]) == (1, "rejected", topology["rej"])
         if not isinstance(x_death[0], dict):
@@ -263,6 +263,15 @@ def test_x_death_rabbitmq_would_crash_on(broker_url, session_hutch, topology, x_
     finally:
         conn.close()
     assert "Traceback" not in "\n".join(session_hutch.log_lines[start:])
+
+
+def _wait_get(ch, queue: str):
+    """basic.get until a message comes: dead-lettering is asynchronous in RabbitMQ."""
+    deadline = time.monotonic() + 5
+    while (got := ch.basic_get(queue, auto_ack=True))[0] is None:
+        assert time.monotonic() < deadline, f"nothing arrived in {queue}"
+        time.sleep(0.02)
+    return got
 
 
 def _deep_headers(levels: int) -> bytes:
