@@ -8,7 +8,10 @@ Unset -> the session starts its own ``hutch serve`` on a free port.
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 import uuid
+from urllib.parse import urlparse
 
 import pytest
 
@@ -18,8 +21,54 @@ EXTERNAL_URL = os.environ.get("HUTCH_TEST_AMQP_URL")
 EXTERNAL_HTTP_URL = os.environ.get("HUTCH_TEST_HTTP_URL")
 
 
+# The user's own broker may be running while the tests run (the README's first command):
+# the tests must never touch its data dir or its ports.  Anything that would fall back
+# to the default data dir gets a throw-away one instead, and every connection this
+# process makes is checked against the default ports (sys.addaudithook sees them all).
+DEFAULT_PORTS = {5672, 5671, 15672, 15692}
+_USER_DATA_DIR = os.environ.get("HUTCH_DATA_DIR") or os.path.join(
+    os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share"),
+    "hutch")
+_default_port_connections: list[tuple[str, int]] = []
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event == "socket.connect" and len(args) > 1 and isinstance(args[1], tuple):
+        host, port = args[1][0], args[1][1]
+        if port in DEFAULT_PORTS and host in ("127.0.0.1", "::1", "localhost"):
+            _default_port_connections.append((host, port))
+
+
+def _listing(path: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for root, _dirs, names in os.walk(path):
+        for name in names:
+            full = os.path.join(root, name)
+            try:
+                out[full] = os.stat(full).st_mtime
+            except OSError:
+                pass
+    return out
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "hutch_only: Hutch-specific behaviour, skipped against RabbitMQ")
+    config._hutch_user_dir = _listing(_USER_DATA_DIR)  # type: ignore[attr-defined]
+    os.environ["HUTCH_DATA_DIR"] = tempfile.mkdtemp(prefix="hutch-test-default-")
+    sys.addaudithook(_audit)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    problems = []
+    if _listing(_USER_DATA_DIR) != getattr(session.config, "_hutch_user_dir", {}):
+        problems.append(f"the tests changed the user's data dir {_USER_DATA_DIR}")
+    external = {p for u in (EXTERNAL_URL, EXTERNAL_HTTP_URL) if u for p in [urlparse(u).port]}
+    hits = [hp for hp in _default_port_connections if hp[1] not in external]
+    if hits:
+        problems.append(f"the tests connected to default ports: {sorted(set(hits))}")
+    if problems:
+        print("\n".join(["", *problems]), file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
