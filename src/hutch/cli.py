@@ -7,29 +7,23 @@ import asyncio
 import fcntl
 import logging
 import os
+import shutil
 import signal
 import sys
 from typing import Any
 
 from . import __version__
+from .argtypes import size
 from .broker.broker import Broker
-from .server.listener import Server
+from .server.listener import ListenError, Server, check_can_listen
 
 
-def _parse_size(text: str) -> int:
-    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
-    t = text.strip().lower().rstrip("b")
-    if t and t[-1] in units:
-        return int(float(t[:-1]) * units[t[-1]])
-    return int(t)
-
-
-def _segment_size(text: str) -> int:
-    size = _parse_size(text)
+def segment_size(text: str) -> int:
+    value = size(text)
     # Offsets inside a segment are 32-bit and one batch may run past the size.
-    if not 4096 <= size <= 1024**3:
-        raise argparse.ArgumentTypeError("must be between 4k and 1g")
-    return size
+    if not 4096 <= value <= 1024**3:
+        raise argparse.ArgumentTypeError(f"invalid segment size {text!r}: must be between 4k and 1g")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="management HTTP API port (default 15672; 0 = disabled)")
     s.add_argument("--http-host", default="localhost",
                    help="management API listen address (default: localhost = loopback only)")
-    s.add_argument("--http-max-body", type=_parse_size, default=20_000_000,
+    s.add_argument("--http-max-body", type=size, default=20_000_000,
                    help="largest management API request body in bytes; larger ones get 413 "
                         "(default 20000000, RabbitMQ's management.http.max_body_size)")
     s.add_argument("--data-dir", default=None,
@@ -55,13 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sync", choices=["always", "none"], default="always",
                    help="always (default): a confirm means fsync'd; none: write without fsync, "
                         "like RabbitMQ classic queues")
-    s.add_argument("--segment-size", type=_segment_size, default=64 * 1024 * 1024,
+    s.add_argument("--segment-size", type=segment_size, default=64 * 1024 * 1024,
                    help="size at which the message log starts a new segment file (default 64MiB; "
                         "small values make tests exercise rollover and reclaim)")
     s.add_argument("--config", default=None, help="configuration file (reserved)")
-    s.add_argument("--max-message-size", type=_parse_size, default=128 * 1024 * 1024,
+    s.add_argument("--max-message-size", type=size, default=128 * 1024 * 1024,
                    help="largest accepted message body (default 128MiB, like RabbitMQ 3.x)")
-    s.add_argument("--memory-high-watermark", type=_parse_size, default=None,
+    s.add_argument("--memory-high-watermark", type=size, default=None,
                    help="queued bytes above which publishers are blocked (default 40%% of RAM)")
     s.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="log verbosity")
@@ -107,13 +101,50 @@ def _setup_logging(level: str, log_file: str | None) -> None:
                         format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
 
 
+def _listen_failure(exc: ListenError, option: str) -> SystemExit:
+    """One line naming the address and what to do: people trying Hutch often have a
+    RabbitMQ already listening on 5672 and 15672."""
+    if exc.in_use:
+        return SystemExit(f"hutch: cannot listen on {exc.address}: address already in use — "
+                          f"is RabbitMQ or another hutch running? use {option}")
+    return SystemExit(f"hutch: {exc}")
+
+
+def _check_ports(args: argparse.Namespace) -> None:
+    """Fail on a taken port before anything is created on disk."""
+    try:
+        check_can_listen(args.host, args.port)
+    except ListenError as exc:
+        raise _listen_failure(exc, "--port") from None
+    if args.http_port:
+        try:
+            check_can_listen(args.http_host, args.http_port)
+        except ListenError as exc:
+            raise _listen_failure(exc, "--http-port") from None
+
+
 async def serve(args: argparse.Namespace) -> int:
+    _check_ports(args)
+    args._created_data_dir = None
+    try:
+        return await _serve(args)
+    except SystemExit:
+        # A start that failed before listening (a port taken between the check and
+        # the listen, an unreadable store) leaves no data dir behind that it created.
+        if args._created_data_dir is not None:
+            shutil.rmtree(args._created_data_dir, ignore_errors=True)
+        raise
+
+
+async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     broker = Broker(loop, max_message_size=args.max_message_size,
                     memory_high_watermark=args.memory_high_watermark)
     lock = None
     if not args.in_memory:
         data_dir = default_data_dir() if args.data_dir is None else args.data_dir
+        if not os.path.exists(data_dir):
+            args._created_data_dir = data_dir
         lock = lock_data_dir(data_dir)
         try:
             await broker.open_store(data_dir, sync=args.sync, segment_size=args.segment_size)
@@ -124,8 +155,19 @@ async def serve(args: argparse.Namespace) -> int:
             raise SystemExit(f"hutch: cannot open the message store in {data_dir}: "
                              f"{exc.strerror or exc}{where}") from None
     server = Server(broker, args.host, args.port)
-    await server.start()
-    management = await _start_management(broker, server, args)
+    try:
+        await server.start()
+    except ListenError as exc:
+        await server.stop()
+        await broker.close_store()
+        raise _listen_failure(exc, "--port") from None
+    try:
+        management = await _start_management(broker, server, args)
+    except ListenError as exc:
+        await server.stop()
+        await broker.close_store()
+        raise _listen_failure(exc, "--http-port") from None
+    args._created_data_dir = None  # listening: the data dir is the broker's now
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)

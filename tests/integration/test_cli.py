@@ -72,3 +72,49 @@ def test_listens_on_both_loopbacks_and_logs_to_file(tmp_path) -> None:
     assert "accepting AMQP connection [::1]:" in text or "accepting AMQP connection ::1:" in text
     assert "accepting AMQP connection 127.0.0.1:" in text
     assert "granted access to vhost '/'" in text
+
+
+def _serve_on_taken_port(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    data_dir = tmp_path / "new-data-dir"
+    r = subprocess.run([*hutch_cmd(), "serve", "--data-dir", str(data_dir), *args],
+                       capture_output=True, text=True, timeout=30)
+    return r, str(data_dir)
+
+
+@pytest.mark.hutch_only
+@pytest.mark.parametrize("which", ["amqp", "http"])
+def test_serve_on_a_taken_port_says_so_in_one_line_and_leaves_nothing(tmp_path, which) -> None:
+    """Someone trying Hutch often has RabbitMQ on 5672/15672 already: one line naming the
+    address and the option to change, a non-zero exit, and no new data dir."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        if which == "amqp":
+            r, data_dir = _serve_on_taken_port(tmp_path, "--port", str(port), "--http-port", "0")
+            option = "--port"
+        else:
+            r, data_dir = _serve_on_taken_port(tmp_path, "--port", "0", "--http-port", str(port))
+            option = "--http-port"
+    assert r.returncode != 0
+    assert r.stdout == ""
+    assert r.stderr.strip().splitlines() == [
+        f"hutch: cannot listen on 127.0.0.1:{port}: address already in use — "
+        f"is RabbitMQ or another hutch running? use {option}"]
+    assert not os.path.exists(data_dir)
+
+
+@pytest.mark.parametrize(("args", "wanted"), [
+    (["serve", "--http-max-body", "lots"], "argument --http-max-body: invalid size 'lots'"),
+    (["serve", "--max-message-size", "-1"], "argument --max-message-size: invalid size '-1'"),
+    (["serve", "--segment-size", "1k"], "argument --segment-size: invalid segment size '1k'"),
+    (["perf", "--size", "big"], "argument -s/--size: invalid size 'big'"),
+    (["perf", "--queue-args", "{"], "argument --queue-args: invalid JSON '{'"),
+])
+def test_bad_option_values_are_explained_without_internal_names(args, wanted) -> None:
+    r = subprocess.run([*hutch_cmd(), *args], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert wanted in r.stderr
+    assert "_parse" not in r.stderr and "loads" not in r.stderr and "value:" not in r.stderr

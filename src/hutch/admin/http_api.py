@@ -41,7 +41,7 @@ from ..broker.users import User
 from ..errors import AMQPError
 from ..protocol import constants as rc
 from ..server.connection import is_loopback
-from ..server.listener import resolve_hosts
+from ..server.listener import ListenError, format_address, resolve_hosts
 from .schema import BodyError, Schema, decode_object
 from .stats import SAMPLE_INTERVAL, Rates
 from .views import node_name
@@ -301,7 +301,8 @@ class ManagementApi:
                 if host == "::1" and self.http_listeners:
                     log.warning("management API not listening on [::1]:%d: %s", port, exc)
                     continue
-                raise
+                await self._runner.cleanup()
+                raise ListenError(format_address(host, port), exc) from None
             server = site._server
             sock = server.sockets[0] if server is not None and server.sockets else None
             if sock is not None:

@@ -13,13 +13,13 @@ login refused, a channel or connection closed by the broker, bad arguments).
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import sys
 import time
 from typing import Any
 
+from ..argtypes import json_object, size
 from .client import Connection, PerfError
 from .consumer import run_consumer
 from .producer import run_producer
@@ -39,7 +39,7 @@ def add_perf_parser(sub: Any) -> None:
                    help="broker URL (default $AMQP_URL or %(default)s)")
     p.add_argument("-x", "--producers", type=int, default=1, help="producer processes (default 1)")
     p.add_argument("-y", "--consumers", type=int, default=1, help="consumer processes (default 1)")
-    p.add_argument("-s", "--size", type=int, default=12,
+    p.add_argument("-s", "--size", type=size, default=12,
                    help="message body size in bytes (default 12; bodies of 8+ bytes carry the send "
                         "time, for publish->deliver latency)")
     p.add_argument("-f", "--persistent", action="store_true",
@@ -59,7 +59,7 @@ def add_perf_parser(sub: Any) -> None:
                    help="messages per producer; then wait until consumers have them all. With "
                         "--producers 0: messages for the consumers to receive in total")
     p.add_argument("-u", "--queue", default="hutch-perf", help="queue name (default %(default)s)")
-    p.add_argument("--queue-args", type=json.loads, default=None, metavar="JSON",
+    p.add_argument("--queue-args", type=json_object, default=None, metavar="JSON",
                    help='queue arguments as JSON, e.g. \'{"x-max-length": 1000}\'')
     p.add_argument("--batch", type=int, default=256,
                    help="messages per socket write (default 256; capped by the confirm window)")

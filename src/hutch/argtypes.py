@@ -1,0 +1,49 @@
+"""Argument types shared by ``hutch serve`` and ``hutch perf``.
+
+argparse names a failing ``type=`` function in its message (``invalid
+_parse_size value: 'x'``) unless the function raises ``ArgumentTypeError``:
+these always do, so a user reads what the option wants, never an internal name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any
+
+UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def size(text: str) -> int:
+    """A byte count: ``1000``, ``64k``, ``128m``, ``1g`` (binary units; ``64MiB``,
+    ``64mb`` too)."""
+    t = text.strip().lower()
+    for suffix in ("ib", "b"):
+        if t.endswith(suffix):
+            t = t[: -len(suffix)]
+            break
+    scale = 1
+    if t and t[-1] in UNITS:
+        t, scale = t[:-1], UNITS[t[-1]]
+    try:
+        value = float(t) * scale
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or value != int(value):
+        raise argparse.ArgumentTypeError(
+            f"invalid size {text!r}: use a whole number of bytes, optionally with k, m or g "
+            "(e.g. 4096, 64k, 128m)")
+    return int(value)
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """A JSON object, e.g. ``{"x-max-length": 1000}``."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"invalid JSON {text!r}: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object like "
+                                         f'\'{{"x-max-length": 1000}}\', got {text!r}')
+    return value
