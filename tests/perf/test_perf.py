@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 
+import pika
 import pytest
 
 from hutch.perf.report import Histogram
@@ -44,7 +45,7 @@ def test_multi_ack_auto_ack_and_transient(broker_url: str, qname: str) -> None:
 
 def test_fill_then_drain_with_consumers_only(broker_url: str, qname: str) -> None:
     r = perf(broker_url, "--queue", qname, "--consumers", "0", "--count", "1000", "--confirm", "100",
-             "--persistent", "--json")
+             "--persistent", "--json", "--keep")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["totals"]["confirmed"] == 1000
     r = perf(broker_url, "--queue", qname, "--durable", "--producers", "0", "--count", "1000", "--json")
@@ -76,12 +77,52 @@ def test_unreachable_broker_exits_2() -> None:
 
 
 def test_refused_declare_exits_2(broker_url: str, qname: str) -> None:
-    r = perf(broker_url, "--queue", qname, "--count", "10")
+    r = perf(broker_url, "--queue", qname, "--count", "10", "--keep")
     assert r.returncode == 0, r.stderr
     # The same queue again, now durable: inequivalent arguments, 406 from the broker.
     r = perf(broker_url, "--queue", qname, "--count", "10", "--durable")
     assert r.returncode == 2
     assert "406" in r.stderr
+
+
+def _queue_exists(url: str, name: str) -> bool:
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        conn.channel().queue_declare(name, passive=True)
+        return True
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        assert exc.reply_code == 404
+        return False
+    finally:
+        if conn.is_open:
+            conn.close()
+
+
+def test_deletes_the_queue_it_created_unless_keep(broker_url: str, qname: str) -> None:
+    """As PerfTest (auto-delete queues): a run leaves no queue of its own behind."""
+    r = perf(broker_url, "--queue", qname, "--count", "100")
+    assert r.returncode == 0, r.stderr
+    assert not _queue_exists(broker_url, qname)
+    r = perf(broker_url, "--queue", qname, "--count", "100", "--keep")
+    assert r.returncode == 0, r.stderr
+    assert _queue_exists(broker_url, qname)
+    _delete(broker_url, qname)
+
+
+def test_leaves_a_queue_that_existed_before(broker_url: str, qname: str) -> None:
+    conn = pika.BlockingConnection(pika.URLParameters(broker_url))
+    conn.channel().queue_declare(qname)
+    conn.close()
+    r = perf(broker_url, "--queue", qname, "--count", "100")
+    assert r.returncode == 0, r.stderr
+    assert _queue_exists(broker_url, qname)
+    _delete(broker_url, qname)
+
+
+def _delete(url: str, name: str) -> None:
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    conn.channel().queue_delete(name)
+    conn.close()
 
 
 def test_wrong_password_exits_2(broker_url: str) -> None:

@@ -58,7 +58,11 @@ def add_perf_parser(sub: Any) -> None:
     p.add_argument("-C", "--count", type=int, default=0,
                    help="messages per producer; then wait until consumers have them all. With "
                         "--producers 0: messages for the consumers to receive in total")
-    p.add_argument("-u", "--queue", default="hutch-perf", help="queue name (default %(default)s)")
+    p.add_argument("-u", "--queue", default="hutch-perf",
+                   help="queue name (default %(default)s). A queue this run creates is deleted "
+                        "at the end (unless --keep); one that already existed is left as it is")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the queue this run created (e.g. to drain it with a later run)")
     p.add_argument("--queue-args", type=json_object, default=None, metavar="JSON",
                    help='queue arguments as JSON, e.g. \'{"x-max-length": 1000}\'')
     p.add_argument("--batch", type=int, default=256,
@@ -91,16 +95,33 @@ def run_perf(args: argparse.Namespace) -> int:
         cfg = _config(args)
         # Fail fast (and declare the queue once) before forking anything.
         probe = Connection(cfg["url"], name="hutch perf setup")
+        created = not probe.exists(cfg["queue"])
         probe.declare(cfg["queue"], cfg["durable"], cfg["queue_args"])
         probe.close()
     except PerfError as exc:
         print(f"hutch perf: error: {exc}", file=sys.stderr)
         return 2
-    summary = _Run(args, cfg).run()
+    try:
+        summary = _Run(args, cfg).run()
+    finally:
+        # As PerfTest (whose queues are auto-delete): leave no queue of ours behind,
+        # also after an error or ^C; a queue the user had before is theirs.
+        if created and not args.keep:
+            _delete_queue(cfg)
     print(dump_json(summary) if args.json else format_summary(summary), flush=True)
     if summary["errors"]:
         return 2
     return 1 if summary["totals"].get("nacked") or summary["totals"].get("returned") else 0
+
+
+def _delete_queue(cfg: dict[str, Any]) -> None:
+    try:
+        conn = Connection(cfg["url"], name="hutch perf cleanup")
+        conn.delete(cfg["queue"])
+        conn.close()
+    except PerfError as exc:
+        print(f"hutch perf: warning: could not delete queue {cfg['queue']!r}: {exc}",
+              file=sys.stderr)
 
 
 class _Run:

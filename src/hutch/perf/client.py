@@ -140,6 +140,21 @@ class Connection:
         self.send(CHANNEL, m.QueueDeclare(queue=queue, durable=durable, arguments=arguments or {}))
         return self.expect("queue.declare_ok").message_count
 
+    def exists(self, queue: str) -> bool:
+        """Passive declare: does the queue exist already?  A 404 closes channel 1,
+        which is then opened again."""
+        self.send(CHANNEL, m.QueueDeclare(queue=queue, passive=True))
+        method = self.next_method()
+        if method.NAME == "queue.declare_ok":
+            return True
+        if method.NAME == "channel.close" and method.reply_code == 404:
+            self.send(CHANNEL, m.ChannelCloseOk())
+            self.send(CHANNEL, m.ChannelOpen())
+            self.expect("channel.open_ok")
+            return False
+        raise_closed(method)
+        raise PerfError(f"expected queue.declare_ok, got {method.NAME}")
+
     def delete(self, queue: str) -> None:
         self.send(CHANNEL, m.QueueDelete(queue=queue))
         self.expect("queue.delete_ok")
