@@ -37,8 +37,12 @@ class HutchProcess:
     the same across ``stop``/``start``, so tests can restart or kill -9 it."""
 
     def __init__(self, *extra_args: str, data_dir: str | None = None,
-                 env: dict[str, str] | None = None, http: bool = False) -> None:
+                 env: dict[str, str] | None = None, http: bool = False,
+                 prometheus: bool = False) -> None:
         self.extra_args = list(extra_args)
+        # prometheus=True serves the Prometheus endpoints on a free port (kept across
+        # restarts); otherwise they are disabled, so tests never bind the default 15692.
+        self.prometheus_port = free_port() if prometheus else 0
         # http=True runs the management API on a free port (kept across restarts);
         # its URL comes from the "management API: http://..." line serve prints.
         self.http_port = free_port() if http else 0
@@ -56,9 +60,15 @@ class HutchProcess:
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
 
+    @property
+    def prometheus_url(self) -> str:
+        """``http://127.0.0.1:PORT/`` of the Prometheus endpoints (``metrics``, ...)."""
+        return f"http://127.0.0.1:{self.prometheus_port}/"
+
     def start(self, timeout: float = 15.0) -> None:
         cmd = [sys.executable, "-m", "hutch", "serve", "--port", str(self.port),
-               "--http-port", str(self.http_port), "--data-dir", self.data_dir, *self.extra_args]
+               "--http-port", str(self.http_port), "--prometheus-port", str(self.prometheus_port),
+               "--data-dir", self.data_dir, *self.extra_args]
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         # Test-only store seams (tests.crash.*) must be importable by the broker.

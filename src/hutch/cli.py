@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="management HTTP API port (default 15672; 0 = disabled)")
     s.add_argument("--http-host", default="localhost",
                    help="management API listen address (default: localhost = loopback only)")
+    s.add_argument("--prometheus-port", type=int, default=15692,
+                   help="Prometheus metrics port, as RabbitMQ's rabbitmq_prometheus plugin "
+                        "(default 15692; 0 = disabled)")
+    s.add_argument("--prometheus-host", default="localhost",
+                   help="Prometheus metrics listen address (default: localhost = loopback only)")
     s.add_argument("--http-max-body", type=size, default=20_000_000,
                    help="largest management API request body in bytes; larger ones get 413 "
                         "(default 20000000, RabbitMQ's management.http.max_body_size)")
@@ -121,6 +126,11 @@ def _check_ports(args: argparse.Namespace) -> None:
             check_can_listen(args.http_host, args.http_port)
         except ListenError as exc:
             raise _listen_failure(exc, "--http-port") from None
+    if args.prometheus_port:
+        try:
+            check_can_listen(args.prometheus_host, args.prometheus_port)
+        except ListenError as exc:
+            raise _listen_failure(exc, "--prometheus-port") from None
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -167,6 +177,18 @@ async def _serve(args: argparse.Namespace) -> int:
         await server.stop()
         await broker.close_store()
         raise _listen_failure(exc, "--http-port") from None
+    from .admin.prometheus import start_prometheus
+
+    try:
+        prometheus = await start_prometheus(broker, args.prometheus_host, args.prometheus_port,
+                                            None if args.in_memory else data_dir)
+    except SystemExit:
+        # A taken --prometheus-port (one line already): stop what was started first.
+        if management is not None:
+            await management.stop()
+        await server.stop()
+        await broker.close_store()
+        raise
     args._created_data_dir = None  # listening: the data dir is the broker's now
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -179,6 +201,8 @@ async def _serve(args: argparse.Namespace) -> int:
     await stop.wait()
     if management is not None:
         await management.stop()
+    if prometheus is not None:
+        await prometheus.stop()
     log.info("stopping: closing connections")
     await server.stop()
     # Write the acks and requeues of the closing connections before exiting.

@@ -1,4 +1,5 @@
-"""``/metrics``: Prometheus text format, parsed with prometheus_client's own parser."""
+"""``/metrics`` on the management port: Prometheus text format (the per-object view of
+the Prometheus port, ``tests/admin/test_prometheus.py``), parsed with prometheus_client."""
 
 from __future__ import annotations
 
@@ -41,14 +42,17 @@ def test_queue_gauges_and_broker_counters(private_hutch) -> None:
     assert m[("rabbitmq_queue_messages_ready", labels)] == 2
     assert m[("rabbitmq_queue_messages_unacked", labels)] == 2  # one acked, two more delivered
     assert m[("rabbitmq_queue_consumers", labels)] == 1
-    assert m[("rabbitmq_global_messages_received_total", ())] == 5
-    assert m[("rabbitmq_global_messages_confirmed_total", ())] == 5
-    assert m[("rabbitmq_global_messages_delivered_total", ())] == 3
-    assert m[("rabbitmq_global_messages_acknowledged_total", ())] == 1
+    # RabbitMQ's labels: the protocol, and the queue type for what queues count.
+    proto = (("protocol", "amqp091"),)
+    qtype = (("protocol", "amqp091"), ("queue_type", "rabbit_classic_queue"))
+    assert m[("rabbitmq_global_messages_received_total", proto)] == 5
+    assert m[("rabbitmq_global_messages_confirmed_total", proto)] == 5
+    assert m[("rabbitmq_global_messages_delivered_total", qtype)] == 3
+    assert m[("rabbitmq_global_messages_acknowledged_total", qtype)] == 1
     assert m[("rabbitmq_connections", ())] == 1
     conn.close()
     # Counters survive the channel closing (folded into the broker totals).
     m = scrape(url)
-    assert m[("rabbitmq_global_messages_received_total", ())] == 5
-    assert m[("rabbitmq_global_messages_acknowledged_total", ())] == 1
+    assert m[("rabbitmq_global_messages_received_total", proto)] == 5
+    assert m[("rabbitmq_global_messages_acknowledged_total", qtype)] == 1
     assert m[("rabbitmq_queue_messages_ready", labels)] == 4  # the unacked two came back

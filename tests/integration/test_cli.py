@@ -29,7 +29,7 @@ def test_console_script_is_installed_next_to_the_interpreter() -> None:
 def test_hutch_serve_prints_ready_and_stops_cleanly_on_sigint(tmp_path) -> None:
     # Its own data dir and free ports: never the user's default ones.
     proc = subprocess.Popen([*hutch_cmd(), "serve", "--port", "0", "--http-port", "0",
-                             "--data-dir", str(tmp_path / "data")],
+                             "--prometheus-port", "0", "--data-dir", str(tmp_path / "data")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

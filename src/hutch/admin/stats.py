@@ -47,7 +47,12 @@ class Totals:
     redeliver: int = 0
     return_unroutable: int = 0
     drop_unroutable: int = 0
-    connections_opened: int = 0
+    # Publishes on channels in confirm mode (RabbitMQ's messages_received_confirm).
+    received_confirm: int = 0
+    channels_closed: int = 0
+    # The highest channels_opened reported: a channel being torn down may be counted
+    # as closed while its connection still lists it, and a counter must not go back.
+    channels_opened_seen: int = 0
 
 
 _TOTALS: weakref.WeakKeyDictionary[Any, Totals] = weakref.WeakKeyDictionary()
@@ -63,6 +68,11 @@ def totals_for(broker: Any) -> Totals:
 def fold_into_totals(channel: Any) -> None:
     """A channel is going away: move its counters into the broker totals (idempotent)."""
     totals = totals_for(channel.conn.broker)
+    if not getattr(channel, "_stats_closed", False):
+        channel._stats_closed = True
+        totals.channels_closed += 1
+    if channel.confirm:
+        totals.received_confirm += channel.stat_publish
     for attr, key in CHANNEL_COUNTERS.items():
         n = getattr(channel, attr)
         if n:
@@ -82,8 +92,33 @@ def broker_counts(broker: Any) -> dict[str, int]:
         for ch in list(getattr(conn, "channels", {}).values()):
             for attr, key in CHANNEL_COUNTERS.items():
                 out[key] += getattr(ch, attr)
+            if ch.confirm:
+                out["received_confirm"] += ch.stat_publish
     out["deliver_get"] = out["deliver"] + out["deliver_no_ack"] + out["get"] + out["get_no_ack"]
+    # Routed: received and neither dropped nor returned as unroutable.
+    out["routed"] = out["publish"] - out["drop_unroutable"] - out["return_unroutable"]
     return out
+
+
+def churn_counts(broker: Any) -> dict[str, int]:
+    """RabbitMQ's connection_churn_metrics: connections, channels and queues come and go.
+
+    Connections are counted by the broker's connection set as they arrive and leave,
+    queues by the vhosts; a channel is counted when it closes (``fold_into_totals``),
+    so opened = closed + open now."""
+    t = totals_for(broker)
+    conns = broker.connections
+    live = sum(len(getattr(c, "channels", {})) for c in list(conns))
+    t.channels_opened_seen = max(t.channels_opened_seen, t.channels_closed + live)
+    return {
+        "connections_opened": getattr(conns, "opened", 0),
+        "connections_closed": getattr(conns, "closed", 0),
+        "channels_opened": t.channels_opened_seen,
+        "channels_closed": t.channels_closed,
+        "queues_declared": broker.queues_declared,
+        "queues_created": broker.queues_created,
+        "queues_deleted": broker.queues_deleted,
+    }
 
 
 class Rates:

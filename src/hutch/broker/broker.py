@@ -39,6 +39,25 @@ def total_memory() -> int:
     return 8 * 1024**3
 
 
+class ConnectionSet(set[Any]):
+    """The open connections, counting arrivals and departures for the Prometheus churn
+    metrics (connections_opened_total / connections_closed_total) without a hook in
+    the connection's hot path: connections add and discard themselves once each."""
+
+    opened = 0
+    closed = 0
+
+    def add(self, item: Any) -> None:
+        if item not in self:
+            self.opened += 1
+            super().add(item)
+
+    def discard(self, item: Any) -> None:
+        if item in self:
+            self.closed += 1
+            super().discard(item)
+
+
 class Broker:
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *,
                  max_message_size: int = 128 * 1024 * 1024,
@@ -51,7 +70,11 @@ class Broker:
         self.users = Users()
         self.users.add(default_user, default_pass, ["administrator"])
         self.users.permissions[("/", default_user)] = Permission()
-        self.connections: set[Any] = set()
+        self.connections: set[Any] = ConnectionSet()
+        # RabbitMQ's queue churn counters (queues_declared_total ...), kept by the vhosts.
+        self.queues_declared = 0
+        self.queues_created = 0
+        self.queues_deleted = 0
         self.started_at = time.time()
         self.max_message_size = max_message_size
         # RabbitMQ's default vm_memory_high_watermark is 0.4 of RAM.  Hutch measures

@@ -167,6 +167,7 @@ class Vhost:
                                f"queue name '{name}' contains reserved prefix 'amq.*'")
         if not name:
             name = server_named("amq.gen-")
+        self.broker.queues_declared += 1  # as RabbitMQ: before the equivalence checks
         existing = self.queues.get(name)
         if existing is not None:
             self.check_exclusive(existing, conn)
@@ -184,6 +185,7 @@ class Vhost:
         validate_queue_args(self.name, name, durable, exclusive, auto_delete, arguments)
         q = Queue(self, name, durable, conn if exclusive else None, auto_delete, arguments)
         self.queues[name] = q
+        self.broker.queues_created += 1
         if exclusive and conn is not None:
             conn.exclusive_queues.append(q)
         if durable:
@@ -215,6 +217,7 @@ class Vhost:
             return 0
         count = q.message_count
         del self.queues[q.name]
+        self.broker.queues_deleted += 1
         for ex in list(self.exchanges.values()):
             if ex.unbind_destination(q):
                 self._maybe_auto_delete(ex)
