@@ -19,6 +19,8 @@
 #                         (default: none, so the node boots fastest)
 #   HUTCH_RABBIT_MGMT_PORT management HTTP port when rabbitmq_management is enabled
 #                         (default: AMQP port + 10000)
+#   HUTCH_RABBIT_PROM_PORT prometheus port when rabbitmq_prometheus is enabled
+#                         (default: AMQP port + 10020; RabbitMQ's own default is 15692)
 #
 #   .ci/rabbitmq.sh ctl ARGS...  run rabbitmqctl against our node (e.g. import_definitions)
 #
@@ -172,6 +174,11 @@ EOF
         local mgmt="${HUTCH_RABBIT_MGMT_PORT:-$((port + 10000))}"
         printf 'management.tcp.port = %s\nmanagement.tcp.ip = 127.0.0.1\n' "$mgmt" >> "$DIR/rabbitmq.conf"
         log "management API will listen on http://127.0.0.1:$mgmt/"
+    fi
+    if [[ ",$PLUGINS," == *",rabbitmq_prometheus,"* ]]; then
+        local prom="${HUTCH_RABBIT_PROM_PORT:-$((port + 10020))}"
+        printf 'prometheus.tcp.port = %s\nprometheus.tcp.ip = 127.0.0.1\n' "$prom" >> "$DIR/rabbitmq.conf"
+        log "prometheus metrics will be on http://127.0.0.1:$prom/metrics"
     fi
     echo "$port" > "$DIR/port"
 
