@@ -12,125 +12,28 @@ object; ``--formatter json`` prints a JSON array instead.  Errors are one
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
+import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
-DEFAULT_URL = "http://127.0.0.1:15672"
-EX_USAGE, EX_DATAERR, EX_NOUSER, EX_UNAVAILABLE, EX_SOFTWARE, EX_NOPERM = 64, 65, 67, 69, 70, 77
-
-
-class CtlError(Exception):
-    def __init__(self, message: str, code: int = EX_SOFTWARE) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, error: str, reason: str) -> None:
-        super().__init__(f"{status} {error}: {reason}")
-        self.status = status
-        self.error = error
-        self.reason = reason
-
-
-# -- the HTTP client ----------------------------------------------------------------------------
-class Client:
-    def __init__(self, url: str, user: str, password: str, timeout: float = 60.0,
-                 cookie: str | None = None) -> None:
-        self.base = url.rstrip("/")
-        self.user = user
-        self.password = password
-        self.timeout = timeout
-        self.cookie = cookie  # the broker's local operator credential (see http_api)
-
-    def request(self, method: str, path: str, body: Any = None,
-                headers: dict[str, str] | None = None, auth: tuple[str, str] | None = None) -> Any:
-        user, password = auth or (self.user, self.password)
-        data = None if body is None else json.dumps(body).encode()
-        if self.cookie and auth is None:
-            authorization = f"Hutch-Cookie {self.cookie}"
-        else:
-            authorization = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        req = urllib.request.Request(f"{self.base}/api/{path}", data=data, method=method,
-                                     headers={"Authorization": authorization,
-                                              "Content-Type": "application/json",
-                                              **(headers or {})})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            try:
-                payload = json.loads(exc.read() or b"{}")
-            except ValueError:
-                payload = {}
-            raise HttpError(exc.code, str(payload.get("error", exc.reason)),
-                            str(payload.get("reason", exc.reason))) from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise CtlError(f"unable to reach the Hutch management API at {self.base}/ ({reason}). "
-                           "Is 'hutch serve' running with its HTTP port enabled?",
-                           EX_UNAVAILABLE) from None
-        return json.loads(raw) if raw.strip() else None
-
-    def get(self, path: str) -> Any:
-        return self.request("GET", path)
-
-
-def q(name: str) -> str:
-    """One URL path segment: RabbitMQ's API wants '/' as %2F."""
-    return quote(name, safe="")
-
-
-# -- output -------------------------------------------------------------------------------------------
-def erlang_term(value: Any) -> str:
-    """Render like rabbitmqctl's table formatter: lists/tables as Erlang terms."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return ""
-    if isinstance(value, dict):
-        return "[" + ",".join(f'{{"{k}",{_inner(v)}}}' for k, v in value.items()) + "]"
-    if isinstance(value, list):
-        return "[" + ",".join(_inner(v) for v in value) + "]"
-    return str(value)
-
-
-def _inner(value: Any) -> str:
-    if isinstance(value, str):
-        return f'"{value}"'
-    return erlang_term(value)
-
-
-class Output:
-    def __init__(self, quiet: bool, formatter: str, headers: bool) -> None:
-        self.quiet = quiet
-        self.formatter = formatter
-        self.headers = headers
-
-    def info(self, line: str) -> None:
-        if not self.quiet:
-            print(line)
-
-    def table(self, columns: list[str], rows: list[dict[str, Any]],
-              fmt: Callable[[str, Any], str] | None = None) -> None:
-        if self.formatter == "json":
-            items = [json.dumps({c: r.get(c) for c in columns}, separators=(",", ":")) for r in rows]
-            print("[\n" + "\n,".join(items) + ("\n" if items else "") + "]")
-            return
-        if not rows:
-            return
-        if self.headers:
-            print("\t".join(columns))
-        for r in rows:
-            print("\t".join(fmt(c, r.get(c)) if fmt else erlang_term(r.get(c)) for c in columns))
-
+from .ctl_io import (
+    DEFAULT_URL,
+    EX_DATAERR,
+    EX_NOPERM,
+    EX_NOUSER,
+    EX_SOFTWARE,
+    EX_TEMPFAIL,
+    EX_UNAVAILABLE,
+    EX_USAGE,
+    Client,
+    CtlError,
+    HttpError,
+    Output,
+    q,
+)
 
 # -- listing columns ------------------------------------------------------------------------------------
 QUEUE_COLUMNS = ["name", "durable", "auto_delete", "arguments", "policy", "pid", "owner_pid",
@@ -178,10 +81,14 @@ def check_columns(requested: list[str], allowed: list[str], usage: str) -> list[
 
 # -- the commands ---------------------------------------------------------------------------------
 class Ctl:
-    def __init__(self, client: Client, out: Output, vhost: str) -> None:
+    def __init__(self, client: Client, out: Output, vhost: str,
+                 connect: Callable[[], Client | None] | None = None) -> None:
         self.client = client
         self.out = out
         self.vhost = vhost
+        # A fresh client (URL and cookie looked up again), for commands that wait for
+        # a broker that may not be running yet; None: nothing to try yet.
+        self.connect = connect or (lambda: self.client)
 
     def _exists(self, path: str) -> bool:
         try:
@@ -209,7 +116,7 @@ class Ctl:
         cols = check_columns(cols or ["name", "messages"], QUEUE_COLUMNS,
                              "list_queues [-p <vhost>] [<column> ...]")
         self._need_vhost(self.vhost)
-        self.out.info("Timeout: 60.0 seconds ...")
+        self.out.info(f"Timeout: {self.client.timeout} seconds ...")
         self.out.info(f"Listing queues for vhost {self.vhost} ...")
         rows = [queue_row(i) for i in self.client.get(f"queues/{q(self.vhost)}")]
         self.out.table(cols, rows)
@@ -304,8 +211,9 @@ class Ctl:
         if self._exists(f"users/{q(user)}"):
             raise CtlError(f'User "{user}" already exists', EX_SOFTWARE)
         self.client.request("PUT", f"users/{q(user)}", {"password": password, "tags": ""})
-        self.out.info("Done. Don't forget to grant the user permissions to some virtual hosts! "
-                      "See 'hutch ctl help set_permissions' to learn more.")
+        self.out.message("Done. Don't forget to grant the user permissions to some virtual "
+                         "hosts! See 'hutch ctl help set_permissions' to learn more.",
+                         quiet_drops=True)
 
     def delete_user(self, args: list[str]) -> None:
         (user,) = args
@@ -337,7 +245,7 @@ class Ctl:
             if exc.reason == "Login failed" or exc.status != 401:
                 raise CtlError(f'failed to authenticate user "{user}": user \'{user}\' - '
                                "invalid credentials", EX_DATAERR) from None
-        print("Success")
+        self.out.message("Success")
 
     def set_user_tags(self, args: list[str]) -> None:
         if not args:
@@ -429,7 +337,8 @@ class Ctl:
             if exc.status == 400:
                 raise CtlError(exc.reason, EX_DATAERR) from None
             raise
-        print(f"Queue was successfully deleted with {info['messages_ready']} ready messages")
+        self.out.message(f"Queue was successfully deleted with {info['messages_ready']} ready "
+                         "messages")
 
     def close_connection(self, args: list[str]) -> None:
         name, reason = args
@@ -474,8 +383,8 @@ class Ctl:
         source = "standard input" if path == "-" else f'a file at "{path}"'
         self.out.info(f"Importing definitions in JSON from {source} ...")
         self.client.request("POST", "definitions", defs)
-        self.out.info("Successfully started definition import. This process is asynchronous "
-                      "and can take some time.")
+        self.out.message("Successfully started definition import. This process is "
+                         "asynchronous and can take some time.", quiet_drops=True)
 
     # node
     def status(self, args: list[str]) -> None:
@@ -490,12 +399,36 @@ class Ctl:
         print(render_status(node, overview, quiet=self.out.quiet))
 
     def await_startup(self, args: list[str]) -> None:
-        self.client.get("healthchecks/node")
+        """Wait until the broker answers (``hutch serve & hutch ctl await_startup``).
+
+        rabbitmqctl's needs the node's Erlang VM up; this one also waits for the
+        process to start listening, re-reading the data dir's cookie each time (a
+        starting broker writes a new one, once its API listens)."""
+        timeout = self.client.timeout
+        deadline = time.monotonic() + timeout
+        last = "not started"
+        while True:
+            client = self.connect()
+            if client is not None:
+                client.timeout = max(0.5, min(5.0, deadline - time.monotonic()))
+                try:
+                    client.get("healthchecks/node")
+                    return
+                except CtlError as exc:
+                    last = str(exc)
+                except HttpError as exc:
+                    if exc.status != 401 or client.cookie is None:
+                        raise
+                    last = "the data dir's cookie is not this broker's (yet)"
+            if time.monotonic() >= deadline:
+                raise CtlError(f"Hutch did not start within {timeout:g} seconds: {last}",
+                               EX_TEMPFAIL)
+            time.sleep(0.2)
 
     def ping(self, args: list[str]) -> None:
         self.out.info("Will ping the Hutch node ...")
         self.client.get("healthchecks/node")
-        print("Ping succeeded")
+        self.out.message("Ping succeeded")
 
 
 LISTINGS = {"list_queues", "list_exchanges", "list_bindings", "list_connections",
@@ -506,6 +439,9 @@ ARITY = {"list_users": 0, "list_permissions": 0, "list_user_permissions": 1, "ad
          "purge_queue": 1, "close_connection": 2, "close_all_connections": 1,
          "export_definitions": 1, "import_definitions": 1, "status": 0, "ping": 0,
          "await_startup": 0}
+# rabbitmqctl's defaults: await_startup waits 300 s (AwaitStartupCommand's
+# @default_timeout), everything else 60 s.
+DEFAULT_TIMEOUTS = {"await_startup": 300.0}
 COMMANDS = sorted(LISTINGS | set(ARITY) | {"set_user_tags", "delete_queue"})
 
 
@@ -530,6 +466,9 @@ def add_ctl_parser(sub: Any) -> None:
     c.add_argument("-p", "--vhost", default=None, help="virtual host (default /)")
     c.add_argument("--formatter", default=None, choices=["table", "json"], help="output format")
     c.add_argument("--no-table-headers", action="store_true", help="omit the column header line")
+    c.add_argument("-t", "--timeout", default=None, metavar="SECONDS",
+                   help="how long to wait for the broker (default 60; await_startup 300, as "
+                        "rabbitmqctl)")
     c.add_argument("-n", "--node", default=None, help="accepted for rabbitmqctl compatibility")
     c.add_argument("ctl_args", nargs=argparse.REMAINDER, metavar="COMMAND [ARGS ...]",
                    help="e.g. list_queues name messages_ready messages_unacknowledged")
@@ -538,7 +477,7 @@ def add_ctl_parser(sub: Any) -> None:
 def split_options(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
     """rabbitmqctl accepts its options anywhere on the line: pull them out."""
     opts: dict[str, Any] = {"vhost": "/", "quiet": False, "formatter": "table", "headers": True,
-                            "timeout": 60.0}
+                            "timeout": None}
     rest: list[str] = []
     it = iter(argv)
     for arg in it:
@@ -557,8 +496,13 @@ def split_options(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
             opts["formatter"] = arg.split("=", 1)[1]
         elif arg == "--no-table-headers":
             opts["headers"] = False
-        elif arg in ("-t", "--timeout"):
-            opts["timeout"] = float(next(it, "60"))
+        elif arg in ("-t", "--timeout") or arg.startswith("--timeout="):
+            value = arg.split("=", 1)[1] if "=" in arg else next(it, "")
+            try:
+                opts["timeout"] = float(value)
+            except ValueError:
+                raise CtlError(f"invalid timeout '{value}': a number of seconds",
+                               EX_USAGE) from None
         elif arg in ("-n", "--node"):
             next(it, None)  # one node only: accepted for script compatibility
         else:
@@ -567,7 +511,11 @@ def split_options(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
 
 
 def run_ctl(args: argparse.Namespace) -> int:
-    opts, rest = split_options(list(args.ctl_args))
+    before = [] if args.timeout is None else ["--timeout", args.timeout]
+    try:
+        opts, rest = split_options(before + list(args.ctl_args))
+    except CtlError as exc:
+        return _fail(str(exc), exc.code)
     if args.quiet:
         opts["quiet"] = True
     if args.no_table_headers:
@@ -588,14 +536,24 @@ def run_ctl(args: argparse.Namespace) -> int:
     if command in ARITY and len(cmd_args) != ARITY[command]:
         return _fail(f"{command} takes {ARITY[command]} argument(s), got {len(cmd_args)}",
                      EX_USAGE)
-    url, cookie = args.url, None
-    if args.user is None and args.password is None:
-        local = read_cookie(args.data_dir)
-        if local is not None and (url is None or url.rstrip("/") == local["url"].rstrip("/")):
-            url, cookie = local["url"], local["cookie"]
-    ctl = Ctl(Client(url or DEFAULT_URL, args.user or "guest", args.password or "guest",
-                     opts["timeout"], cookie=cookie),
-              Output(opts["quiet"], opts["formatter"], opts["headers"]), opts["vhost"])
+    timeout = opts["timeout"]
+    if timeout is None:
+        timeout = DEFAULT_TIMEOUTS.get(command, 60.0)
+
+    def connect(waiting: bool = False) -> Client | None:
+        url, cookie = args.url, None
+        if args.user is None and args.password is None:
+            local = read_cookie(args.data_dir)
+            if local is not None and (url is None or url.rstrip("/") == local["url"].rstrip("/")):
+                url, cookie = local["url"], local["cookie"]
+            elif waiting and url is None and args.data_dir is not None:
+                return None  # that broker has not written its cookie (and URL) yet
+        return Client(url or DEFAULT_URL, args.user or "guest", args.password or "guest",
+                      timeout, cookie=cookie)
+
+    client = connect() or Client(DEFAULT_URL, "guest", "guest", timeout)
+    ctl = Ctl(client, Output(opts["quiet"], opts["formatter"], opts["headers"]), opts["vhost"],
+              connect=lambda: connect(waiting=True))
     try:
         getattr(ctl, command)(cmd_args)
     except CtlError as exc:
