@@ -13,7 +13,8 @@ from typing import Any
 
 from ..errors import ChannelError
 from ..protocol import constants as rc
-from ..protocol.codec import field_type_name
+from ..protocol.codec import Timestamp, field_type_name
+from .expiration import MAX_EXPIRY_MS
 
 QUEUE_TYPES = ("classic", "quorum", "stream")
 OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
@@ -27,7 +28,9 @@ EQUIVALENCE_ARGS = (
 
 
 def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    # RabbitMQ's ?INTEGER_ARG_TYPES: every integer field type ('b' 'B' 's' 'u' 'I' 'i',
+    # and 'l'/'L', which py-amqp sends for values beyond 32 bits), never a timestamp.
+    return isinstance(v, int) and not isinstance(v, (bool, Timestamp))
 
 
 def _plain(v: Any) -> str:
@@ -48,6 +51,8 @@ def _check(key: str, value: Any, args: dict[str, Any]) -> str | None:
             return "{value_zero,0}"
         if key == "x-max-priority" and value > 255:
             return f"{{max_value_exceeded,{value}}}"
+        if key in ("x-message-ttl", "x-expires") and value > MAX_EXPIRY_MS:
+            return f"{{value_too_large,{value}}}"  # rabbit_misc:check_expiry
         return None
     if key == "x-dead-letter-routing-key":
         if "x-dead-letter-exchange" not in args:

@@ -4,12 +4,20 @@ Decoders take ``(buf, offset)`` and return ``(value, new_offset)`` so that a
 whole method can be parsed with ``struct.unpack_from`` at offsets, without
 slicing the buffer for every field.
 
-Field-table type tags follow RabbitMQ's reading of the spec (its "spec
-differences" page), not the 0-9-1 errata table, because that is what every
-real client speaks:  ``t`` bool, ``b`` int8, ``B`` uint8, ``s`` int16,
-``u`` uint16, ``I`` int32, ``i`` uint32, ``l`` int64, ``f`` float, ``d``
-double, ``D`` decimal, ``S`` long string, ``x`` byte array, ``A`` array,
-``T`` timestamp, ``F`` table, ``V`` void.
+Field-table type tags are exactly those RabbitMQ's decoder takes
+(rabbit_binary_parser), with its meaning of each, not the 0-9-1 errata table's,
+because that is what every real client speaks:  ``t`` bool, ``b`` int8, ``B``
+uint8, ``s`` int16 (a short *string* in the spec), ``u`` uint16, ``I`` int32,
+``i`` uint32, ``l`` and ``L`` int64 (both signed: py-amqp, hence kombu and Celery,
+writes integers beyond 32 bits as ``L``), ``f`` float, ``d`` double, ``D`` decimal
+(scale uint8, value uint32), ``S`` long string, ``x`` byte array, ``A`` array,
+``T`` timestamp, ``F`` table, ``V`` void.  The spec's ``U`` (int16) is not among
+them: RabbitMQ refuses it, and so does Hutch.
+
+Each value decodes to a Python value that encodes back to the same bytes, as
+rabbit_binary_generator writes back what it parsed: integers and floats whose tag
+a plain ``int``/``float`` would not get back are the subclasses below (``Int8`` ...
+``Float32``).  The one change is RabbitMQ's too: ``L`` comes back as ``l``.
 """
 
 from __future__ import annotations
@@ -56,6 +64,47 @@ class LongStr(bytes):
 class Timestamp(int):
     """A timestamp a datetime cannot hold (e.g. past year 9999): valid AMQP, kept as
     its number of seconds and encoded back as a timestamp."""
+
+
+class Int8(int):
+    """'b': RabbitMQ's ``byte``."""
+
+
+class UInt8(int):
+    """'B': ``unsignedbyte``."""
+
+
+class Int16(int):
+    """'s': ``short``."""
+
+
+class UInt16(int):
+    """'u': ``unsignedshort``."""
+
+
+class UInt32(int):
+    """'i': ``unsignedint``."""
+
+
+class Int64(int):
+    """'l' or 'L': ``long`` (a plain int gets 'I' when it fits 32 bits)."""
+
+
+class Float32(float):
+    """'f': ``float`` (a plain float is 'd', ``double``)."""
+
+
+# Tag, struct and RabbitMQ's type name of each int/float subclass (for encoding and
+# error texts).  A plain int is 'I' (``signedint``) or, beyond 32 bits, 'l'.
+_TYPED: dict[type, tuple[bytes, struct.Struct, str]] = {
+    Int8: (b"b", _i8, "byte"),
+    UInt8: (b"B", _u8, "unsignedbyte"),
+    Int16: (b"s", _i16, "short"),
+    UInt16: (b"u", _u16, "unsignedshort"),
+    UInt32: (b"i", _u32, "unsignedint"),
+    Int64: (b"l", _i64, "long"),
+    Float32: (b"f", _f32, "float"),
+}
 
 
 def decode_shortstr(buf: bytes | memoryview, off: int) -> tuple[str, int]:
@@ -131,25 +180,25 @@ def _decode_scalar(tag: int, buf: bytes | memoryview, off: int) -> tuple[Any, in
         return _i32.unpack_from(buf, off)[0], off + 4
     if tag == 0x74:  # 't'
         return buf[off] != 0, off + 1
-    if tag == 0x6C:  # 'l'
-        return _i64.unpack_from(buf, off)[0], off + 8
+    if tag == 0x6C or tag == 0x4C:  # 'l', 'L': both signed, as in RabbitMQ
+        return Int64(_i64.unpack_from(buf, off)[0]), off + 8
     if tag == 0x62:  # 'b'
-        return _i8.unpack_from(buf, off)[0], off + 1
+        return Int8(_i8.unpack_from(buf, off)[0]), off + 1
     if tag == 0x42:  # 'B'
-        return buf[off], off + 1
+        return UInt8(buf[off]), off + 1
     if tag == 0x73:  # 's'
-        return _i16.unpack_from(buf, off)[0], off + 2
+        return Int16(_i16.unpack_from(buf, off)[0]), off + 2
     if tag == 0x75:  # 'u'
-        return _u16.unpack_from(buf, off)[0], off + 2
+        return UInt16(_u16.unpack_from(buf, off)[0]), off + 2
     if tag == 0x69:  # 'i'
-        return _u32.unpack_from(buf, off)[0], off + 4
+        return UInt32(_u32.unpack_from(buf, off)[0]), off + 4
     if tag == 0x66:  # 'f'
-        return _f32.unpack_from(buf, off)[0], off + 4
+        return Float32(_f32.unpack_from(buf, off)[0]), off + 4
     if tag == 0x64:  # 'd'
         return _f64.unpack_from(buf, off)[0], off + 8
-    if tag == 0x44:  # 'D'
+    if tag == 0x44:  # 'D': RabbitMQ reads the value as unsigned
         scale = buf[off]
-        (raw_int,) = _i32.unpack_from(buf, off + 1)
+        (raw_int,) = _u32.unpack_from(buf, off + 1)
         return decimal.Decimal(raw_int).scaleb(-scale), off + 5
     if tag == 0x54:  # 'T'
         (ts,) = _u64.unpack_from(buf, off)
@@ -218,6 +267,9 @@ def _encode_scalar(value: Any, out: list[bytes]) -> None:
         out.append(b"T" + _u64.pack(value))
     elif isinstance(value, bool):
         out.append(b"t\x01" if value else b"t\x00")
+    elif type(value) in _TYPED:
+        tag, packer, _name = _TYPED[type(value)]
+        out.append(tag + packer.pack(value))
     elif isinstance(value, int):
         if -(2**31) <= value < 2**31:
             out.append(b"I" + _i32.pack(value))
@@ -241,7 +293,8 @@ def _encode_scalar(value: Any, out: list[bytes]) -> None:
         _sign, _digits, exponent = value.as_tuple()
         scale = -int(exponent) if isinstance(exponent, int) and exponent < 0 else 0
         raw_int = int(value.scaleb(scale))
-        out.append(b"D" + _u8.pack(scale) + _i32.pack(raw_int))
+        # RabbitMQ's value is unsigned; a negative one (from a client) keeps its bytes.
+        out.append(b"D" + _u8.pack(scale) + (_i32 if raw_int < 0 else _u32).pack(raw_int))
     else:
         raise TypeError(f"cannot encode {type(value).__name__} in a field table")
 
@@ -281,12 +334,21 @@ def field_type_name(value: Any) -> str:
     """RabbitMQ's name for the AMQP type of a decoded table value (for error texts)."""
     if isinstance(value, bool):
         return "bool"
+    typed = _TYPED.get(type(value))
+    if typed is not None:
+        return typed[2]
+    if isinstance(value, (datetime.datetime, Timestamp)):
+        return "timestamp"
     if isinstance(value, int):
         return "signedint" if -(2**31) <= value < 2**31 else "long"
     if isinstance(value, (str, LongStr)):
         return "longstr"
     if isinstance(value, float):
         return "double"
+    if isinstance(value, decimal.Decimal):
+        return "decimal"
+    if isinstance(value, bytes):
+        return "binary"
     if isinstance(value, dict):
         return "table"
     if isinstance(value, list):
