@@ -124,8 +124,9 @@ def test_seed_login_failure_fixed_by_change_password(hutch_exe: list[str], priva
         pika.BlockingConnection(pika.URLParameters(amqp))
     as_admin = {"user": "admin", "password": "adminpw"}
     r = ctl(hutch_exe, url, "list_users", **as_admin)
-    assert r.stdout.splitlines() == ["Listing users ...", "user\ttags", "guest\t[administrator]",
-                                     "admin\t[administrator]"]
+    # In name order: the management API sorts every list (RabbitMQ's reply_list).
+    assert r.stdout.splitlines() == ["Listing users ...", "user\ttags", "admin\t[administrator]",
+                                     "guest\t[administrator]"]
     r = ctl(hutch_exe, url, "authenticate_user", "guest", "guest", **as_admin)
     assert r.returncode == 65 and 'failed to authenticate user "guest"' in r.stderr
     r = ctl(hutch_exe, url, "change_password", "guest", "guest", **as_admin)

@@ -67,17 +67,6 @@ async def get_node(req: Request) -> web.Response:
     return json_response(node_info(req.broker, req.api.listeners(), req.api.data_dir))
 
 
-async def health_node(req: Request) -> web.Response:
-    return json_response({"status": "ok"})
-
-
-async def health_alarms(req: Request) -> web.Response:
-    if req.broker.memory_alarm:
-        return json_response({"status": "failed", "reason": "resource alarm(s) in effect",
-                              "alarms": [{"resource": "memory", "node": node_name()}]}, 503)
-    return json_response({"status": "ok"})
-
-
 async def whoami(req: Request) -> web.Response:
     return json_response({"name": req.user.name, "tags": list(req.user.tags)})
 
@@ -242,25 +231,26 @@ async def post_definitions(req: Request) -> web.Response:
     return no_content()
 
 
+PERMISSION_SORT = ("vhost", "user")
+
+
 def register(router: Router) -> None:
     add = router.add
     add("GET", "overview", get_overview)
     add("GET", "nodes", list_nodes)
     add("GET", "nodes/{name}", get_node)
-    add("GET", "healthchecks/node", health_node)
-    add("GET", "health/checks/alarms", health_alarms)
     add("GET", "whoami", whoami)
     add("GET", "users", list_users)
     add("GET", "users/{name}", get_user)
     add("PUT", "users/{name}", put_user)
     add("DELETE", "users/{name}", delete_user)
-    add("GET", "users/{name}/permissions", user_permissions)
-    add("GET", "vhosts", list_vhosts)
+    add("GET", "users/{name}/permissions", user_permissions, sort=PERMISSION_SORT)
+    add("GET", "vhosts", list_vhosts, sort=("name",), paged=True)
     add("GET", "vhosts/{name}", get_vhost)
     add("PUT", "vhosts/{name}", put_vhost)
     add("DELETE", "vhosts/{name}", delete_vhost)
-    add("GET", "vhosts/{name}/permissions", vhost_permissions)
-    add("GET", "permissions", list_permissions)
+    add("GET", "vhosts/{name}/permissions", vhost_permissions, sort=PERMISSION_SORT)
+    add("GET", "permissions", list_permissions, sort=PERMISSION_SORT)
     add("GET", "permissions/{vhost}/{user}", get_permission)
     add("PUT", "permissions/{vhost}/{user}", put_permission)
     add("DELETE", "permissions/{vhost}/{user}", delete_permission)

@@ -485,35 +485,41 @@ def _owner(conn: Any) -> str:
     return conn.user.name if conn.user is not None else ""
 
 
+# rabbit_mgmt_wm_bindings' default sort ("type" is no field: it sorts as 0).
+BINDING_SORT = ("vhost", "source", "type", "destination", "routing_key", "properties_key")
+
+
 def register(router: Router) -> None:
+    """Lists are sorted and take ``columns``/``sort``; ``paged`` ones also ``page`` etc.,
+    as in RabbitMQ 3.10 (listing.py)."""
     add = router.add
-    add("GET", "queues", list_queues)
-    add("GET", "queues/{vhost}", list_queues)
+    add("GET", "queues", list_queues, paged=True)
+    add("GET", "queues/{vhost}", list_queues, paged=True)
     add("GET", "queues/{vhost}/{name}", get_queue)
     add("PUT", "queues/{vhost}/{name}", put_queue)
     add("DELETE", "queues/{vhost}/{name}", delete_queue)
     add("DELETE", "queues/{vhost}/{name}/contents", purge_queue)
     add("POST", "queues/{vhost}/{name}/get", get_messages)
-    add("GET", "queues/{vhost}/{name}/bindings", queue_bindings)
-    add("GET", "exchanges", list_exchanges)
-    add("GET", "exchanges/{vhost}", list_exchanges)
+    add("GET", "queues/{vhost}/{name}/bindings", queue_bindings, sort=BINDING_SORT)
+    add("GET", "exchanges", list_exchanges, paged=True)
+    add("GET", "exchanges/{vhost}", list_exchanges, paged=True)
     add("GET", "exchanges/{vhost}/{name}", get_exchange)
     add("PUT", "exchanges/{vhost}/{name}", put_exchange)
     add("DELETE", "exchanges/{vhost}/{name}", delete_exchange)
     add("POST", "exchanges/{vhost}/{name}/publish", publish)
-    add("GET", "exchanges/{vhost}/{name}/bindings/{side}", exchange_bindings)
-    add("GET", "bindings", list_bindings)
-    add("GET", "bindings/{vhost}", list_bindings)
-    add("GET", "bindings/{vhost}/e/{source}/{kind}/{dest}", list_binding_pair)
+    add("GET", "exchanges/{vhost}/{name}/bindings/{side}", exchange_bindings, sort=BINDING_SORT)
+    add("GET", "bindings", list_bindings, sort=BINDING_SORT)
+    add("GET", "bindings/{vhost}", list_bindings, sort=BINDING_SORT)
+    add("GET", "bindings/{vhost}/e/{source}/{kind}/{dest}", list_binding_pair, sort=BINDING_SORT)
     add("POST", "bindings/{vhost}/e/{source}/{kind}/{dest}", create_binding)
     add("GET", "bindings/{vhost}/e/{source}/{kind}/{dest}/{props}", get_binding)
     add("DELETE", "bindings/{vhost}/e/{source}/{kind}/{dest}/{props}", delete_binding)
-    add("GET", "connections", list_connections)
+    add("GET", "connections", list_connections, paged=True)
     add("GET", "vhosts/{vhost}/connections", list_connections)
     add("GET", "connections/{name}", get_connection)
     add("DELETE", "connections/{name}", close_connection)
     add("GET", "connections/{name}/channels", connection_channels)
-    add("GET", "channels", list_channels)
+    add("GET", "channels", list_channels, paged=True)
     add("GET", "vhosts/{vhost}/channels", list_channels)
     add("GET", "channels/{name}", get_channel)
     add("GET", "consumers", list_consumers)

@@ -7,8 +7,10 @@ Routing is our own small table rather than aiohttp's router because
 RabbitMQ's URLs carry names percent-encoded *inside* one path segment (the
 default vhost is ``%2F``): we split the raw path on ``/`` first, then decode
 each segment.  Handlers live in ``api_objects.py`` (queues, exchanges,
-bindings, connections, channels, consumers) and ``api_access.py`` (overview,
-users, vhosts, permissions, definitions, health).
+bindings, connections, channels, consumers), ``api_access.py`` (overview,
+users, vhosts, permissions, definitions) and ``api_health.py`` (health checks,
+aliveness test).  The query parameters every reply takes (``columns``, ``sort``,
+``page``...) are applied here, to whatever JSON a handler answers (``listing.py``).
 
 Who may do what follows RabbitMQ's management plugin (``rabbit_mgmt_util``):
 a URL naming a vhost needs an administrator or a user with a permission entry
@@ -42,6 +44,7 @@ from ..errors import AMQPError
 from ..protocol import constants as rc
 from ..server.connection import is_loopback
 from ..server.listener import ListenError, format_address, resolve_hosts
+from .listing import DEFAULT_SORT, ListingError, shape
 from .schema import BodyError, Schema, decode_object
 from .stats import SAMPLE_INTERVAL, Rates
 from .views import node_name
@@ -90,8 +93,17 @@ class _Unrestricted(Access):
         return True
 
 
+class JsonResponse(web.Response):
+    """A JSON reply that keeps its data, so the dispatcher can apply the list and
+    column query parameters (``listing.shape``) to every endpoint's reply."""
+
+    def __init__(self, data: Any, status: int = 200) -> None:
+        super().__init__(status=status, text=json.dumps(data), content_type="application/json")
+        self.data = data
+
+
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(data), content_type="application/json")
+    return JsonResponse(data, status)
 
 
 def no_content(created: bool = False) -> web.Response:
@@ -222,6 +234,10 @@ class Route:
     parts: tuple[str, ...]
     handler: Handler
     auth: bool = True
+    # For a list: its default sort keys (RabbitMQ's reply_list DefaultSorts) and
+    # whether it takes page/page_size/name/use_regex (see listing.py).
+    sort: tuple[str, ...] | None = None
+    paged: bool = False
 
     def match(self, segments: list[str]) -> dict[str, str] | None:
         if len(segments) != len(self.parts):
@@ -239,8 +255,11 @@ class Route:
 class Router:
     routes: list[Route] = field(default_factory=list)
 
-    def add(self, method: str, path: str, handler: Handler, auth: bool = True) -> None:
-        self.routes.append(Route(method, tuple(path.strip("/").split("/")), handler, auth))
+    def add(self, method: str, path: str, handler: Handler, auth: bool = True,
+            sort: tuple[str, ...] | None = DEFAULT_SORT, paged: bool = False) -> None:
+        """``sort`` matters only when the handler answers a JSON list."""
+        self.routes.append(Route(method, tuple(path.strip("/").split("/")), handler, auth,
+                                 sort, paged))
 
     def find(self, method: str, segments: list[str]) -> tuple[Route, dict[str, str]] | None:
         """The route for ``method`` (HEAD is served by GET); 405 if only the method is wrong."""
@@ -256,6 +275,19 @@ class Router:
         if path_matched:
             raise ApiError(405, "method_not_allowed", "Method Not Allowed")
         return None
+
+
+def _shaped(response: JsonResponse, http: web.Request, route: Route) -> web.Response:
+    """The reply with ``columns``/``sort``/``page``... applied, as RabbitMQ's
+    ``rabbit_mgmt_util:reply*`` do for every endpoint (listing.py)."""
+    data = response.data
+    if not isinstance(data, list) and "columns" not in http.query:
+        return response
+    try:
+        shaped = shape(data, http.query, route.sort, route.paged)
+    except ListingError as exc:
+        raise ApiError(400, exc.error, exc.reason) from None
+    return JsonResponse(shaped, response.status)
 
 
 COOKIE_FILE = "ctl.cookie"
@@ -280,10 +312,11 @@ class ManagementApi:
         self.router = Router()
         self._runner: web.AppRunner | None = None
         self._sampler: asyncio.Task[None] | None = None
-        from . import api_access, api_objects, metrics
+        from . import api_access, api_health, api_objects, metrics
 
         api_access.register(self.router)
         api_objects.register(self.router)
+        api_health.register(self.router)
         self.router.add("GET", "metrics", metrics.handle_metrics, auth=False)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -377,6 +410,8 @@ class ManagementApi:
             store = self.broker.store
             before = store.definitions.version if store is not None else 0
             response = await route.handler(Request(http, args, user, self))
+            if isinstance(response, JsonResponse):
+                response = _shaped(response, http, route)
             if store is not None and store.definitions.version != before:
                 # A durable change is answered only once it is on disk, as over AMQP.
                 error = await self.broker.definitions_synced()
