@@ -12,7 +12,7 @@ import signal
 import sys
 from typing import Any
 
-from . import __version__
+from . import RABBITMQ_VERSION, __version__
 from .argtypes import size
 from .broker.broker import Broker
 from .server.listener import ListenError, Server, check_can_listen
@@ -28,7 +28,8 @@ def segment_size(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hutch", description="A RabbitMQ-compatible work-queue broker")
-    p.add_argument("--version", action="version", version=f"hutch {__version__}")
+    p.add_argument("--version", action="version",
+                   version=f"hutch {__version__} (follows RabbitMQ {RABBITMQ_VERSION})")
     sub = p.add_subparsers(dest="command")
     s = sub.add_parser("serve", help="run the broker")
     s.add_argument("--host", default="localhost",
@@ -195,6 +196,9 @@ async def _serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     log = logging.getLogger("hutch")
     log.info("started TCP listener on %s", ", ".join(server.addresses))
+    # Clients are told product "RabbitMQ" (server/connection.py): say so where people look.
+    log.info("Hutch %s: tells clients it is RabbitMQ %s, whose behaviour it follows",
+             __version__, RABBITMQ_VERSION)
     # The line tests and scripts wait for; keep the word "ready" and the port in it.
     print(f"hutch {__version__} ready: amqp://guest:guest@localhost:{server.port}/ "
           f"(listening on {', '.join(server.addresses)})", flush=True)

@@ -23,7 +23,7 @@ import termios
 import time
 from typing import Any
 
-from .. import __version__
+from .. import RABBITMQ_VERSION, __version__
 from ..broker.broker import Broker
 from ..broker.permissions import Access, vhost_access_allowed
 from ..errors import AMQPError, ChannelError, HardError
@@ -57,14 +57,25 @@ SERVER_CAPABILITIES = {
 
 
 def server_properties() -> dict[str, Any]:
+    """What connection.start tells the client about the server.
+
+    ``product``/``version`` say RabbitMQ and the release whose behaviour Hutch follows,
+    because clients choose their dialect by them: kombu (so Celery) takes a server whose
+    product is not ``RabbitMQ`` (or a RabbitMQ older than 3.3) to follow the spec's
+    basic.qos, where ``global=false`` limits the whole channel; it then sends
+    ``global=false`` expecting that, while Hutch, as RabbitMQ, applies it to consumers
+    created afterwards only, and Celery's prefetch is never raised for its running
+    consumer (a worker holding countdown tasks stops taking others).  Hutch names itself
+    in ``platform`` and ``information`` (see README, Known differences)."""
     return {
         "capabilities": SERVER_CAPABILITIES,
         "cluster_name": f"hutch@{platform.node() or 'localhost'}",
         "copyright": "Copyright (c) the Hutch developers",
-        "information": "Hutch, a RabbitMQ-compatible work-queue broker. Licensed under the MIT License",
-        "platform": f"Python {platform.python_version()}",
-        "product": "Hutch",
-        "version": __version__,
+        "information": f"Hutch {__version__}, a RabbitMQ-compatible work-queue broker that "
+                       f"follows RabbitMQ {RABBITMQ_VERSION}. Licensed under the MIT License",
+        "platform": f"Hutch {__version__} on Python {platform.python_version()}",
+        "product": "RabbitMQ",
+        "version": RABBITMQ_VERSION,
     }
 
 
