@@ -9,16 +9,22 @@
 #   .ci/rabbitmq.sh stop           stop the node started by `start`
 #   .ci/rabbitmq.sh status         exit 0 if our node is running
 #   .ci/rabbitmq.sh logdir         print the node's log directory (stdout)
+#   .ci/rabbitmq.sh node           print the node name used for HUTCH_RABBIT_DIR (stdout)
 #
 # Environment:
 #   HUTCH_RABBIT_DIR      state/data/log dir   (default /tmp/hutch-rabbitmq)
-#   HUTCH_RABBIT_NODE     node name            (default hutchtest@localhost)
+#   HUTCH_RABBIT_NODE     node name            (default hutchtest@localhost for the default
+#                         dir, hutchtest-<hash of the dir>@localhost for any other, so two
+#                         nodes in different dirs never share a name: stop/ctl of one
+#                         would otherwise reach the other)
 #   HUTCH_RABBIT_TIMEOUT  startup timeout, s   (default 90)
 #   HUTCH_RABBIT_KEEP_DATA=1  start on the previous run's data (benchmarks of restart time)
 #   HUTCH_RABBIT_PLUGINS  opt-in plugins, comma-separated, e.g. rabbitmq_management
 #                         (default: none, so the node boots fastest)
 #   HUTCH_RABBIT_MGMT_PORT management HTTP port when rabbitmq_management is enabled
-#                         (default: AMQP port + 10000)
+#                         (default: AMQP port + 10000, or a free port if that one is
+#                         taken; the port used is written to $DIR/mgmt_port). A given port
+#                         that is taken fails at once.
 #   HUTCH_RABBIT_PROM_PORT prometheus port when rabbitmq_prometheus is enabled
 #                         (default: AMQP port + 10020; RabbitMQ's own default is 15692)
 #
@@ -29,7 +35,13 @@
 set -u -o pipefail
 
 DIR="${HUTCH_RABBIT_DIR:-/tmp/hutch-rabbitmq}"
-NODE="${HUTCH_RABBIT_NODE:-hutchtest@localhost}"
+if [ -n "${HUTCH_RABBIT_NODE:-}" ]; then
+    NODE="$HUTCH_RABBIT_NODE"
+elif [ "$DIR" = /tmp/hutch-rabbitmq ]; then
+    NODE=hutchtest@localhost
+else
+    NODE="hutchtest-$(printf '%s' "$DIR" | cksum | cut -d' ' -f1)@localhost"
+fi
 TIMEOUT="${HUTCH_RABBIT_TIMEOUT:-90}"
 PLUGINS="${HUTCH_RABBIT_PLUGINS:-}"
 RBIN=/usr/lib/rabbitmq/bin
@@ -84,6 +96,46 @@ node_pid() {
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Can 127.0.0.1:PORT be bound now? (A bind, not a connect: a port held by a socket that
+# does not listen counts as taken too.)
+port_free() {
+    if command -v python3 >/dev/null 2>&1; then
+        python3 -c 'import socket,sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try: s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError: sys.exit(1)' "$1"
+    else
+        ! port_open "$1"
+    fi
+}
+
+# PREFERRED if it is free, else the next free port above it (skipping the AMQP port and
+# 25672, the default node's distribution port).
+choose_port() {
+    local p=$1 tries=0
+    while [ $tries -lt 200 ]; do
+        if [ "$p" -le 65000 ] && [ "$p" != 25672 ] && [ "$p" != "$2" ] && port_free "$p"; then
+            echo "$p"; return 0
+        fi
+        p=$((p + 1)); [ "$p" -gt 65000 ] && p=41000
+        tries=$((tries + 1))
+    done
+    return 1
+}
+
+# Is PID running? (Our launcher stays a zombie once it exits: kill -0 would say yes.)
+alive() {
+    local st
+    st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    [[ "$st" != Z* ]]
+}
+
+# The node printed BOOT FAILED (a listener it could not open, a bad config...): waiting
+# longer cannot help.
+boot_failed() {
+    grep -qs "BOOT FAILED" "$DIR/log/startup_log" "$DIR/log/startup_err" "$DIR"/log/*.log
+}
 
 # Stop a default node ("rabbit@host") started by the package / systemd.
 stop_system_node() {
@@ -145,9 +197,11 @@ do_start() {
         die "port $port is already in use by something else"
     fi
 
-    # Erlang distribution port: keep clear of the AMQP port and of 25672 (default node).
+    # Erlang distribution port: keep clear of the AMQP port and of 25672 (default node),
+    # and take a free one: a taken one makes the node hang until the timeout.
     local dist=$((port + 20000))
     if [ $dist -gt 65000 ] || [ $dist = 25672 ]; then dist=$(( (port % 1000) + 41000 )); fi
+    dist=$(choose_port "$dist" "$port") || die "no free port for the Erlang distribution"
 
     mkdir -p "$DIR"
     if [ -z "${HUTCH_RABBIT_KEEP_DATA:-}" ]; then
@@ -171,7 +225,14 @@ log.file.level = info
 log.console = false
 EOF
     if [[ ",$PLUGINS," == *",rabbitmq_management,"* ]]; then
-        local mgmt="${HUTCH_RABBIT_MGMT_PORT:-$((port + 10000))}"
+        local mgmt
+        if [ -n "${HUTCH_RABBIT_MGMT_PORT:-}" ]; then
+            mgmt=$HUTCH_RABBIT_MGMT_PORT
+            port_free "$mgmt" || die "management port $mgmt is already in use by something else"
+        else
+            mgmt=$(choose_port $((port + 10000)) "$port") || die "no free port for the management API"
+        fi
+        echo "$mgmt" > "$DIR/mgmt_port"
         printf 'management.tcp.port = %s\nmanagement.tcp.ip = 127.0.0.1\n' "$mgmt" >> "$DIR/rabbitmq.conf"
         log "management API will listen on http://127.0.0.1:$mgmt/"
     fi
@@ -188,19 +249,30 @@ EOF
     export RABBITMQ_DIST_PORT="$dist"
     log "starting $NODE on 127.0.0.1:$port (dist port $dist, dir $DIR)"
     # Run detached in its own session; its output goes to a file.
-    ( cd "$DIR" && setsid nohup "$RBIN/rabbitmq-server" >"$DIR/log/startup_log" 2>"$DIR/log/startup_err" </dev/null & )
+    ( cd "$DIR" && exec setsid nohup "$RBIN/rabbitmq-server" >"$DIR/log/startup_log" 2>"$DIR/log/startup_err" </dev/null ) &
+    local launcher=$!
 
-    # Wait for the pid file, then for the boot to finish, then for the port.
-    local deadline=$((SECONDS + TIMEOUT))
-    while [ $SECONDS -lt $deadline ] && ! [ -s "$DIR/rabbit.pid" ]; do sleep 0.2; done
-    if [ -s "$DIR/rabbit.pid" ]; then
-        ctl -q wait --timeout "$TIMEOUT" "$DIR/rabbit.pid" >&2 2>&1 || true
+    # Wait for the AMQP port, giving up at once if the node reports BOOT FAILED or
+    # its process is gone; then for the boot to finish (plugins included).
+    local deadline=$((SECONDS + TIMEOUT)) why=""
+    while ! port_open "$port"; do
+        if boot_failed; then why="the node reported BOOT FAILED"; break; fi
+        if ! alive "$launcher" && ! node_pid >/dev/null; then
+            why="the node's process exited"; break
+        fi
+        if [ $SECONDS -ge $deadline ]; then why="it did not come up in ${TIMEOUT}s"; break; fi
+        sleep 0.2
+    done
+    if [ -z "$why" ]; then
+        ctl -q await_startup --timeout $((deadline > SECONDS ? deadline - SECONDS : 1)) >&2 2>&1 || true
+        if boot_failed; then why="the node reported BOOT FAILED"; fi
     fi
-    while [ $SECONDS -lt $deadline ] && ! port_open "$port"; do sleep 0.2; done
-    if ! port_open "$port"; then
-        log "node did not come up in ${TIMEOUT}s; startup_err / log tail:"
+    if [ -n "$why" ]; then
+        log "RabbitMQ failed to start: $why; startup_err / log tail:"
         tail -n 30 "$DIR/log/startup_err" "$DIR/log/startup_log" "$DIR"/log/*.log >&2 2>/dev/null || true
-        die "RabbitMQ failed to start"
+        do_stop >/dev/null 2>&1 || true
+        kill "$launcher" 2>/dev/null || true
+        die "RabbitMQ failed to start ($why)"
     fi
     log "node $NODE accepting AMQP on 127.0.0.1:$port after $((SECONDS - t0))s (log: $DIR/log/$NODE.log)"
 }
@@ -212,6 +284,7 @@ case "$cmd" in
     stop)    do_stop ;;
     status)  node_pid >/dev/null && port_open "$(cat "$DIR/port" 2>/dev/null || echo 0)" ;;
     logdir)  echo "$DIR/log" ;;
+    node)    echo "$NODE" ;;
     ctl)     ctl "$@" ;;
-    *) echo "usage: $0 {install|start PORT|stop|status|logdir|ctl ARGS...}" >&2; exit 2 ;;
+    *) echo "usage: $0 {install|start PORT|stop|status|logdir|node|ctl ARGS...}" >&2; exit 2 ;;
 esac
