@@ -53,6 +53,9 @@ class Channel:
         self._defs_before: int | None = None  # definitions version when the method began
         self._held = HeldReplies(self._defs, self._definitions_failed)
         self.consumers: dict[str, Consumer] = {}
+        # While this channel deletes a queue: tags of its own consumers the deletion
+        # cancelled, notified after queue.delete-ok (see _m_queue_delete).
+        self._cancel_after_delete: list[str] | None = None
         # delivery tag -> Message, in tag order (OrderedDict pops from the front in O(1)).
         self.unacked: OrderedDict[int, Message] = OrderedDict()
         self.next_tag = 1
@@ -412,7 +415,9 @@ class Channel:
     def cancel_by_server(self, consumer: Consumer) -> None:
         """The queue went away: tell the client if it understands basic.cancel."""
         self.consumers.pop(consumer.tag, None)
-        if self.conn.capabilities.get("consumer_cancel_notify") and not self.closing:
+        if self._cancel_after_delete is not None:
+            self._cancel_after_delete.append(consumer.tag)
+        elif self.conn.capabilities.get("consumer_cancel_notify") and not self.closing:
             self.conn.send_method(self.number, m.BasicCancel(consumer_tag=consumer.tag, nowait=True))
 
     # -- acknowledgements ------------------------------------------------------------
@@ -607,10 +612,23 @@ class Channel:
 
     def _m_queue_delete(self, method: Any) -> None:
         self.conn.access.check("queue", method.queue, CONFIGURE)
-        count = self.vhost.delete_queue_by_name(method.queue, method.if_unused, method.if_empty,
-                                                self.conn)
+        # RabbitMQ answers delete-ok before it cancels this channel's own consumers of the
+        # queue (py-amqp raises ConsumerCancelled out of queue_delete() otherwise).
+        self._cancel_after_delete = []
+        try:
+            count = self.vhost.delete_queue_by_name(method.queue, method.if_unused,
+                                                    method.if_empty, self.conn)
+        finally:
+            tags, self._cancel_after_delete = self._cancel_after_delete, None
+
+        def cancel() -> None:
+            if self.conn.capabilities.get("consumer_cancel_notify") and not self.closing:
+                for tag in tags:
+                    self.conn.send_method(self.number, m.BasicCancel(consumer_tag=tag, nowait=True))
         if not method.nowait:
-            self._reply(m.QueueDeleteOk(message_count=count))
+            self._reply(m.QueueDeleteOk(message_count=count), then=cancel if tags else None)
+        else:
+            cancel()
 
     # basic class
     def _m_basic_qos(self, method: Any) -> None:
