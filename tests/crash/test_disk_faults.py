@@ -123,3 +123,60 @@ def test_http_declare_is_refused_when_definitions_cannot_be_written(tmp_path) ->
         assert "Traceback" not in proc.log_text()
     finally:
         proc.stop()
+
+
+@pytest.mark.hutch_only
+def test_confirm_never_overtakes_a_fresh_queues_definition(tmp_path) -> None:
+    """A message routed to a queue declared a moment ago is confirmed only once that
+    queue's definition is durable — also when a later batch (a delivery's record) is
+    written first.  With the definitions file failing, the publishes are nacked; had
+    they been acked, the queue and its messages would be gone after a restart."""
+    from pamqp import commands as cmd
+
+    from tests.integration.rawamqp import RawConnection
+
+    marker = tmp_path / "fault"
+    env = {"HUTCH_STORE_FILES": "tests.crash.seams:FaultFiles", "HUTCH_FAULT_FILE": str(marker)}
+    proc = HutchProcess(env=env)
+    proc.start()
+    persistent = pika.BasicProperties(delivery_mode=2)
+    try:
+        setup = pika.BlockingConnection(pika.URLParameters(proc.url))
+        sch = setup.channel()
+        sch.exchange_declare("fx", "fanout", durable=True)
+        sch.queue_declare("old", durable=True)
+        sch.queue_bind("old", "fx")
+        cons = pika.BlockingConnection(pika.URLParameters(proc.url))
+        cons.channel().basic_consume("old", lambda *a: None)  # deliveries: DELIVER records
+        pub = pika.BlockingConnection(pika.URLParameters(proc.url))
+        pch = pub.channel()
+        pch.confirm_delivery()
+        pch.basic_publish("fx", "", b"warm-up", persistent)
+        marker.write_text('{"errno": "EIO", "ops": ["replace"]}')  # definitions cannot change
+        raw = RawConnection(proc.url).handshake()
+        raw.open_channel(1)
+        raw.send(1, cmd.Queue.Declare(queue="fresh", durable=True, nowait=True))
+        raw.send(1, cmd.Queue.Bind(queue="fresh", exchange="fx", nowait=True))
+        raw.rpc(1, cmd.Basic.Qos(prefetch_count=1), cmd.Basic.QosOk)  # both were handled
+        acked = []
+        for i in range(5):
+            try:
+                pch.basic_publish("fx", "", f"m{i}".encode(), persistent)
+                acked.append(i)
+            except pika.exceptions.NackError:
+                pass
+        for c in (setup, cons, pub):
+            c.close()
+        proc.stop()  # a clean stop that still cannot write the definitions
+        marker.unlink()
+        proc.start()
+        conn = pika.BlockingConnection(pika.URLParameters(proc.url))
+        try:
+            count = conn.channel().queue_declare("fresh", durable=True, passive=True) \
+                .method.message_count
+        except pika.exceptions.ChannelClosedByBroker:
+            count = None
+        assert not acked or count == len(acked), (
+            f"confirmed {acked} into 'fresh', which after a restart holds {count}")
+    finally:
+        proc.stop()

@@ -372,3 +372,79 @@ def test_a_dead_segment_whose_targets_are_gone_is_deleted_and_stop_does_not_hang
     names = run(go())
     assert len(names) == 2, names  # B (live) and the head
     assert _recover(d)[0] == [b"b" * 200, b"e" * 200]
+
+
+def test_a_batch_refused_during_the_retry_pause_leaves_its_messages_unstored(tmp_path) -> None:
+    """Nacked without touching the disk (the disk failed a moment ago): its messages
+    are off the store's books like those of a batch that failed writing, so they
+    neither hold up paging (no position will ever come) nor keep a segment alive."""
+
+    class FailSecondWrite(Files):
+        retry_after = 0.3
+        writes = 0
+
+        def writev(self, fd, buffers):
+            FailSecondWrite.writes += 1
+            if FailSecondWrite.writes == 2:
+                raise OSError(errno.EIO, "Input/output error")
+            super().writev(fd, buffers)
+
+    async def go():
+        log = MessageLog(str(tmp_path / "msgs"), asyncio.get_running_loop(),
+                         files=FailSecondWrite())
+        log.recover()
+        q = Q(1)
+        results = []
+        kept = msg(b"kept")
+        log.add(q, kept)
+        await log.drain()
+        failed, refused = msg(b"failed"), msg(b"refused")
+        for m in (failed, refused):  # the first fails writing, the second is refused
+            log.add(q, m)
+            log.when_durable(results.append)
+            await log.drain()
+        await asyncio.sleep(0.4)
+        later = msg(b"later")
+        log.add(q, later)
+        log.when_durable(results.append)
+        await log.drain()
+        live = sum(s.live for s in log.segments)
+        log.close()
+        return results, failed.store_ref, refused.store_ref, later.store_pos, live
+
+    results, failed_ref, refused_ref, later_pos, live = run(go())
+    assert results == [False, False, True]
+    assert failed_ref is None and refused_ref is None
+    assert later_pos is not None
+    assert live == 2  # kept and later
+
+
+def test_definitions_changed_during_a_write_are_written_without_a_waiter(tmp_path) -> None:
+    """A nowait declare or an auto-delete made while a write runs: nobody waits for it,
+    and it still reaches the disk (before, it waited for the next change, forever)."""
+    import time
+    import types
+
+    from hutch.store.definitions import DefinitionsWriter
+
+    class SlowRename(Files):
+        def replace(self, src, dst):
+            time.sleep(0.2)
+            super().replace(src, dst)
+
+    async def go():
+        broker = types.SimpleNamespace(users=types.SimpleNamespace(users={}, permissions={}),
+                                       vhosts={})
+        writer = DefinitionsWriter(asyncio.get_running_loop(), SlowRename(), str(tmp_path), broker)
+        writer.changed()
+        await asyncio.sleep(0.05)  # its write is under way
+        writer.changed()
+        deadline = time.monotonic() + 5
+        while writer.synced < writer.version and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        out = (writer.version, writer.synced)
+        writer.close()
+        return out
+
+    version, synced = run(go())
+    assert synced == version == 2

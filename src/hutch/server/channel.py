@@ -81,6 +81,7 @@ class Channel:
         # _unsynced_nack: stored in one queue but refused by another (reject-publish).
         self._unsynced: list[int] = []
         self._unsynced_nack: list[int] = []
+        self._store_failures = 0  # the store's failure count at the group's first add
         # Deliveries: (exchange, routing key) -> both shortstr-encoded, back to back.
         self._route_enc: dict[tuple[str, str], bytes] = {}
         self.confirms_pending = False
@@ -313,6 +314,7 @@ class Channel:
                 self._in_flight.add(seq)
                 if not self._unsynced and not self._unsynced_nack:
                     self.conn.broker.loop.call_soon(self._wait_for_disk)
+                    self._store_failures = self.conn.broker.store.failures
                 (self._unsynced_nack if rejected else self._unsynced).append(seq)
             else:
                 self._settle_confirm(seq, rejected)
@@ -325,7 +327,8 @@ class Channel:
         none is confirmed before it is on disk."""
         acks, nacks = self._unsynced, self._unsynced_nack
         self._unsynced, self._unsynced_nack = [], []
-        self.conn.broker.store.when_durable(lambda ok: self._settle_synced(acks, nacks, ok))
+        self.conn.broker.store.when_durable(lambda ok: self._settle_synced(acks, nacks, ok),
+                                            since=self._store_failures)
 
     def _settle_synced(self, acks: list[int], nacks: list[int], ok: bool) -> None:
         self._in_flight.difference_update(acks)
@@ -745,6 +748,8 @@ class Channel:
         publishes, self._tx_publishes = self._tx_publishes, []
         acks, self._tx_acks = self._tx_acks, []
         stored = False
+        store = self.conn.broker.store
+        since = store.failures if store is not None else 0
         for exchange, routing_key, mandatory, header, body, persistent, ttl in publishes:
             expires_at = None if ttl is None else time.monotonic() + ttl
             stored |= self._route(exchange, routing_key, mandatory, header, body, persistent,
@@ -758,7 +763,7 @@ class Channel:
                 self._settle_negative([msg for _t, msg in taken], kind == "requeue")
         if stored:
             # commit-ok promises the same as a confirm: the messages are on disk.
-            self.conn.broker.store.when_durable(self._commit_durable)
+            store.when_durable(self._commit_durable, since=since)
         else:
             self._reply(m.TxCommitOk())
 

@@ -111,6 +111,7 @@ class DefinitionsWriter:
         self.error: OSError | None = None  # the last write's failure, until one succeeds
         self._writing = 0  # the version being written (0: none)
         self._scheduled = False
+        self._retry: asyncio.TimerHandle | None = None
         self._waiters: list[tuple[int, Callable[[bool], None]]] = []
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hutch-defs")
         self.writes = 0
@@ -158,8 +159,18 @@ class DefinitionsWriter:
         if exc is not None and not isinstance(exc, OSError):
             exc = OSError(str(exc))
         self._settle(version, exc)  # type: ignore[arg-type]
-        if any(v > self.synced for v, _cb in self._waiters):
-            self._flush()
+        if self.synced < self.version:
+            # Changes made during the write (nobody may be waiting for them: a nowait
+            # declare, an auto-delete) go out now; after a failure, a little later,
+            # so a failing disk is not retried in a tight loop.
+            if exc is None or any(v > version for v, _cb in self._waiters):
+                self._flush()
+            elif self._retry is None:
+                self._retry = self.loop.call_later(self.files.retry_after, self._retry_flush)
+
+    def _retry_flush(self) -> None:
+        self._retry = None
+        self._flush()
 
     def _settle(self, version: int, exc: OSError | None) -> None:
         if exc is None:
@@ -186,6 +197,8 @@ class DefinitionsWriter:
         return ok
 
     def close(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
         self._executor.shutdown(wait=True)
 
 

@@ -51,7 +51,8 @@ LARGE_BODY = 64 * 1024  # bodies at least this big are written without being cop
 
 
 class _Batch:
-    __slots__ = ("callbacks", "carried", "data", "defs", "msgs", "offsets", "segment", "start")
+    __slots__ = ("acks", "callbacks", "carried", "data", "defs", "delivers", "msgs", "offsets",
+                 "segment", "start")
 
     def __init__(self) -> None:
         self.data: list[bytes | tuple[bytes, bytes]] = []
@@ -62,6 +63,10 @@ class _Batch:
         self.segment: Segment | None = None
         self.start = 0  # where in the segment the batch's first byte goes
         self.defs = 0  # definitions version that must be durable before its confirms
+        # The (queue id, message id) pairs of its ACK and DELIVER records: if the batch
+        # fails they go back into the next one (so an ack is not forgotten by a hiccup).
+        self.acks: list[tuple[int, int]] = []
+        self.delivers: list[tuple[int, int]] = []
 
 
 class MessageLog(RecoveryMixin):
@@ -103,6 +108,11 @@ class MessageLog(RecoveryMixin):
         # The newest definitions version a queue in the pending batch was declared
         # at: a message is not confirmed before its queue's definition is durable.
         self._pending_defs = 0
+        # The highest such version of any batch written so far: confirms wait for it
+        # while it is not durable, so no confirm overtakes an earlier batch's.
+        self._confirm_gate = 0
+        self._retry_timer: asyncio.TimerHandle | None = None
+        self.failures = 0  # batches that did not reach the disk (see when_durable)
         self._readers: dict[str, int] = {}  # read-only fds for paging messages back in
         # Recovered messages that had been delivered before the restart (redelivered=true).
         self.recovered_delivered: set[int] = set()
@@ -156,11 +166,20 @@ class MessageLog(RecoveryMixin):
         if self._pending_target is None or seg.first_seq < self._pending_target:
             self._pending_target = seg.first_seq
 
-    def when_durable(self, callback: Callable[[bool], None]) -> None:
+    def when_durable(self, callback: Callable[[bool], None], since: int | None = None) -> None:
+        """``callback(ok)`` once every record added so far is on disk.  ``since``: the
+        value of ``failures`` when the caller added its first record; if a batch
+        failed since, some of its records may be in it, and ok is False (a later
+        batch succeeding says nothing about them)."""
+        if since is not None and since != self.failures:
+            self.loop.call_soon(callback, False)
+            return
         if self._pending.data or self._acks or self._delivers:
             self._pending.callbacks.append(callback)
         elif self._inflight is not None:
             self._inflight.callbacks.append(callback)
+        elif self._confirm_gate > self.definitions.synced:
+            self.definitions.when_synced(self._confirm_gate, callback)  # behind earlier batches
         else:
             self.loop.call_soon(callback, self.error is None)
 
@@ -183,11 +202,11 @@ class MessageLog(RecoveryMixin):
         if self._acks:
             self.seq += 1
             batch.data.append(records.encode_pairs(records.ACK, self.seq, self._acks))
-            self._acks = []
+            batch.acks, self._acks = self._acks, []
         if self._delivers:
             self.seq += 1
             batch.data.append(records.encode_pairs(records.DELIVER, self.seq, self._delivers))
-            self._delivers = []
+            batch.delivers, self._delivers = self._delivers, []
         if not batch.data:
             for cb in batch.callbacks:
                 cb(self.error is None)
@@ -197,6 +216,12 @@ class MessageLog(RecoveryMixin):
         batch.carried, self._carry = self._carry, None
         batch.defs, self._pending_defs = self._pending_defs, 0
         if self.error is not None and time.monotonic() < self._retry_at:
+            # Refused without touching the disk: its messages were never counted in a
+            # segment, so they only leave the pending count.
+            for msg in batch.msgs:
+                if msg.store_ref is not None:
+                    msg.store_ref = None
+                    self._pending_publishes -= 1
             self._fail(batch)
             return
         lengths = list(map(_rlen, batch.data))
@@ -312,9 +337,6 @@ class MessageLog(RecoveryMixin):
             seg = batch.segment
             if seg is not None:
                 seg.size -= sum(map(_rlen, batch.data))
-                # Its messages stay in their queues, in memory only, as if they had been
-                # published transient: they were nacked, will not come back after a
-                # restart, and must not hold up paging or pin the segment.
                 for msg in batch.msgs:
                     if msg.store_ref is not None:
                         msg.store_ref = None
@@ -335,13 +357,15 @@ class MessageLog(RecoveryMixin):
             for msg, off in zip(batch.msgs, batch.offsets, strict=True):
                 if msg.store_ref is not None:
                     msg.store_pos = off  # on disk now: the queue may page it out
-            if batch.defs > self.definitions.synced:
-                # A queue of this batch was declared a moment ago: its messages are
-                # confirmed once its definition is durable too (else a restart
-                # would drop them with the queue it does not know).
+            gate = self._confirm_gate = max(self._confirm_gate, batch.defs)
+            if gate > self.definitions.synced:
+                # A queue of this (or an earlier) batch was declared a moment ago: its
+                # messages are confirmed once its definition is durable too (else a
+                # restart would drop them with the queue it does not know), and so are
+                # later batches', so that no confirm overtakes theirs.
                 callbacks = batch.callbacks
                 self.definitions.when_synced(
-                    batch.defs, lambda ok: [cb(ok) for cb in callbacks])  # type: ignore[func-returns-value]
+                    gate, lambda ok: [cb(ok) for cb in callbacks])  # type: ignore[func-returns-value]
             else:
                 for cb in batch.callbacks:
                     cb(True)
@@ -355,8 +379,28 @@ class MessageLog(RecoveryMixin):
             self._flush()
 
     def _fail(self, batch: _Batch) -> None:
+        self.failures += 1
+        """A batch that did not reach the disk.  Its messages stay in their queues, in
+        memory only, as if published transient (the caller took them off the store's
+        books): they were nacked, will not come back after a restart, and must not
+        hold up paging or pin a segment.  Its acks and deliveries go into a later
+        batch, written once the disk takes writes again."""
+        if batch.acks or batch.delivers:
+            self._acks[:0] = batch.acks
+            self._delivers[:0] = batch.delivers
+            for _qid, mid in batch.acks + batch.delivers:
+                seg = self._segment_of(mid, pop=False)
+                if seg is not None:
+                    self._note_target(seg)
+            if self._retry_timer is None:
+                self._retry_timer = self.loop.call_at(
+                    self.loop.time() + max(0.0, self._retry_at - time.monotonic()), self._retry)
         for cb in batch.callbacks:
             cb(False)
+
+    def _retry(self) -> None:
+        self._retry_timer = None
+        self._schedule()
 
     # -- reclamation ---------------------------------------------------------------
     def _segment_of(self, msg_id: int, pop: bool = True) -> Segment | None:
@@ -471,16 +515,23 @@ class MessageLog(RecoveryMixin):
                 out.append(None)
                 continue
             rec = None
-            if seg is chunk_seg and chunk_off <= off < chunk_off + len(chunk):
-                rec = records.read_record(chunk, off - chunk_off)
-            if rec is None:
-                chunk = self.files.pread(self._reader(seg), READ_CHUNK, off)
-                chunk_seg, chunk_off = seg, off
-                rec = records.read_record(chunk, 0)
-                if rec is None:  # a record bigger than the chunk
-                    hdr = records.read_length(chunk, 0)
-                    chunk = self.files.pread(self._reader(seg), hdr, off)
+            try:
+                if seg is chunk_seg and chunk_off <= off < chunk_off + len(chunk):
+                    rec = records.read_record(chunk, off - chunk_off)
+                if rec is None:
+                    chunk = self.files.pread(self._reader(seg), READ_CHUNK, off)
+                    chunk_seg, chunk_off = seg, off
                     rec = records.read_record(chunk, 0)
+                    if rec is None:  # a record bigger than the chunk
+                        hdr = records.read_length(chunk, 0)
+                        chunk = self.files.pread(self._reader(seg), hdr, off)
+                        rec = records.read_record(chunk, 0)
+            except records.CorruptRecordError as exc:  # damaged on disk since it was written
+                log.error("message store: message %d at %s:%d is damaged: %s", mid, seg.path, off,
+                          exc)
+                out.append(None)
+                chunk_seg = None
+                continue
             if rec is None or rec[0] != records.PUBLISH or rec[1] != mid:
                 log.error("message store: message %d not found at %s:%d", mid, seg.path, off)
                 out.append(None)
@@ -504,6 +555,8 @@ class MessageLog(RecoveryMixin):
         self._schedule()
 
     def close(self) -> None:
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
         for fd in self._readers.values():
             self.files.close(fd)
         self._readers.clear()
