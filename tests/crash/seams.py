@@ -20,6 +20,7 @@ import errno
 import json
 import os
 import random
+import threading
 
 from hutch.store.files import Files
 
@@ -142,7 +143,9 @@ class FaultFiles(Files):
 
     ``ops``: the seam methods that fail (default: every primitive but ``close``);
     ``skip``: let that many matching calls through first; ``times``: fail that many
-    and then let calls through again (default: until the file is removed).  Each
+    and then let calls through again (default: until the file is removed);
+    ``short``: a failing write or writev first writes part of its bytes (a real
+    full disk does that).  Each
     failure is appended to ``$HUTCH_FAULT_FILE.hits`` (one op name a line), so a
     test can check that its fault was really reached.  Counting restarts whenever
     the file's content changes.
@@ -154,12 +157,17 @@ class FaultFiles(Files):
            "pread", "fsync_dir", "replace", "remove", "read", "listdir", "makedirs")
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()  # the writer threads and the loop all call in
         self._text: str | None = None
         self._seen = 0
         self._failed = 0
         self._spec: dict = {}
 
     def _check(self, op: str) -> None:
+        with self._lock:
+            self._check_locked(op)
+
+    def _check_locked(self, op: str) -> None:
         marker = os.environ.get("HUTCH_FAULT_FILE")
         if not marker:
             return
@@ -194,7 +202,14 @@ class FaultFiles(Files):
 
 def _faulty(name: str):
     def method(self, *args, **kwargs):
-        self._check(name)
+        try:
+            self._check(name)
+        except OSError:
+            if name in ("write", "writev") and self._spec.get("short"):
+                fd, data = args[0], args[1]
+                raw = b"".join(map(bytes, data)) if name == "writev" else bytes(data)
+                os.write(fd, raw[: len(raw) // 2])
+            raise
         return getattr(Files, name)(self, *args, **kwargs)
     method.__name__ = name
     return method

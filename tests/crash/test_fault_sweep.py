@@ -166,6 +166,9 @@ CASES = {
     "header-ENOSPC": ({"errno": "ENOSPC", "ops": ["write"]}, {"write"}),
     "create-ENOSPC": ({"errno": "ENOSPC", "ops": ["open_new"]}, {"open_new"}),
     "records-ENOSPC": ({"errno": "ENOSPC", "ops": ["writev"]}, {"writev"}),
+    # A real full disk writes part of the bytes first.
+    "records-short-ENOSPC": ({"errno": "ENOSPC", "ops": ["writev"], "short": True}, {"writev"}),
+    "header-short-ENOSPC": ({"errno": "ENOSPC", "ops": ["write"], "short": True}, {"write"}),
     "fsync-EIO": ({"errno": "EIO", "ops": ["fsync"]}, {"fsync"}),
     "one-fsync-EIO": ({"errno": "EIO", "ops": ["fsync"], "times": 1}, {"fsync"}),
     "dirsync-EIO": ({"errno": "EIO", "ops": ["fsync_dir"]}, {"fsync_dir"}),
@@ -338,10 +341,12 @@ def test_faults_during_recovery_stop_the_start_and_lose_nothing(tmp_path) -> Non
     env = {"HUTCH_STORE_FILES": "tests.crash.seams:FaultFiles", "HUTCH_FAULT_FILE": str(marker)}
     reached = set()
     for op in ("listdir", "read", "open_append", "ftruncate", "makedirs", "replace", "open_new",
-               "write", "fsync", "fsync_dir", "remove"):
+               "write", "write-short", "fsync", "fsync_dir", "remove"):
         data_dir = str(tmp_path / f"run-{op}")
         shutil.copytree(base, data_dir)
-        marker.write_text(json.dumps({"errno": "EIO", "ops": [op]}))
+        name, _, short = op.partition("-")
+        marker.write_text(json.dumps({"errno": "ENOSPC" if short else "EIO", "ops": [name],
+                                      "short": bool(short)}))
         hits = marker.with_name("fault.hits")
         hits.unlink(missing_ok=True)
         proc = HutchProcess(data_dir=data_dir, env=env)
@@ -352,7 +357,7 @@ def test_faults_during_recovery_stop_the_start_and_lose_nothing(tmp_path) -> Non
             assert "cannot open the message store" in proc.log_text(), proc.log_text()
             assert "Traceback" not in proc.log_text()
         if hits.exists():
-            reached.add(op)
+            reached.add(name)
         marker.unlink()
         proc = HutchProcess(data_dir=data_dir)
         proc.start()

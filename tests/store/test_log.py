@@ -448,3 +448,60 @@ def test_definitions_changed_during_a_write_are_written_without_a_waiter(tmp_pat
 
     version, synced = run(go())
     assert synced == version == 2
+
+
+def test_salvage_interrupted_by_a_short_write_is_redone_in_a_fresh_segment(tmp_path) -> None:
+    """A real full disk writes part of the salvage segment, then fails.  The next start
+    must not append to that torn file under the same name (it used to: a second header
+    in the middle, messages read back from wrong offsets); it salvages into a segment
+    named past every existing one and recovers what a start without the fault does."""
+    import shutil
+
+    d = str(tmp_path / "msgs")
+    bodies = [bytes([65 + i]) * 100 for i in range(9)]
+
+    async def write():
+        log = MessageLog(d, asyncio.get_running_loop(), segment_size=3 * 160)
+        log.recover()
+        q = Q(7)
+        for b in bodies:
+            log.add(q, msg(b))
+            await log.drain()
+        log.close()
+
+    run(write())
+    segs = sorted(n for n in os.listdir(d) if n.endswith(".seg"))
+    assert len(segs) >= 3
+    middle = os.path.join(d, segs[1])
+    data = bytearray(open(middle, "rb").read())
+    data[-3] ^= 0xFF  # the middle segment's last record: it is quarantined, the rest salvaged
+    open(middle, "wb").write(bytes(data))
+    shutil.copytree(d, str(tmp_path / "copy"))
+
+    class ShortWrite(Files):
+        armed = True
+
+        def write(self, fd, data):
+            if ShortWrite.armed and len(data) > len(SEGMENT_HEADER):  # the salvage segment
+                ShortWrite.armed = False
+                os.write(fd, bytes(data)[: len(data) * 2 // 3])
+                raise OSError(errno.ENOSPC, "No space left on device")
+            super().write(fd, data)
+
+    def recover(path: str, files: Files) -> list[bytes | None]:
+        async def go():
+            log = MessageLog(path, asyncio.get_running_loop(), files=files)
+            try:
+                rec = log.recover()
+                pubs = log.read_entries(rec[7].entries if 7 in rec else [])
+            finally:
+                log.close()
+            return [p.body[:1] if p is not None else None for p in pubs]
+        return run(go())
+
+    expected = recover(str(tmp_path / "copy"), Files())
+    assert len(expected) == len(bodies) - 1  # the damaged record alone is lost
+    with pytest.raises(OSError):
+        recover(d, ShortWrite())
+    assert recover(d, Files()) == expected
+    assert recover(d, Files()) == expected

@@ -184,7 +184,17 @@ class RecoveryMixin:
                 target = out.setdefault(qid, Recovered())
                 target.merge(entries)
         # Only now, with what they still held durable elsewhere: a fault before this
-        # point leaves them in place for the next start to salvage again.
+        # point leaves them in place for the next start to salvage again.  "Elsewhere"
+        # may be an earlier start's salvage segment whose fsync failed but whose bytes
+        # were read back from the page cache: sync every segment before relying on it.
+        if damaged:
+            for seg in self.segments:
+                fd = self.files.open_append(seg.path)
+                try:
+                    self.files.fsync(fd)
+                finally:
+                    self.files.close(fd)
+            self.files.fsync_dir(self.dir)
         for path, problem in damaged:
             self._quarantine(path, problem)
         self.recovered_delivered = {m for m in delivered if m not in acked}
@@ -220,8 +230,12 @@ class RecoveryMixin:
         return out
 
     def _rewrite(self, pubs: list[records.Publish], delivered: set[int]) -> dict[int, Recovered]:
-        """Write salvaged messages into a fresh segment (keeping their ids)."""
-        first = self.seq + 1
+        """Write salvaged messages into a fresh segment (keeping their ids).
+
+        Named past every record *and* every segment: an earlier start's salvage
+        segment is named after the highest seq of its time and holds only smaller
+        ids, so ``seq + 1`` alone could name this one like it (and append to it)."""
+        first = max(self.seq, self._firsts[-1] if self._firsts else 0) + 1
         path = os.path.join(self.dir, segment_name(first))
         parts = [SEGMENT_HEADER]
         placed: dict[int, Recovered] = {}
@@ -236,7 +250,7 @@ class RecoveryMixin:
             off += len(rec)
         self.seq += 1  # reserve the segment's first seq (its name)
         self._assigned_upto = self.seq
-        fd = self.files.open_append(path)
+        fd = self.files.open_new(path)
         try:
             self.files.write(fd, b"".join(parts))
             self.files.fsync(fd)
