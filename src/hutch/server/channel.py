@@ -111,8 +111,12 @@ class Channel:
             # Waiting for close-ok: everything but close/close-ok is dropped (spec 2.3.5.2).
             if ftype == rc.FRAME_METHOD and payload[:4] in (b"\x00\x14\x00\x29", b"\x00\x14\x00\x28"):
                 if payload[:4] == b"\x00\x14\x00\x28":
-                    self.conn.send_method(self.number, m.ChannelCloseOk())
-                self.conn.channel_closed(self.number)
+                    # Both sides closed at once: our close (perhaps still held behind a
+                    # declare-ok) goes first, then close-ok, then the number is free.
+                    self._reply(m.ChannelCloseOk(),
+                                then=lambda: self.conn.channel_closed(self.number))
+                else:
+                    self.conn.channel_closed(self.number)
             return
         try:
             if ftype == rc.FRAME_METHOD:
@@ -514,6 +518,8 @@ class Channel:
             changed = self._defs_before is not None and defs.version != self._defs_before
             if changed or self._held:
                 def send() -> None:
+                    if self.conn.state in ("closing", "closed"):
+                        return  # the connection was closed meanwhile: nothing more goes out
                     self.conn.send_method(self.number, method)
                     if then is not None:
                         then()
@@ -522,6 +528,13 @@ class Channel:
         self.conn.send_method(self.number, method)
         if then is not None:
             then()
+
+    def _in_order(self, action: Callable[[], None]) -> None:
+        """Run ``action`` (which writes to the client) after the replies held so far."""
+        if self._held:
+            self._held.hold(0, action)
+        else:
+            action()
 
     def _definitions_failed(self, error: OSError | None) -> None:
         # Never answer declare-ok for something that would not survive a restart:
@@ -657,9 +670,16 @@ class Channel:
         consumer = Consumer(tag, self, q, method.no_ack, method.exclusive,
                             self.prefetch_consumer, method.arguments)
         self.consumers[tag] = consumer
+        def start() -> None:
+            # Only once consume-ok is out (it may wait behind a held declare-ok): a
+            # delivery must never reach the client before the tag it names.
+            if self.consumers.get(tag) is consumer:
+                q.add_consumer(consumer)
+
         if not method.nowait:
-            self._reply(m.BasicConsumeOk(consumer_tag=tag))
-        q.add_consumer(consumer)
+            self._reply(m.BasicConsumeOk(consumer_tag=tag), then=start)
+        else:
+            self._in_order(start)
 
     def _m_basic_cancel(self, method: Any) -> None:
         consumer = self.consumers.pop(method.consumer_tag, None)
@@ -695,7 +715,7 @@ class Channel:
         ]
         if msg.body:
             frames += body_frames(n, msg.body, self.conn.frame_max)
-        self.conn.write_many(frames)
+        self._in_order(lambda: self.conn.write_many(frames))
 
     def _m_basic_ack(self, method: Any) -> None:
         self._on_ack(method.delivery_tag, method.multiple)
