@@ -261,6 +261,8 @@ def test_large_messages_page_out_by_bytes_not_count() -> None:
         info = _wait_queue(proc, "huge", lambda q: q["messages_paged_out"] == len(bodies) - in_ram,
                            "large messages stayed in memory")
         assert (info["messages_ready"], info["messages_ram"]) == (len(bodies), in_ram)
+        # The queue's "memory" counts what is in memory, not the 36 MiB on disk.
+        assert in_ram * size <= info["memory"] < (in_ram + 1) * size
         # Readable in order, refilled a few at a time.
         assert [b for b, _ in drain(ch, "huge")] == bodies
         conn.close()

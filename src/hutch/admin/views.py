@@ -23,6 +23,7 @@ from ..broker.users import Permission, User
 from .stats import Rates, broker_counts, channel_counts, with_rates
 
 MESSAGE_OVERHEAD = 96  # rough bytes per queued Message object, for "memory"
+PAGED_OVERHEAD = 8  # a paged-out message: one int in the backlog
 
 
 def node_name() -> str:
@@ -54,7 +55,12 @@ def queue_key(q: Any) -> tuple[str, str, str]:
 
 
 def queue_memory(q: Any) -> int:
-    return q.ready_bytes + q.unacked_bytes + (q.message_count + q.unacked_count) * MESSAGE_OVERHEAD
+    """Bytes the queue holds in memory: a paged-out message is one int (its body
+    are on disk)."""
+    paged = getattr(q, "paged", 0)
+    in_ram = q.message_count - paged + q.unacked_count
+    return (q.ready_bytes - getattr(q, "paged_bytes", 0) + q.unacked_bytes
+            + in_ram * MESSAGE_OVERHEAD + paged * PAGED_OVERHEAD)
 
 
 def queue_info(q: Any, rates: Rates) -> dict[str, Any]:
