@@ -66,7 +66,7 @@ class Hutch:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hutch", "serve", "--port", str(self.port), "--http-port", "0",
-             "--data-dir", self.data, "--log-level", "warning", *self.extra_args],
+             "--prometheus-port", "0", "--data-dir", self.data, "--log-level", "warning", *self.extra_args],
             stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src")))
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
