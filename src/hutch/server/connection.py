@@ -32,6 +32,7 @@ from ..protocol import methods as m
 from ..protocol.codec import DecodeError, Utf8Error, decode_table
 from ..protocol.frames import HEARTBEAT_FRAME, FrameError, FrameReader, method_frame
 from .channel import Channel
+from .closing import closing_timeout, keep_reading, linger
 
 log = logging.getLogger("hutch.connection")
 
@@ -230,7 +231,8 @@ class Connection(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         paused = (self.write_paused or self.flow_paused or self.sharing
-                  or (self.blocked and self.has_published))
+                  or (self.blocked and self.has_published)) \
+            and self.state not in ("closing", "closed")  # closing.py: those read to the end
         if paused:
             self.transport.pause_reading()
         else:
@@ -419,8 +421,9 @@ class Connection(asyncio.Protocol):
             self.flush()
             self.state = "closed"
             self._cleanup()
-            if self.transport is not None:
-                self.transport.close()
+            # Not closed yet: frames the client sent before it saw close-ok may still
+            # come, and closing now would reset the connection (closing.py).
+            self._close_timer = linger(self)
             return
         expected = {"start_ok": "connection.start_ok", "tune_ok": "connection.tune_ok",
                     "open": "connection.open"}.get(self.state)
@@ -643,7 +646,8 @@ class Connection(asyncio.Protocol):
         self.close(exc.code, exc.text, exc.class_id, exc.method_id)
 
     def close(self, code: int, text: str, class_id: int = 0, method_id: int = 0) -> None:
-        """Server-initiated Connection.Close; the socket closes on CloseOk (or after 3 s)."""
+        """Server-initiated Connection.Close; the socket closes on CloseOk (or after the
+        closing timeout, closing.py)."""
         if self.state in ("closing", "closed"):
             return
         self._release_channels()
@@ -651,7 +655,11 @@ class Connection(asyncio.Protocol):
                                               class_id=class_id, method_id=method_id))
         self.flush()
         self.state = "closing"
-        self._close_timer = self.broker.loop.call_later(3.0, self._finish_close)
+        # Everything but close-ok is read and dropped until it comes (spec), for as
+        # long as RabbitMQ waits (closing.py).
+        keep_reading(self)
+        self._close_timer = self.broker.loop.call_later(closing_timeout(self.heartbeat),
+                                                        self._finish_close)
 
     def _finish_close(self) -> None:
         self.state = "closed"
