@@ -28,6 +28,7 @@ from ..protocol import methods as m
 from ..protocol.codec import DecodeError
 from ..protocol.frames import body_frames, header_frame, method_frame
 from ..protocol.properties import peek
+from . import direct_reply
 from .replies import HeldReplies
 
 if TYPE_CHECKING:
@@ -56,6 +57,9 @@ class Channel:
         # While this channel deletes a queue: tags of its own consumers the deletion
         # cancelled, notified after queue.delete-ok (see _m_queue_delete).
         self._cancel_after_delete: list[str] | None = None
+        # Direct reply-to (direct_reply.py): (token, consumer) while this channel
+        # consumes from amq.rabbitmq.reply-to.
+        self.reply_consumer: tuple[str, Consumer] | None = None
         # delivery tag -> Message, in tag order (OrderedDict pops from the front in O(1)).
         self.unacked: OrderedDict[int, Message] = OrderedDict()
         self.next_tag = 1
@@ -256,6 +260,8 @@ class Channel:
             exc.class_id, exc.method_id = 60, 40  # reported for the publish, not the content frame
             raise exc
         delivery_mode, expiration, _has_headers, user_id = peek(header[12:])
+        if header[12] & direct_reply.REPLY_TO_FLAG_HIGH and direct_reply.MARK in header:
+            header = direct_reply.rewrite_reply_to(self, header)
         if user_id is not None and user_id != self.conn.user.name:
             raise ChannelError(rc.PRECONDITION_FAILED,
                                f"user_id property set to '{user_id}' but authenticated user "
@@ -283,6 +289,10 @@ class Channel:
             # The work-queue case, kept short: no bindings, no alternate exchange.
             q = vhost.queues.get(routing_key)
             queues = [q] if q is not None else []
+            if q is None and routing_key.startswith(direct_reply.PREFIX):
+                # Never counted as routed (a mandatory reply also comes back), as in
+                # RabbitMQ's rabbit_exchange:route.
+                direct_reply.deliver_reply(self, routing_key, header, body)
         else:
             queues = vhost.route(ex, routing_key, header) if ex is not None else []
         rejected = False
@@ -480,6 +490,7 @@ class Channel:
         for c in list(self.consumers.values()):
             c.queue.remove_consumer(c)
         self.consumers.clear()
+        direct_reply.forget(self)
         if self.unacked:
             msgs = list(self.unacked.values())
             self.unacked.clear()
@@ -597,6 +608,9 @@ class Channel:
 
     # queue class
     def _m_queue_declare(self, method: Any) -> None:
+        if method.queue.startswith(direct_reply.PSEUDO_QUEUE):
+            direct_reply.declare(self, method)
+            return
         if not method.passive:
             self.conn.access.check_queue_declare(method.queue, method.arguments)
         q = self.vhost.declare_queue(method.queue, method.passive, method.durable,
@@ -659,6 +673,9 @@ class Channel:
         self.redispatch()
 
     def _m_basic_consume(self, method: Any) -> None:
+        if method.queue == direct_reply.PSEUDO_QUEUE:
+            direct_reply.consume(self, method)
+            return
         self.conn.access.check("queue", method.queue, READ)
         q = self.vhost.get_queue(method.queue, self.conn)
         tag = method.consumer_tag or server_named("amq.ctag-")
@@ -682,6 +699,8 @@ class Channel:
             self._in_order(start)
 
     def _m_basic_cancel(self, method: Any) -> None:
+        if self.reply_consumer is not None and direct_reply.cancel(self, method):
+            return
         consumer = self.consumers.pop(method.consumer_tag, None)
         if consumer is not None:
             consumer.queue.remove_consumer(consumer)

@@ -54,6 +54,7 @@ SERVER_CAPABILITIES = {
     "connection.blocked": True,
     "authentication_failure_close": True,
     "per_consumer_qos": True,
+    "direct_reply_to": True,  # server/direct_reply.py
 }
 
 
