@@ -67,7 +67,7 @@ def consume(ch: Channel, method: Any) -> None:
     ch.reply_consumer = (token, consumer)
     _consumers[token] = (ch, consumer)
     if not method.nowait:
-        ch.conn.send_method(ch.number, m.BasicConsumeOk(consumer_tag=tag))
+        ch._reply(m.BasicConsumeOk(consumer_tag=tag))  # in order behind held replies
 
 
 def cancel(ch: Channel, method: Any) -> bool:
@@ -76,7 +76,7 @@ def cancel(ch: Channel, method: Any) -> bool:
         return False
     forget(ch)
     if not method.nowait:
-        ch.conn.send_method(ch.number, m.BasicCancelOk(consumer_tag=method.consumer_tag))
+        ch._reply(m.BasicCancelOk(consumer_tag=method.consumer_tag))
     return True
 
 
@@ -97,8 +97,7 @@ def declare(ch: Channel, method: Any) -> None:
         if entry is None or entry[0].conn.broker is not ch.conn.broker:
             raise ChannelError(rc.NOT_FOUND, f"no queue '{name}' in vhost '{ch.vhost.name}'")
     if not method.nowait:
-        ch.conn.send_method(ch.number, m.QueueDeclareOk(queue=name, message_count=0,
-                                                        consumer_count=1))
+        ch._reply(m.QueueDeclareOk(queue=name, message_count=0, consumer_count=1))
 
 
 def rewrite_reply_to(ch: Channel, header: bytes) -> bytes:
