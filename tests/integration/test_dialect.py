@@ -56,13 +56,22 @@ def test_kombu_raises_the_prefetch_of_a_running_consumer(broker_url):
             producer = conn.Producer()
             for body in ("held", "next"):
                 producer.publish(body, routing_key=name)
-            conn.drain_events(timeout=5)
+            _drain_until(conn, lambda: len(got) >= 1)
             assert [m.body for m in got] == ["held"]
             consumer.qos(prefetch_count=2, apply_global=apply_global)
-            conn.drain_events(timeout=5)
+            _drain_until(conn, lambda: len(got) >= 2)
             assert [m.body for m in got] == ["held", "next"]
             for m in got:
                 m.ack()
+
+
+def _drain_until(conn, done, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        try:
+            conn.drain_events(timeout=0.2)
+        except TimeoutError:
+            pass
 
 
 CELERY_APP = textwrap.dedent("""
