@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .. import __version__
+from .. import RABBITMQ_VERSION, __version__
 from ..broker.permissions import validate_regex
 from ..broker.users import HASHING_ALGORITHM, Permission, parse_tags, valid_password_hash
 from ..errors import AMQPError
@@ -26,7 +26,7 @@ from .views import jsonable, permission_info, user_info
 
 log = logging.getLogger("hutch.definitions")
 
-RABBIT_VERSION = "3.10.8"  # the RabbitMQ release whose format we write
+RABBIT_VERSION = RABBITMQ_VERSION  # the RabbitMQ release whose format we write
 
 
 class DefinitionsError(Exception):

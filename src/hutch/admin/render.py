@@ -10,14 +10,13 @@ writes the JSON text with an explicit stack.
 
 from __future__ import annotations
 
-import datetime
-import decimal
 import json
 from collections.abc import Iterator
 from typing import Any
 
 from ..protocol.codec import DecodeError
 from ..protocol.properties import decode_properties
+from .views import scalar
 
 _END = object()
 _dumps = json.dumps
@@ -37,17 +36,6 @@ def message_properties(header: bytes) -> dict[str, Any]:
         return {}
 
 
-def _scalar(value: Any) -> Any:
-    """AMQP field values as JSON values (as views.jsonable does)."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    if isinstance(value, datetime.datetime):
-        return int(value.timestamp())
-    return value
-
-
 def to_json(value: Any) -> str:
     """``json.dumps(value)`` for AMQP values, at any nesting depth."""
     out: list[str] = []
@@ -62,7 +50,7 @@ def to_json(value: Any) -> str:
             out.append("[")
             stack.append((iter(pending), False, [True]))
         else:
-            out.append(_dumps(_scalar(pending)))
+            out.append(_dumps(scalar(pending)))
         while stack:  # find the next value to write, closing what is complete
             items, is_object, first = stack[-1]
             item = next(items, _END)

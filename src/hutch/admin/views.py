@@ -18,7 +18,7 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from .. import __version__
+from .. import RABBITMQ_VERSION, __version__
 from ..broker.users import Permission, User
 from .stats import Rates, broker_counts, channel_counts, with_rates
 
@@ -36,6 +36,11 @@ def jsonable(value: Any) -> Any:
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
+    return scalar(value)
+
+
+def scalar(value: Any) -> Any:
+    """One AMQP field value that is not a table or an array, as a JSON value."""
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, decimal.Decimal):
@@ -341,7 +346,7 @@ def overview(broker: Any, rates: Rates, listeners: list[dict[str, Any]]) -> dict
              "enabled": True} for t in ("direct", "fanout", "headers", "topic")],
         "product_version": __version__,
         "product_name": "Hutch",
-        "rabbitmq_version": "3.10.8",
+        "rabbitmq_version": RABBITMQ_VERSION,
         "cluster_name": node_name(),
         "node": node_name(),
         "message_stats": with_rates(msg_counts, rates, key),

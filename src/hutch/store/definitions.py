@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .. import __version__
+from .. import RABBITMQ_VERSION, __version__
 from ..broker.users import Permission, User
 
 log = logging.getLogger("hutch.store")
@@ -60,7 +60,7 @@ def snapshot(broker: Any) -> dict[str, Any]:
                                  "destination_type": "exchange" if dest.is_exchange else "queue",
                                  "routing_key": b.routing_key, "arguments": b.arguments})
     return {
-        "rabbit_version": "3.10.8", "rabbitmq_version": "3.10.8",
+        "rabbit_version": RABBITMQ_VERSION, "rabbitmq_version": RABBITMQ_VERSION,
         "product_name": "Hutch", "product_version": __version__,
         "users": users, "vhosts": vhosts, "permissions": permissions,
         "topic_permissions": [], "parameters": [], "global_parameters": [], "policies": [],
