@@ -81,8 +81,9 @@ def measure(broker: Any, seconds: float, n_fill: int) -> dict[str, float]:
             delete_queue(broker.url, q)
             print(f"   ({case}) end to end {out[f'{case}_e2e']:,.0f} msg/s", flush=True)
         q = "matrix-d"
+        # --keep: the backlog outlives this run (hutch perf deletes the queues it made).
         s = perf(broker.url, q, "--producers", "1", "--consumers", "0", "--persistent", "--confirm", "1000",
-                 "--count", str(n_fill))
+                 "--count", str(n_fill), "--keep")
         out["d_fill"] = s["rates"]["confirmed"]
         time.sleep(2)  # let the broker settle before reading its memory
         out["d_rss_mb"] = rss_mb(broker.pid())
