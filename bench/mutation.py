@@ -7,7 +7,8 @@ mutants the tests killed and which survived (file:line and the operator).
 
     pip install -e '.[bench]'
     python bench/mutation.py                        # every module below (hours)
-    python bench/mutation.py --module store/log.py  # one module (~30 min on 2 cores)
+    python bench/mutation.py --module store/log.py  # one module (~1 h on 2 busy cores)
+    python bench/mutation.py --module store/log.py --rev adc75e8   # the same, as it was
 
 Each module is tested with the test files that are about it (TESTS below); broker
 subprocesses import the worktree's code through PYTHONPATH.  Not run by CI: it
@@ -81,12 +82,15 @@ def main() -> int:
                    help="a module to mutate (repeatable; default: all)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per mutant's test run")
     p.add_argument("--keep", action="store_true", help="keep the worktree and sessions")
+    p.add_argument("--rev", default="HEAD",
+                   help="the revision to mutate, with its own tests (e.g. an older one, for a "
+                        "before/after comparison; default HEAD)")
     args = p.parse_args()
     if shutil.which("cosmic-ray") is None:
         raise SystemExit("cosmic-ray is not installed: pip install -e '.[bench]'")
     workdir = tempfile.mkdtemp(prefix="hutch-mutation-")
     tree = os.path.join(workdir, "tree")
-    run(["git", "worktree", "add", "--detach", tree, "HEAD"], cwd=ROOT, check=True,
+    run(["git", "worktree", "add", "--detach", tree, args.rev], cwd=ROOT, check=True,
         capture_output=True)
     try:
         results = [mutate(tree, m, TESTS[m], args.timeout, workdir) for m in (args.module or sorted(TESTS))]
