@@ -178,11 +178,13 @@ async def _serve(args: argparse.Namespace) -> int:
         await server.stop()
         await broker.close_store()
         raise _listen_failure(exc, "--http-port") from None
-    from .admin.prometheus import start_prometheus
-
+    prometheus = None
     try:
-        prometheus = await start_prometheus(broker, args.prometheus_host, args.prometheus_port,
-                                            None if args.in_memory else data_dir)
+        if args.prometheus_port:  # aiohttp is only imported when a listener needs it
+            from .admin.prometheus import start_prometheus
+
+            prometheus = await start_prometheus(broker, args.prometheus_host, args.prometheus_port,
+                                                None if args.in_memory else data_dir)
     except SystemExit:
         # A taken --prometheus-port (one line already): stop what was started first.
         if management is not None:
