@@ -218,3 +218,15 @@ def _faulty(name: str):
 for _name in FaultFiles.ALL:
     if hasattr(Files, _name):  # (so the seam also runs against older code, to show a bug)
         setattr(FaultFiles, _name, _faulty(_name))
+
+
+class SlowDefinitionsFiles(Files):
+    """Takes a second to write the definitions file: replies that wait for it are held
+    long enough for a test to see what overtakes them (server/replies.py)."""
+
+    def write_file_atomically(self, path: str, data: bytes) -> None:
+        if os.path.basename(path) == "definitions.json":
+            import time
+
+            time.sleep(1.0)
+        super().write_file_atomically(path, data)

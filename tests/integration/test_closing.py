@@ -114,3 +114,26 @@ def test_amqplib_burst_then_close_gets_its_close_callback(broker_url, queue, nod
                          capture_output=True, text=True, timeout=60, cwd=NODE_DIR)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"closed": True, "closeError": None, "events": []}, out.stderr
+
+
+@pytest.mark.hutch_only
+def test_shutdown_does_not_wait_for_a_client_that_keeps_its_socket_after_close_ok() -> None:
+    """A client that asked to close but keeps its end open is read until the closing
+    timeout (30 s): a broker stopping meanwhile closes that socket instead of waiting
+    (Python 3.12's Server.wait_closed waits for every transport)."""
+    from pamqp import commands as cmd
+
+    from tests.brokerproc import HutchProcess
+    from tests.integration.rawamqp import raw_session
+
+    proc = HutchProcess()
+    proc.start()
+    raw = raw_session(proc.url)
+    try:
+        raw.send(0, cmd.Connection.Close(reply_code=200, reply_text="bye", class_id=0,
+                                         method_id=0))
+        raw.expect(0, cmd.Connection.CloseOk)  # and the socket stays open
+        assert proc.stop(timeout=10) == 0  # stopped by SIGTERM, not killed after 10 s
+    finally:
+        raw.close_socket()
+        proc.stop()

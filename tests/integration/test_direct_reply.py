@@ -174,3 +174,49 @@ def test_mandatory_reply_to_unknown_token_is_returned(broker_url):
     conn.process_data_events(0.1)
     assert returned == [312]
     conn.close()
+
+
+@pytest.mark.hutch_only
+def test_reply_waits_for_a_consume_ok_held_behind_a_declare() -> None:
+    """A client pipelines a durable declare (its declare-ok waits for the definitions
+    write), a consume of the reply pseudo-queue and a request; the responder answers at
+    once.  The reply must not reach the client before the consume-ok that names its tag."""
+    from pamqp import body as pbody
+    from pamqp import commands as cmd
+    from pamqp import frame as pframe
+    from pamqp import header as pheader
+
+    from tests.brokerproc import HutchProcess
+    from tests.integration.rawamqp import raw_session
+
+    proc = HutchProcess(env={"HUTCH_STORE_FILES": "tests.crash.seams:SlowDefinitionsFiles"})
+    proc.start()
+    try:
+        responder = raw_session(proc.url)
+        responder.rpc(1, cmd.Queue.Declare(queue="svc"), cmd.Queue.DeclareOk)
+        client = raw_session(proc.url)
+        client.send_bytes(b"".join([
+            pframe.marshal(cmd.Queue.Declare(queue="fresh", durable=True), 1),
+            pframe.marshal(cmd.Basic.Consume(queue="amq.rabbitmq.reply-to", consumer_tag="rt",
+                                             no_ack=True), 1),
+            pframe.marshal(cmd.Basic.Publish(exchange="", routing_key="svc"), 1),
+            pframe.marshal(pheader.ContentHeader(0, 3, cmd.Basic.Properties(
+                reply_to="amq.rabbitmq.reply-to")), 1),
+            pframe.marshal(pbody.ContentBody(b"req"), 1),
+        ]))
+        deadline = time.monotonic() + 5
+        while True:  # the request arrives while the declare-ok is still held
+            responder.send(1, cmd.Basic.Get(queue="svc", no_ack=True))
+            _ch, got = responder.read_frame(5)
+            if isinstance(got, cmd.Basic.GetOk):
+                break
+            assert time.monotonic() < deadline, "the request never arrived"
+        _ch, header = responder.read_frame(5)
+        responder.read_frame(5)
+        responder.publish(1, "", header.properties.reply_to, b"rep")
+        order = [type(client.read_frame(5)[1]).__name__ for _ in range(5)]
+        assert order == ["DeclareOk", "ConsumeOk", "Deliver", "ContentHeader", "ContentBody"]
+        client.close_socket()
+        responder.close_socket()
+    finally:
+        proc.stop()

@@ -71,6 +71,9 @@ class Broker:
         self.users.add(default_user, default_pass, ["administrator"])
         self.users.permissions[("/", default_user)] = Permission()
         self.connections: set[Any] = ConnectionSet()
+        # Connections closed by their client whose socket is still read until the client
+        # closes it (server/closing.py); the listener closes them at shutdown.
+        self.lingering: set[Any] = set()
         # RabbitMQ's queue churn counters (queues_declared_total ...), kept by the vhosts.
         self.queues_declared = 0
         self.queues_created = 0

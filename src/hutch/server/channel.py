@@ -524,6 +524,8 @@ class Channel:
     def _reply(self, method: m.Method, then: Callable[[], None] | None = None) -> None:
         """Send ``method`` (then run ``then``), after every reply held before it and,
         if the method being handled changed durable definitions, once they are on disk."""
+        if not self._conn_open():
+            return  # after connection.close (either side's) only close/close-ok may go out
         defs = self._defs
         if defs is not None:
             changed = self._defs_before is not None and defs.version != self._defs_before
@@ -543,9 +545,12 @@ class Channel:
     def _in_order(self, action: Callable[[], None]) -> None:
         """Run ``action`` (which writes to the client) after the replies held so far."""
         if self._held:
-            self._held.hold(0, action)
-        else:
+            self._held.hold(0, lambda: self._conn_open() and action())
+        elif self._conn_open():
             action()
+
+    def _conn_open(self) -> bool:
+        return self.conn.state not in ("closing", "closed")
 
     def _definitions_failed(self, error: OSError | None) -> None:
         # Never answer declare-ok for something that would not survive a restart:

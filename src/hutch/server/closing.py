@@ -45,6 +45,7 @@ def linger(conn: Connection) -> asyncio.TimerHandle:
     (``connection_lost``) or the closing timeout passes.  Returns the timer, which the
     caller cancels when the socket goes first."""
     keep_reading(conn)
+    conn.broker.lingering.add(conn)  # the listener closes these at shutdown
 
     def give_up() -> None:
         if conn.transport is not None:

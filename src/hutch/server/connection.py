@@ -205,6 +205,7 @@ class Connection(asyncio.Protocol):
             self.broker.pump.conn_dirty(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.broker.lingering.discard(self)
         if self.state not in ("closed",):
             if self.state in ("running", "closing"):
                 log.info("closing AMQP connection %s (%s)", self.name,

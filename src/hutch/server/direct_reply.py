@@ -136,4 +136,7 @@ def deliver_reply(ch: Channel, routing_key: str, header: bytes, body: bytes) -> 
     target, consumer = entry
     if target.conn.broker is not ch.conn.broker or target.closing:
         return
-    target.deliver(consumer, Message("", routing_key, header, body, False, None))
+    msg = Message("", routing_key, header, body, False, None)
+    # In order behind the target channel's held replies (its consume-ok may still wait
+    # for a definitions write): a delivery must never name a tag not yet given out.
+    target._in_order(lambda: target.closing or target.deliver(consumer, msg))

@@ -122,5 +122,10 @@ class Server:
             await asyncio.sleep(0.05)
         for conn in list(self.broker.connections):
             conn._finish_close()
+        # Clients that asked to close but have not closed their end yet (closing.py):
+        # their sockets would hold wait_closed() (Python 3.12+) for the whole timeout.
+        for conn in list(self.broker.lingering):
+            if conn.transport is not None:
+                conn.transport.close()
         for srv in self.servers:
             await srv.wait_closed()
