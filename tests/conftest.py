@@ -132,6 +132,20 @@ def hutch():
 
 
 @pytest.fixture
+def hutch_http():
+    """A private Hutch process with its management API (for tests that read its state
+    over HTTP or its log); skipped against RabbitMQ."""
+    if EXTERNAL_URL:
+        pytest.skip("needs its own Hutch process")
+    proc = HutchProcess(http=True)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
 def qname(request: pytest.FixtureRequest) -> str:
     """A queue/exchange name unique to this test (brokers are shared across tests)."""
     return f"test.{request.node.name[:60]}.{uuid.uuid4().hex[:8]}"

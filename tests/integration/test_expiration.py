@@ -12,7 +12,6 @@ import time
 import pytest
 from pamqp import commands as cmd
 
-from tests.brokerproc import HutchProcess
 from tests.integration.rawamqp import (
     RawConnection,
     close_fields,
@@ -87,14 +86,6 @@ def test_valid_expiration_is_taken(broker_url, qname, value):
         conn.rpc(1, cmd.Queue.Delete(queue=qname), cmd.Queue.DeleteOk)
     finally:
         conn.close_socket()
-
-
-@pytest.fixture
-def hutch_http():
-    proc = HutchProcess(http=True)
-    proc.start()
-    yield proc
-    proc.stop()
 
 
 @pytest.mark.hutch_only

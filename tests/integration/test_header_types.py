@@ -19,7 +19,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pamqp import commands as cmd
 
-from tests.brokerproc import HutchProcess
 from tests.integration.rawamqp import RawConnection, raw_frame, raw_session
 from tests.mgmt import Api
 
@@ -295,14 +294,6 @@ def test_deep_headers_route_expire_and_dead_letter(broker_url, topology):
         assert _get(conn, topology["dlq"], no_ack=True) is not None
     finally:
         conn.close_socket()
-
-
-@pytest.fixture
-def hutch_http():
-    proc = HutchProcess(http=True)
-    proc.start()
-    yield proc
-    proc.stop()
 
 
 @pytest.mark.hutch_only

@@ -73,13 +73,17 @@ def _frames_after(raw: RawConnection, last: type) -> tuple[bool, list[str]]:
             after.append(type(value).__name__)
 
 
-def test_nothing_follows_close_ok_even_behind_a_held_reply(broker_url, qname) -> None:
-    """A client that pipelines a durable declare, a get, a tx.commit and connection.close:
-    whatever is answered, nothing comes after close-ok."""
+def _queue_with_one_message(broker_url: str, qname: str) -> None:
     conn = pika.BlockingConnection(pika.URLParameters(broker_url))
     conn.channel().queue_declare(qname, durable=True)
     conn.channel().basic_publish("", qname, b"m", pika.BasicProperties(delivery_mode=2))
     conn.close()
+
+
+def test_nothing_follows_close_ok_even_behind_a_held_reply(broker_url, qname) -> None:
+    """A client that pipelines a durable declare, a get, a tx.commit and connection.close:
+    whatever is answered, nothing comes after close-ok."""
+    _queue_with_one_message(broker_url, qname)
     raw = RawConnection(broker_url).handshake()
     try:
         raw.open_channel(1)
@@ -105,10 +109,7 @@ def test_nothing_follows_close_ok_even_behind_a_held_reply(broker_url, qname) ->
 def test_nothing_follows_the_brokers_connection_close(broker_url, qname) -> None:
     """The broker closes the connection (a second channel.open: 504) while a get-ok waits
     behind a durable declare-ok: after its connection.close nothing more is sent."""
-    conn = pika.BlockingConnection(pika.URLParameters(broker_url))
-    conn.channel().queue_declare(qname, durable=True)
-    conn.channel().basic_publish("", qname, b"m", pika.BasicProperties(delivery_mode=2))
-    conn.close()
+    _queue_with_one_message(broker_url, qname)
     raw = RawConnection(broker_url).handshake()
     try:
         raw.open_channel(1)
