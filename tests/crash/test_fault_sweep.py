@@ -289,6 +289,19 @@ def test_read_errors_while_paging_lose_nothing(tmp_path, op: str) -> None:
     assert op in run.hits()
 
 
+def _recovered_tags(data_dir: str) -> list[str]:
+    """Start a plain broker on ``data_dir`` and drain queue ``rq``: the tags, in order."""
+    proc = HutchProcess(data_dir=data_dir)
+    proc.start()
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(proc.url))
+        tags = [b.decode().split(":")[0] for b, _r in drain(conn.channel(), "rq")]
+        conn.close()
+    finally:
+        proc.stop()
+    return tags
+
+
 def _damaged_log(tmp_path) -> tuple[str, list[str]]:
     """A data dir whose log needs every repair recovery does: a middle segment with a
     flipped byte (quarantined, what precedes the damage salvaged into a new segment)
@@ -317,14 +330,7 @@ def _damaged_log(tmp_path) -> tuple[str, list[str]]:
         f.write(b"\x00\x00\x01\x00torn")  # the start of a record that never finished
     check = str(tmp_path / "check")
     shutil.copytree(base, check)
-    proc = HutchProcess(data_dir=check)
-    proc.start()
-    try:
-        conn = pika.BlockingConnection(pika.URLParameters(proc.url))
-        expected = [b.decode().split(":")[0] for b, _r in drain(conn.channel(), "rq")]
-        conn.close()
-    finally:
-        proc.stop()
+    expected = _recovered_tags(check)
     assert 150 < len(expected) < 200  # something was lost to the flipped byte, not more
     return base, expected
 
@@ -359,14 +365,7 @@ def test_faults_during_recovery_stop_the_start_and_lose_nothing(tmp_path) -> Non
         if hits.exists():
             reached.add(name)
         marker.unlink()
-        proc = HutchProcess(data_dir=data_dir)
-        proc.start()
-        try:
-            conn = pika.BlockingConnection(pika.URLParameters(proc.url))
-            got = [b.decode().split(":")[0] for b, _r in drain(conn.channel(), "rq")]
-            conn.close()
-        finally:
-            proc.stop()
+        got = _recovered_tags(data_dir)
         assert got == expected, f"after a fault at {op}"
     # Every kind of call recovery makes was failed at least once.
     assert {"listdir", "read", "ftruncate", "replace", "open_new", "write", "fsync",
