@@ -110,15 +110,18 @@ class Broker:
             self._restoring = False
         queues = {q.store_id: q for v in self.vhosts.values() for q in v.queues.values() if q.durable}
         restored = dropped = 0
+        # Ids of recovered messages delivered before the stop: each queue takes its own.
+        delivered, store.recovered_delivered = store.recovered_delivered, set()
         for queue_id, rec in recovered.items():
             q = queues.get(queue_id)
             if q is None:
                 # Its queue was deleted (or never made it to the definitions): forget it.
                 for e in rec.entries:
-                    store.remove_id(_Ref(queue_id), e >> 32)
+                    store.forget(queue_id, e >> 32)
                 dropped += len(rec.entries)
                 continue
-            q.restore_entries(rec.entries, rec.bytes)
+            mine = delivered.intersection([e >> 32 for e in rec.entries]) if delivered else set()
+            q.restore(rec.entries, rec.bytes, mine)
             restored += len(rec.entries)
         store.definitions.write_now()
         log.info("recovered %d messages in %d durable queues from %s in %.2fs (%s)%s", restored,
@@ -148,7 +151,7 @@ class Broker:
             for q in vhost.queues.values():
                 if not q.durable:
                     continue
-                state = q.store_snapshot(delivered)
+                state = q.store.snapshot(delivered)
                 if state is None:
                     return None  # something is not on disk: the next start scans instead
                 if state[0]:
@@ -220,10 +223,3 @@ class Broker:
             for conn in list(self.connections):
                 conn.on_memory_alarm(False)
 
-
-class _Ref:
-    """Stands in for a deleted queue so recovery can ack its leftover records."""
-
-    def __init__(self, store_id: int) -> None:
-        self.store_id = store_id
-        self.defs_version = 0

@@ -8,7 +8,7 @@ per-queue facts.  ``__slots__`` keeps each entry near 100 bytes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .consumer import Consumer
@@ -22,13 +22,13 @@ class Message:
         "exchange",
         "expires_at",
         "header",
+        "msg_id",
         "persistent",
+        "position",
         "queue",
         "redelivered",
         "routing_key",
-        "seq",
         "store_pos",
-        "store_ref",
     )
 
     def __init__(self, exchange: str, routing_key: str, header: bytes, body: bytes,
@@ -43,10 +43,19 @@ class Message:
         # Monotonic deadline in seconds, or None for "never expires".
         self.expires_at = expires_at
         self.redelivered = False
-        self.seq = 0
+        # Its place in the queue's in-memory order: a requeued message goes back
+        # before every message with a higher position (see broker/queue_store).
+        self.position = 0
         self.queue: Queue | None = None
         self.consumer: Consumer | None = None
-        # The store's id for a persistent message in a durable queue, and the offset
-        # of its record once written (then the queue may drop the body from memory).
-        self.store_ref: Any = None
+        # The message log's id for a persistent message in a durable queue (None: no
+        # durable copy), and the offset of its record once written (then the queue's
+        # store may drop the body from memory).  Set by ``store.log.MessageLog``.
+        self.msg_id: int | None = None
         self.store_pos: int | None = None
+
+    # The log's own name for the id (``MessageLog.add`` documents it as the object's
+    # "store ref"; tests/store/test_log.py reads it).  Not used on the hot path.
+    @property
+    def store_ref(self) -> int | None:
+        return self.msg_id

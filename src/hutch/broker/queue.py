@@ -8,11 +8,12 @@ which dispatches every dirty queue once per event-loop turn and then flushes
 all connections — a read of 100 publishes costs one dispatch pass.
 
 Messages that come back (nack/reject with requeue, a consumer's channel
-closing) return to their original position, ordered by ``seq``, as RabbitMQ
-does; they are marked ``redelivered``.
+closing) return to their original position, as RabbitMQ does; they are marked
+``redelivered``.
 
-A durable queue pages its backlog beyond an in-memory window out to the store:
-see ``paging.py``.
+Where the ready messages live is the queue's message store (``queue_store/``): a
+deque for a transient queue, the paged window over the message log for a durable
+one.  The queue only pushes, shifts, requeues and settles.
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .message import Message
-from .paging import WINDOW, WINDOW_BYTES, WINDOW_MAX, PagingMixin
+from .queue_store import QueueStore
+from .queue_store.memory import MemoryStore
+from .queue_store.paged import WINDOW, WINDOW_BYTES, WINDOW_MAX, PagedStore
 
-__all__ = ["WINDOW", "WINDOW_BYTES", "WINDOW_MAX", "Queue"]  # the window constants live in paging.py
+# The window constants live in queue_store/paged.py.
+__all__ = ["WINDOW", "WINDOW_BYTES", "WINDOW_MAX", "Queue"]
 
 if TYPE_CHECKING:
     from .consumer import Consumer
@@ -50,7 +54,7 @@ REJECT_PUBLISH = "reject-publish"
 REJECT_PUBLISH_DLX = "reject-publish-dlx"
 
 
-class Queue(PagingMixin):
+class Queue:
     is_exchange = False
 
     def __init__(self, vhost: Vhost, name: str, durable: bool, exclusive_owner: Any,
@@ -62,37 +66,29 @@ class Queue(PagingMixin):
         self.exclusive = exclusive_owner is not None
         self.auto_delete = auto_delete
         self.arguments = arguments
-        self.ready: deque[Message] = deque()
-        self.backlog: deque[Any] = deque()  # ints (paged out) or transient Messages
-        self.paged = 0  # ints in the backlog: messages whose body is only on disk
-        self.spill: deque[Message] = deque()  # newest, waiting to be written
-        self.ready_bytes = 0  # body bytes of every ready message, paged or not
-        # ready_bytes split by where the bodies are: paged_bytes only on disk (the
-        # backlog's ints), held_bytes in memory outside ``ready`` (spill, transient
-        # objects in the backlog); the rest is the in-memory window (_window_bytes).
-        self.paged_bytes = 0
-        self.held_bytes = 0
-        self._page_out_waiting = False  # a store callback will page out the spill
+        # Storage: a durable queue of a broker with a data dir keeps its messages in
+        # the message log (paged beyond a window), any other queue in memory.
+        # store_id is the queue's number in the message log (stable across restarts,
+        # set by the vhost).
+        log = vhost.broker.store
+        self.store: QueueStore = (PagedStore(self, log) if durable and log is not None
+                                  else MemoryStore(vhost.broker.account))
+        self.store_id = 0
+        # The definitions version that made it durable: its messages' confirms also
+        # wait for that version to be on disk (store.log, MessageLog.add).
+        self.defs_version = 0
         self.unacked_count = 0
         self.unacked_bytes = 0
         self.consumers: deque[Consumer] = deque()
         self.had_consumers = False
         self.exclusive_consumer: Consumer | None = None
         self.deleted = False
-        self._next_seq = 1
         self._ttl_handle: Any = None
         self._expiry_handle: Any = None
         # Statistics (management API, metrics).
         self.published = 0
         self.delivered = 0
         self.acked = 0
-        # Storage seam: set by the vhost for durable queues when a store is configured;
-        # store_id is the queue's number in the message log (stable across restarts).
-        self.store: Any = None
-        self.store_id = 0
-        # The definitions version that made it durable: its messages' confirms also
-        # wait for that version to be on disk (store.log, MessageLog.add).
-        self.defs_version = 0
         args = arguments
         self.max_length: int | None = args.get("x-max-length")
         self.max_length_bytes: int | None = args.get("x-max-length-bytes")
@@ -109,7 +105,21 @@ class Queue(PagingMixin):
     @property
     def message_count(self) -> int:
         """Ready messages (in memory or paged out), as RabbitMQ's messages_ready."""
-        return len(self.ready) + len(self.backlog) + len(self.spill)
+        return len(self.store)
+
+    @property
+    def ready_bytes(self) -> int:
+        """Body bytes of every ready message, paged out or not."""
+        return self.store.bytes
+
+    @property
+    def paged(self) -> int:
+        """Ready messages whose body is only on disk."""
+        return self.store.paged
+
+    @property
+    def paged_bytes(self) -> int:
+        return self.store.paged_bytes
 
     @property
     def consumer_count(self) -> int:
@@ -120,7 +130,7 @@ class Queue(PagingMixin):
 
     def is_behind(self) -> bool:
         """Ready messages that a consumer could take right now (publisher flow control)."""
-        if self.deleted or not (self.ready or self.backlog or self.spill):
+        if self.deleted or not len(self.store):
             return False
         return any(c.can_take() for c in self.consumers)
 
@@ -128,7 +138,7 @@ class Queue(PagingMixin):
         """Consumers are not keeping up: more ready messages than the in-memory window
         while someone consumes (publisher fair share, see Connection._after_publishing).
         A queue nobody consumes from is just a backlog, not congestion."""
-        return bool(self.consumers) and self.message_count > CONGESTED
+        return bool(self.consumers) and len(self.store) > CONGESTED
 
     def describe(self) -> str:
         return f"queue '{self.name}' in vhost '{self.vhost.name}'"
@@ -138,9 +148,9 @@ class Queue(PagingMixin):
         """True if a reject-publish queue is full (checked before enqueueing)."""
         if self.overflow == DROP_HEAD:
             return False
-        if self.max_length is not None and self.message_count >= self.max_length:
+        if self.max_length is not None and len(self.store) >= self.max_length:
             return True
-        if self.max_length_bytes is not None and self.ready_bytes + size > self.max_length_bytes:
+        if self.max_length_bytes is not None and self.store.bytes + size > self.max_length_bytes:
             return True
         return False
 
@@ -150,48 +160,36 @@ class Queue(PagingMixin):
             deadline = time.monotonic() + self.message_ttl
             if msg.expires_at is None or deadline < msg.expires_at:
                 msg.expires_at = deadline
-        size = len(msg.body)
-        store = self.store
-        if store is not None and msg.persistent:
-            # Before anything is counted: if the store refuses the message, it is not
-            # queued, and neither ready_bytes nor the memory alarm may keep its size.
-            store.add(self, msg)
-        self.ready_bytes += size
+        in_memory = self.store.push(msg)
         self.published += 1
-        self.vhost.broker.account(size)
-        if store is not None:
-            if self.spill or self.backlog or not self._room_in_memory():
-                self.spill.append(msg)
-                self.held_bytes += size
-                self._page_out()
-                if self.spill and not self._page_out_waiting:
-                    # Page the tail of a burst out once it is written, without
-                    # waiting for another publish to come and do it.
-                    self._page_out_waiting = True
-                    store.when_durable(self._written)
-                if self.max_length is not None or self.max_length_bytes is not None:
-                    self._enforce_limits()
-                return
-        msg.seq = self._next_seq
-        self._next_seq += 1
-        self.ready.append(msg)
         if self.max_length is not None or self.max_length_bytes is not None:
             self._enforce_limits()
+        if not in_memory:
+            return  # behind a paged backlog: dispatch and TTL get to it when it is read
         if msg.expires_at is not None:
             self._arm_ttl()
         if self.consumers:
             self.vhost.broker.pump.queue_dirty(self)
 
+    def restore(self, entries: list[int], size: int, delivered: set[int]) -> None:
+        """Recovered messages (log entries, in order) become this queue's ready messages."""
+        self.store.restore(entries, size, delivered)
+        if self.consumers:
+            self.vhost.broker.pump.queue_dirty(self)
+
     def _enforce_limits(self) -> None:
-        ready = self.ready
-        while (self.max_length is not None and self.message_count > self.max_length) or (
-            self.max_length_bytes is not None and self.ready_bytes > self.max_length_bytes
+        store = self.store
+        dropped = False
+        while (self.max_length is not None and len(store) > self.max_length) or (
+            self.max_length_bytes is not None and store.bytes > self.max_length_bytes
         ):
-            if not ready:
-                self._refill()
-                if not ready:
-                    break
-            self._discard(self._pop_ready(), "maxlen")
+            msg = store.shift()
+            if msg is None:
+                break
+            self._discard(msg, "maxlen")
+            dropped = True
+        if dropped:
+            self._arm_ttl()  # a new head, maybe just read back from disk
 
     # -- consuming ---------------------------------------------------------
     def add_consumer(self, consumer: Consumer) -> None:
@@ -217,17 +215,13 @@ class Queue(PagingMixin):
 
     def dispatch(self) -> None:
         """Hand ready messages to consumers that can take them, round-robin."""
-        ready = self.ready
         consumers = self.consumers
         if not consumers or self.deleted:
             return
-        if (self.backlog or self.spill) and self._wants_refill():
-            self._refill()
-        if not ready:
-            return
+        store = self.store
         now = time.monotonic()
         budget = DISPATCH_BATCH
-        while ready and consumers:
+        while store:
             if not budget:
                 # Come back next loop turn, after this batch has been written.
                 loop = self.vhost.broker.loop
@@ -241,52 +235,49 @@ class Queue(PagingMixin):
                     break
             else:
                 return  # nobody can take a message now; an ack or resume re-dirties us
-            msg = self._pop_ready()
-            if msg.expires_at is not None and msg.expires_at <= now:
-                self._discard(msg, "expired")
-                continue
-            self._hand_to(consumer, msg)
-            if not ready and (self.backlog or self.spill):
-                self._refill()
-        if ready and ready[0].expires_at is not None:
-            self._arm_ttl()
-
-    def _hand_to(self, consumer: Consumer, msg: Message) -> None:
-        self.delivered += 1
-        if msg.store_ref is not None and not msg.redelivered:
-            self.store.delivered(self, msg)  # so a restart marks it redelivered
-        consumer.delivered += 1
-        if consumer.no_ack:
-            self._settle(msg)
-        else:
-            msg.consumer = consumer
-            consumer.unacked += 1
-            self.unacked_count += 1
-            self.unacked_bytes += len(msg.body)
-        consumer.channel.deliver(consumer, msg)
+            msg = self._take(now)
+            if msg is None:
+                break
+            self.delivered += 1
+            consumer.delivered += 1
+            if consumer.no_ack:
+                store.settle(msg)
+            else:
+                msg.consumer = consumer
+                consumer.unacked += 1
+                self.unacked_count += 1
+                self.unacked_bytes += len(msg.body)
+            consumer.channel.deliver(consumer, msg)
+        self._arm_ttl()
 
     def get(self, no_ack: bool) -> Message | None:
         """basic.get: the head message, or None when the queue is empty."""
         self.touch()
-        now = time.monotonic()
-        while True:
-            if (self.backlog or self.spill) and self._wants_refill():
-                self._refill()
-            if not self.ready:
-                return None
-            msg = self._pop_ready()
-            if msg.expires_at is not None and msg.expires_at <= now:
-                self._discard(msg, "expired")
-                continue
+        msg = self._take(time.monotonic())
+        if msg is not None:
             self.delivered += 1
-            if msg.store_ref is not None and not msg.redelivered:
-                self.store.delivered(self, msg)
             if no_ack:
-                self._settle(msg)
+                self.store.settle(msg)
             else:
                 msg.consumer = None
                 self.unacked_count += 1
                 self.unacked_bytes += len(msg.body)
+        self._arm_ttl()
+        return msg
+
+    def _take(self, now: float) -> Message | None:
+        """The next live ready message, marked delivered (consumer delivery and
+        basic.get alike); expired ones met on the way are dropped or dead-lettered."""
+        store = self.store
+        while True:
+            msg = store.shift()
+            if msg is None:
+                return None
+            if msg.expires_at is not None and msg.expires_at <= now:
+                self._discard(msg, "expired")
+                continue
+            if msg.msg_id is not None and not msg.redelivered:
+                store.mark_delivered(msg)
             return msg
 
     # -- settlement ----------------------------------------------------------
@@ -294,7 +285,7 @@ class Queue(PagingMixin):
         """The holder acknowledged ``msg`` (or it was delivered with no-ack)."""
         self._release(msg)
         self.acked += 1
-        self._settle(msg)
+        self.store.settle(msg)
 
     def requeue(self, msgs: list[Message]) -> None:
         """Put unacked messages back at their original positions."""
@@ -302,22 +293,10 @@ class Queue(PagingMixin):
             self._release(msg)
         if self.deleted:
             for msg in msgs:
-                self._settle(msg)
+                self.store.settle(msg)
             return
-        ready = self.ready
-        for msg in sorted(msgs, key=_seq, reverse=True):
-            msg.redelivered = True
-            if not ready or ready[0].seq > msg.seq:
-                ready.appendleft(msg)
-            else:
-                i = 0
-                n = len(ready)
-                while i < n and ready[i].seq < msg.seq:
-                    i += 1
-                ready.insert(i, msg)
-            self.ready_bytes += len(msg.body)
-        if ready and ready[0].expires_at is not None:
-            self._arm_ttl()
+        self.store.requeue(msgs)
+        self._arm_ttl()
         if self.consumers:
             self.vhost.broker.pump.queue_dirty(self)
 
@@ -325,7 +304,7 @@ class Queue(PagingMixin):
         """nack/reject without requeue: dead-letter or drop."""
         self._release(msg)
         if self.deleted:
-            self._settle(msg)
+            self.store.settle(msg)
             return
         self._discard(msg, "rejected")
 
@@ -339,44 +318,21 @@ class Queue(PagingMixin):
         self.unacked_count -= 1
         self.unacked_bytes -= len(msg.body)
 
-    def _pop_ready(self) -> Message:
-        msg = self.ready.popleft()
-        self.ready_bytes -= len(msg.body)
-        return msg
-
-    def _settle(self, msg: Message) -> None:
-        """The message leaves the queue for good."""
-        self.vhost.broker.account(-len(msg.body))
-        if msg.store_ref is not None and self.store is not None:
-            self.store.remove(self, msg)
-
     def _discard(self, msg: Message, reason: str) -> None:
         """Drop a message (expired, over the limit, rejected), dead-lettering it if configured."""
-        self._settle(msg)
+        self.store.settle(msg)
         if self.dlx is not None:
             self.vhost.dead_letter(self, msg, reason)
 
     # -- purge / delete --------------------------------------------------------
     def purge(self) -> int:
-        count = self.message_count
-        while self.ready:
-            self._settle(self._pop_ready())
-        for item in self.backlog:
-            if isinstance(item, int):
-                self.store.remove_id(self, item >> 32)
-            else:
-                self._settle(item)
-        self.backlog.clear()
-        self.paged = 0
-        while self.spill:
-            self._settle(self.spill.popleft())
-        self.ready_bytes = self.paged_bytes = self.held_bytes = 0
-        return count
+        return self.store.purge()
 
     def on_deleted(self) -> None:
         """Called by the vhost once the queue is unlinked."""
         self.deleted = True
-        self.purge()
+        self.store.purge()
+        self.store.close()
         self._cancel_expiry()
         if self._ttl_handle is not None:
             self._ttl_handle.cancel()
@@ -384,7 +340,7 @@ class Queue(PagingMixin):
 
     # -- timers ----------------------------------------------------------------
     def _arm_ttl(self) -> None:
-        head = self.ready[0] if self.ready else None
+        head = self.store.head()
         if head is None or head.expires_at is None:
             return
         if self._ttl_handle is not None:
@@ -401,12 +357,12 @@ class Queue(PagingMixin):
         if self.deleted:
             return
         now = time.monotonic()
-        ready = self.ready
+        store = self.store
         # Like RabbitMQ's classic queues, only expired messages at the head are dropped.
-        while ready and ready[0].expires_at is not None and ready[0].expires_at <= now:
-            self._discard(self._pop_ready(), "expired")
-            if not ready and (self.backlog or self.spill):
-                self._refill()
+        while (head := store.head()) is not None and head.expires_at is not None \
+                and head.expires_at <= now:
+            store.shift()
+            self._discard(head, "expired")
         self._arm_ttl()
 
     def touch(self) -> None:
@@ -428,6 +384,3 @@ class Queue(PagingMixin):
         if not self.deleted and not self.consumers:
             self.vhost.delete_queue(self, reason="expired")
 
-
-def _seq(msg: Message) -> int:
-    return msg.seq

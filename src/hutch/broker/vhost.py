@@ -206,7 +206,6 @@ class Vhost:
 
     def _attach_store(self, q: Queue, store_id: int | None) -> None:
         if self.broker.store is not None:
-            q.store = self.broker.store
             # A fresh random id per queue incarnation: records of a deleted queue of
             # the same name can never be taken for this one's.
             q.store_id = store_id or int.from_bytes(os.urandom(8), "big") >> 1

@@ -320,7 +320,7 @@ class Channel:
                 msg = Message(exchange, routing_key, header, body, persistent, expires_at)
                 q.enqueue(msg)
                 self.conn.fed_queues.add(q)
-                if msg.store_ref is not None:
+                if msg.msg_id is not None:
                     stored = True
         if seq:
             if stored:

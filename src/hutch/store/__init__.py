@@ -4,9 +4,10 @@
 memory) and a ``store.log.MessageLog`` otherwise.  Queues and channels call it at
 the right moments:
 
-* ``Queue.enqueue`` calls ``add`` for a persistent message entering a durable queue;
-* ``Queue._settle`` calls ``remove`` when such a message leaves for good (ack,
-  drop, expiry, purge, queue deletion);
+* a durable queue's message store (``broker/queue_store/paged.py``) calls ``add``
+  for a persistent message entering it, ``remove`` when such a message leaves for
+  good (ack, drop, expiry, purge, queue deletion) and ``delivered`` on its first
+  delivery;
 * ``Channel._route`` asks ``when_durable`` before confirming a publish that
   added anything, so a confirm is only sent once the message is on disk.
 """
@@ -19,10 +20,11 @@ from typing import Any, Protocol
 
 class MessageStore(Protocol):
     def add(self, queue: Any, msg: Any) -> None:
-        """Record ``msg`` in ``queue``; set ``msg.store_ref`` to the store's handle."""
+        """Record ``msg`` in ``queue``; set ``msg.msg_id`` to the store's id for it (and
+        ``msg.store_pos`` to its record's offset once written)."""
 
     def remove(self, queue: Any, msg: Any) -> None:
-        """``msg`` (with a ``store_ref``) left ``queue`` for good."""
+        """``msg`` (with a ``msg_id``) left ``queue`` for good."""
 
     def delivered(self, queue: Any, msg: Any) -> None:
         """``msg`` was handed to a consumer for the first time (redelivered after a restart)."""

@@ -124,7 +124,7 @@ class MessageLog(RecoveryMixin):
     # -- the MessageStore seam -----------------------------------------------------
     def add(self, queue: Any, msg: Any) -> None:
         self.seq += 1
-        msg.store_ref = self.seq
+        msg.msg_id = self.seq
         expires_ms = 0
         if msg.expires_at is not None:
             expires_ms = int((time.time() + (msg.expires_at - time.monotonic())) * 1000)
@@ -139,8 +139,8 @@ class MessageLog(RecoveryMixin):
             self._schedule()
 
     def remove(self, queue: Any, msg: Any) -> None:
-        msg_id = msg.store_ref
-        msg.store_ref = None
+        msg_id = msg.msg_id
+        msg.msg_id = None
         self._acks.append((queue.store_id, msg_id))
         if msg_id > self._assigned_upto:
             self._pending_dead += 1
@@ -153,7 +153,7 @@ class MessageLog(RecoveryMixin):
             self._schedule()
 
     def delivered(self, queue: Any, msg: Any) -> None:
-        msg_id = msg.store_ref
+        msg_id = msg.msg_id
         self._delivers.append((queue.store_id, msg_id))
         if msg_id <= self._assigned_upto:
             seg = self._segment_of(msg_id, pop=False)
@@ -219,8 +219,8 @@ class MessageLog(RecoveryMixin):
             # Refused without touching the disk: its messages were never counted in a
             # segment, so they only leave the pending count.
             for msg in batch.msgs:
-                if msg.store_ref is not None:
-                    msg.store_ref = None
+                if msg.msg_id is not None:
+                    msg.msg_id = None
                     self._pending_publishes -= 1
             self._fail(batch)
             return
@@ -338,8 +338,8 @@ class MessageLog(RecoveryMixin):
             if seg is not None:
                 seg.size -= sum(map(_rlen, batch.data))
                 for msg in batch.msgs:
-                    if msg.store_ref is not None:
-                        msg.store_ref = None
+                    if msg.msg_id is not None:
+                        msg.msg_id = None
                         seg.live -= 1
             if self.error is None:
                 log.error("message store write failed, publishes will be nacked until it "
@@ -355,7 +355,7 @@ class MessageLog(RecoveryMixin):
                 log.warning("message store writes succeed again")
                 self.error = None
             for msg, off in zip(batch.msgs, batch.offsets, strict=True):
-                if msg.store_ref is not None:
+                if msg.msg_id is not None:
                     msg.store_pos = off  # on disk now: the queue may page it out
             gate = self._confirm_gate = max(self._confirm_gate, batch.defs)
             if gate > self.definitions.synced:
@@ -547,7 +547,12 @@ class MessageLog(RecoveryMixin):
 
     def remove_id(self, queue: Any, msg_id: int) -> None:
         """Like ``remove`` for a message that is only an entry (paged out)."""
-        self._acks.append((queue.store_id, msg_id))
+        self.forget(queue.store_id, msg_id)
+
+    def forget(self, queue_id: int, msg_id: int) -> None:
+        """Message ``msg_id`` of queue ``queue_id`` is gone: a paged-out entry purged,
+        or a record of a queue that no longer exists (recovery)."""
+        self._acks.append((queue_id, msg_id))
         seg = self._segment_of(msg_id)
         if seg is not None:
             seg.live -= 1

@@ -1,0 +1,91 @@
+"""The in-memory message store: ready messages in one deque (see ``__init__.py``)."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from ..message import Message
+
+
+class MemoryStore:
+    paged = 0
+    paged_bytes = 0
+
+    def __init__(self, account: Callable[[int], None]) -> None:
+        self.ready: deque[Message] = deque()
+        self.bytes = 0
+        self._account = account  # Broker.account: the memory alarm's byte count
+        self._next = 1  # position of the next pushed message
+
+    def __len__(self) -> int:
+        return len(self.ready)
+
+    def push(self, msg: Message) -> bool:
+        size = len(msg.body)
+        self.bytes += size
+        self._account(size)
+        msg.position = self._next
+        self._next += 1
+        self.ready.append(msg)
+        return True
+
+    def shift(self) -> Message | None:
+        ready = self.ready
+        if not ready:
+            return None
+        msg = ready.popleft()
+        self.bytes -= len(msg.body)
+        return msg
+
+    def head(self) -> Message | None:
+        return self.ready[0] if self.ready else None
+
+    def requeue(self, msgs: list[Message]) -> None:
+        self.bytes += requeue_into(self.ready, msgs)
+
+    def mark_delivered(self, msg: Message) -> None:
+        pass  # nothing survives a restart
+
+    def settle(self, msg: Message) -> None:
+        self._account(-len(msg.body))
+
+    def purge(self) -> int:
+        count = len(self.ready)
+        freed = self.bytes
+        self.ready.clear()
+        self.bytes = 0
+        self._account(-freed)
+        return count
+
+    def restore(self, entries: list[int], size: int, delivered: set[int]) -> None:
+        raise TypeError("an in-memory queue has no recovered messages")
+
+    def snapshot(self, delivered: set[int]) -> tuple[list[int], int] | None:
+        return [], 0  # nothing of it is durable
+
+    def close(self) -> None:
+        pass
+
+
+def requeue_into(ready: deque[Message], msgs: list[Message]) -> int:
+    """Insert ``msgs`` into ``ready`` by ``position`` (their original places, as
+    RabbitMQ does), marked redelivered; returns their body bytes.  Usually they go
+    back to the very front, so the scan from the head is short."""
+    size = 0
+    for msg in sorted(msgs, key=_position, reverse=True):
+        msg.redelivered = True
+        if not ready or ready[0].position > msg.position:
+            ready.appendleft(msg)
+        else:
+            i = 0
+            n = len(ready)
+            while i < n and ready[i].position < msg.position:
+                i += 1
+            ready.insert(i, msg)
+        size += len(msg.body)
+    return size
+
+
+def _position(msg: Message) -> int:
+    return msg.position
