@@ -232,3 +232,73 @@ def test_restart_brings_messages_back_in_order(tmp_path: Any) -> None:
 
     run(True, tmp_path, first)
     run(True, tmp_path, second)
+
+
+async def _until_reading_ahead(q: Queue) -> list[bytes]:
+    """Take messages until the store reads the next run ahead, off the loop."""
+    store = q.store
+    assert isinstance(store, PagedStore)
+    taken = []
+    while store._reading is None:
+        msg = q.get(no_ack=True)
+        assert msg is not None
+        taken.append(msg.body)
+    return taken
+
+
+def test_basic_get_overtakes_a_read_ahead(tmp_path: Any) -> None:
+    """basic.get cannot wait: with the window empty it reads synchronously, and the
+    read-ahead that was under way is ignored when it lands (no duplicates)."""
+    bodies = [paging(i) for i in range(WINDOW * 3)]
+
+    async def test(broker: Broker, q: Queue) -> None:
+        publish(q, bodies)
+        await _settle(broker)
+        got = await _until_reading_ahead(q)
+        got += drain(q)  # empties the window, then reads the rest here and now
+        await _settle(broker)
+        got += drain(q)
+        assert got == bodies
+        assert (q.message_count, q.paged, q.paged_bytes, broker.queued_bytes) == (0, 0, 0, 0)
+    run(True, tmp_path, test)
+
+
+def test_purge_during_a_read_ahead(tmp_path: Any) -> None:
+    async def test(broker: Broker, q: Queue) -> None:
+        publish(q, [paging(i) for i in range(WINDOW * 3)])
+        await _settle(broker)
+        await _until_reading_ahead(q)
+        q.purge()
+        publish(q, [b"after"])
+        await _settle(broker)  # the read lands: ignored
+        assert (q.message_count, q.paged) == (1, 0)
+        assert drain(q) == [b"after"]
+        assert broker.queued_bytes == 0
+    run(True, tmp_path, test)
+
+
+def test_consumer_waits_for_the_read_ahead_instead_of_reading_on_the_loop(tmp_path: Any) -> None:
+    bodies = [paging(i) for i in range(WINDOW * 3)]
+
+    async def test(broker: Broker, q: Queue) -> None:
+        publish(q, bodies)
+        await _settle(broker)
+        got = await _until_reading_ahead(q)
+        store = q.store
+        assert isinstance(store, PagedStore)
+        reads = 0
+        read_entries = broker.store.read_entries
+
+        def counting(entries: list[int]) -> Any:
+            nonlocal reads
+            reads += 1
+            return read_entries(entries)
+
+        broker.store.read_entries = counting  # type: ignore[method-assign]
+        ch = FakeChannel()
+        q.add_consumer(Consumer("c", ch, q, True, False, 0, {}))
+        while q.message_count:
+            await _settle(broker)
+        assert got + [m.body for m in ch.got] == bodies
+        assert reads == 0  # every read happened on the reader thread
+    run(True, tmp_path, test)

@@ -235,7 +235,7 @@ class Queue:
                     break
             else:
                 return  # nobody can take a message now; an ack or resume re-dirties us
-            msg = self._take(now)
+            msg = self._take(now, block=False)
             if msg is None:
                 break
             self.delivered += 1
@@ -265,12 +265,13 @@ class Queue:
         self._arm_ttl()
         return msg
 
-    def _take(self, now: float) -> Message | None:
+    def _take(self, now: float, block: bool = True) -> Message | None:
         """The next live ready message, marked delivered (consumer delivery and
-        basic.get alike); expired ones met on the way are dropped or dead-lettered."""
+        basic.get alike); expired ones met on the way are dropped or dead-lettered.
+        ``block``: see ``QueueStore.shift``."""
         store = self.store
         while True:
-            msg = store.shift()
+            msg = store.shift(block)
             if msg is None:
                 return None
             if msg.expires_at is not None and msg.expires_at <= now:
@@ -279,6 +280,15 @@ class Queue:
             if msg.msg_id is not None and not msg.redelivered:
                 store.mark_delivered(msg)
             return msg
+
+    def wake(self) -> None:
+        """The store has messages in memory again (read back off the loop), or may
+        retry a read that failed: look at the head's TTL and dispatch."""
+        if self.deleted:
+            return
+        self._arm_ttl()
+        if self.consumers:
+            self.vhost.broker.pump.queue_dirty(self)
 
     # -- settlement ----------------------------------------------------------
     def ack(self, msg: Message) -> None:

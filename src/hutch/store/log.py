@@ -39,6 +39,7 @@ from typing import Any
 from ..protocol.fast import shortstr
 from . import definitions, records, snapshot
 from .files import Files
+from .reads import Located, read_located
 from .recovery import SEGMENT_HEADER, Recovered, RecoveryMixin, Segment, entry, segment_name
 
 __all__ = ["MessageLog", "Recovered", "Segment", "entry", "segment_name"]
@@ -46,7 +47,6 @@ __all__ = ["MessageLog", "Recovered", "Segment", "entry", "segment_name"]
 log = logging.getLogger("hutch.store")
 
 SEGMENT_SIZE = 64 * 1024 * 1024
-READ_CHUNK = 256 * 1024
 LARGE_BODY = 64 * 1024  # bodies at least this big are written without being copied
 
 
@@ -104,6 +104,10 @@ class MessageLog(RecoveryMixin):
         self.error: OSError | None = None
         self._retry_at = 0.0
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hutch-fsync")
+        # Paged-out messages are read back on their own thread, so a read never waits
+        # behind a batch's fsync (nor a batch behind a read).
+        self._read_executor = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="hutch-read")
         self.definitions = definitions.DefinitionsWriter(loop, self.files, self.definitions_dir)
         # The newest definitions version a queue in the pending batch was declared
         # at: a message is not confirmed before its queue's definition is durable.
@@ -420,7 +424,7 @@ class MessageLog(RecoveryMixin):
         i = 0
         while i < len(self.segments) - 1:
             seg = self.segments[i]
-            if seg.live > 0 or seg.pinned:
+            if seg.live > 0 or seg.pinned or seg.reads:
                 i += 1
                 continue
             if not self._targets_gone(seg, i) and (self._carrying or self._carry_forward(seg)):
@@ -496,7 +500,7 @@ class MessageLog(RecoveryMixin):
 
     # -- reading messages back ----------------------------------------------------
     def read_entries(self, entries: list[int]) -> list[records.Publish | None]:
-        """The messages behind compact entries, read from their segments.
+        """The messages behind compact entries, read from their segments, now.
 
         Consecutive entries usually sit next to each other in one segment, so the
         file is read in large chunks rather than a record at a time.  None for a
@@ -504,39 +508,40 @@ class MessageLog(RecoveryMixin):
         OSError, so the caller keeps the entries and tries again later: a disk that
         fails a read must not cost the message.
         """
-        out: list[records.Publish | None] = []
-        chunk = b""
-        chunk_seg: Segment | None = None
-        chunk_off = 0
+        return read_located(self.files, self._locate(entries))
+
+    def read_entries_soon(self, entries: list[int]) -> asyncio.Future[list[records.Publish | None]]:
+        """``read_entries`` on the reader thread; the future's result is its result (or
+        its OSError).  The segments read from stay on disk, their fds open, until it is
+        done.  OSError here too if a segment cannot even be opened."""
+        located = self._locate(entries)
+        segs = {loc[2] for loc in located if loc is not None}
+        for seg in segs:
+            seg.reads += 1
+
+        def unpin(_fut: object) -> None:
+            for seg in segs:
+                seg.reads -= 1
+
+        fut = self.loop.run_in_executor(self._read_executor, read_located, self.files, located)
+        fut.add_done_callback(unpin)
+        return fut
+
+    def _locate(self, entries: list[int]) -> list[Located | None]:
+        """On the loop, where the segment list and the fds change: each entry's id,
+        offset, segment and read fd (None: no segment holds that id)."""
+        out: list[Located | None] = []
+        seg: Segment | None = None
+        fd = -1
         for e in entries:
-            mid, off = e >> 32, e & 0xFFFFFFFF
-            seg = self._segment_of(mid, pop=False)
-            if seg is None:
+            mid = e >> 32
+            s = self._segment_of(mid, pop=False)
+            if s is None:
                 out.append(None)
                 continue
-            rec = None
-            try:
-                if seg is chunk_seg and chunk_off <= off < chunk_off + len(chunk):
-                    rec = records.read_record(chunk, off - chunk_off)
-                if rec is None:
-                    chunk = self.files.pread(self._reader(seg), READ_CHUNK, off)
-                    chunk_seg, chunk_off = seg, off
-                    rec = records.read_record(chunk, 0)
-                    if rec is None:  # a record bigger than the chunk
-                        hdr = records.read_length(chunk, 0)
-                        chunk = self.files.pread(self._reader(seg), hdr, off)
-                        rec = records.read_record(chunk, 0)
-            except records.CorruptRecordError as exc:  # damaged on disk since it was written
-                log.error("message store: message %d at %s:%d is damaged: %s", mid, seg.path, off,
-                          exc)
-                out.append(None)
-                chunk_seg = None
-                continue
-            if rec is None or rec[0] != records.PUBLISH or rec[1] != mid:
-                log.error("message store: message %d not found at %s:%d", mid, seg.path, off)
-                out.append(None)
-                continue
-            out.append(records.decode_publish(mid, chunk, rec[2], rec[3]))
+            if s is not seg:
+                seg, fd = s, self._reader(s)
+            out.append((mid, e & 0xFFFFFFFF, s, fd))
         return out
 
     def _reader(self, seg: Segment) -> int:
@@ -569,6 +574,7 @@ class MessageLog(RecoveryMixin):
             self.files.close(self._fd)
             self._fd = None
         self._executor.shutdown(wait=True)
+        self._read_executor.shutdown(wait=True)
         self.definitions.close()
 
     def write_snapshot(self, queues: list[snapshot.QueueState], delivered: set[int]) -> bool:

@@ -44,9 +44,11 @@ class QueueStore(Protocol):
         ``msg`` is persistent).  True if it joined the in-memory head (then ``head``
         may be it and the queue should dispatch); False if it waits behind a backlog."""
 
-    def shift(self) -> Message | None:
+    def shift(self, block: bool = True) -> Message | None:
         """Take the next ready message, body in memory; None if there is none, or
-        none can be read right now (the store wakes the queue when it can)."""
+        none can be read right now (the store calls ``Queue.wake`` when it can).
+        ``block=False``: rather than read from disk on the event loop, start reading
+        and return None (consumer dispatch, which the wake resumes)."""
 
     def head(self) -> Message | None:
         """The next ready message if it is in memory (no I/O), without taking it."""

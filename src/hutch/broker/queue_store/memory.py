@@ -30,7 +30,7 @@ class MemoryStore:
         self.ready.append(msg)
         return True
 
-    def shift(self) -> Message | None:
+    def shift(self, block: bool = True) -> Message | None:
         ready = self.ready
         if not ready:
             return None

@@ -9,6 +9,14 @@ log confirms their batch written (``_written``), not only when the next publish
 comes along.  Transient messages cannot be paged and stay objects in the backlog.
 So the order is always: ready, then backlog, then spill.
 
+Reads happen off the event loop where they can: when the window falls below half,
+the next run of entries is read ahead on the log's reader thread while they stay
+at the head of the backlog; the result joins ``ready`` only if nothing touched
+the backlog's head meanwhile (``_epoch``: purge, delete, or a synchronous read
+that overtook it), so order is kept and nothing is read twice into the queue.
+Only a taker that cannot wait (``shift(block=True)``: basic.get, drop-head) reads
+synchronously, and only when the window is empty.
+
 Body bytes are tracked by where they are (``bytes`` counts them all):
 ``paged_bytes`` only on disk, ``held_bytes`` in memory outside ``ready``, the rest
 in ``ready``.  Every body in memory is counted by the broker's memory alarm
@@ -24,6 +32,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from ...store.log import MessageLog
+from ...store.records import Publish
 from ..message import Message
 from .memory import requeue_into
 
@@ -59,7 +68,6 @@ class PagedStore:
         broker = owner.vhost.broker
         self._account = broker.account
         self._loop = broker.loop
-        self._pump = broker.pump
         self.ready: deque[Message] = deque()
         self.backlog: deque[int | Message] = deque()  # entries (paged out) or transient Messages
         self.spill: deque[Message] = deque()  # newest, waiting to be written
@@ -74,6 +82,10 @@ class PagedStore:
         # redelivered when read (and stay so in the next snapshot).
         self._delivered: set[int] = set()
         self.closed = False
+        # The read-ahead under way: the entries it reads (still the head of the
+        # backlog), and the epoch it started in; see _start_read.
+        self._reading: list[int] | None = None
+        self._epoch = 0
 
     def __len__(self) -> int:
         return len(self.ready) + len(self.backlog) + len(self.spill)
@@ -102,18 +114,22 @@ class PagedStore:
         self.ready.append(msg)
         return True
 
-    def shift(self) -> Message | None:
+    def shift(self, block: bool = True) -> Message | None:
         ready = self.ready
         if not ready:
             if not (self.backlog or self.spill):
                 return None
-            self._refill()
+            if block:
+                self._refill()
+            elif self._reading is None and self._read_retry is None:
+                self._refill(ahead=True)  # the read's landing wakes the queue
             if not ready:
-                return None  # unreadable for now: _read_failed wakes the queue later
+                return None  # reading, or unreadable for now (_read_failed wakes the queue)
         msg = ready.popleft()
         self.bytes -= len(msg.body)
-        if (self.backlog or self.spill) and self._wants_refill():
-            self._refill()
+        if (self._reading is None and (self.backlog or self.spill) and self._read_retry is None
+                and self._wants_refill()):
+            self._refill(ahead=True)
         return msg
 
     def head(self) -> Message | None:
@@ -131,6 +147,7 @@ class PagedStore:
             self.log.remove(self.owner, msg)
 
     def purge(self) -> int:
+        self._drop_read()
         count = len(self)
         while self.ready:
             self.settle(self.ready.popleft())
@@ -179,6 +196,7 @@ class PagedStore:
 
     def close(self) -> None:
         self.closed = True
+        self._drop_read()
         if self._read_retry is not None:
             self._read_retry.cancel()
             self._read_retry = None
@@ -233,13 +251,17 @@ class PagedStore:
             self._account(-freed)
 
     # -- reading back ---------------------------------------------------------------
-    def _refill(self) -> None:
+    def _refill(self, ahead: bool = False) -> None:
         """Top the in-memory ready list back up from the backlog, then the spill, to
-        WINDOW messages or WINDOW_BYTES, whichever comes first (at least one)."""
+        WINDOW messages or WINDOW_BYTES, whichever comes first (at least one).
+        ``ahead``: entries are read on the reader thread (landing later, in
+        ``_read_done``), not here; what is in memory (spill, transient) moves now."""
+        if not ahead:
+            self._drop_read()  # read here and now: a read-ahead would come too late
         self._page_out()
         want = WINDOW - len(self.ready)
         room = WINDOW_BYTES - self._window_bytes()
-        backlog, spill, ready = self.backlog, self.spill, self.ready
+        backlog, spill = self.backlog, self.spill
         moved: list[Message] = []
         held = 0  # bytes moved from held (spill, transient) into the window
         while want > 0 and room > 0 and backlog:
@@ -249,6 +271,14 @@ class PagedStore:
                 fit = room * self.paged // self.paged_bytes if self.paged_bytes > 0 else want
                 n = min(want, max(1, fit))
                 run: list[int] = []
+                if ahead:
+                    for item in backlog:
+                        if n <= 0 or not isinstance(item, int):
+                            break
+                        run.append(item)
+                        n -= 1
+                    self._start_read(run)
+                    break
                 while n > 0 and backlog and isinstance(backlog[0], int):
                     run.append(backlog.popleft())  # type: ignore[arg-type]
                     n -= 1
@@ -278,21 +308,69 @@ class PagedStore:
         self.held_bytes -= held
         if not self.paged:
             self.paged_bytes = 0  # unreadable entries (lost) never had their size taken off
+        self._append(moved)
+
+    def _append(self, msgs: list[Message]) -> None:
         position = self._next
-        for msg in moved:
+        ready = self.ready
+        for msg in msgs:
             msg.position = position
             position += 1
             ready.append(msg)
         self._next = position
 
+    def _start_read(self, run: list[int]) -> None:
+        """Read ``run`` (the head of the backlog, left there) on the reader thread."""
+        try:
+            fut = self.log.read_entries_soon(run)
+        except OSError as exc:
+            self._read_failed(exc)
+            return
+        self._reading = run
+        epoch = self._epoch
+        fut.add_done_callback(lambda f: self._read_done(epoch, run, f))
+
+    def _drop_read(self) -> None:
+        """Whatever the read-ahead under way brings back is ignored: the backlog's
+        head changes (purge, delete) or is read synchronously instead."""
+        if self._reading is not None:
+            self._reading = None
+            self._epoch += 1
+
+    def _read_done(self, epoch: int, run: list[int],
+                   fut: asyncio.Future[list[Publish | None]]) -> None:
+        if epoch != self._epoch or self.closed or fut.cancelled():
+            return
+        self._reading = None
+        exc = fut.exception()
+        if exc is not None:
+            self._read_failed(exc if isinstance(exc, OSError) else OSError(str(exc)))
+            return
+        # Nothing took entries off the backlog's head since (that bumps the epoch):
+        # they are exactly ``run``, in order.
+        backlog = self.backlog
+        for _ in run:
+            backlog.popleft()
+        loaded, size = self._decode(run, fut.result())
+        self.paged -= len(run)
+        self.paged_bytes -= size
+        if not self.paged:
+            self.paged_bytes = 0  # unreadable entries (lost) never had their size taken off
+        self._append(loaded)
+        self.owner.wake()
+
     def _load(self, run: list[int]) -> tuple[list[Message], int]:
-        """Read paged-out messages back from the log; with their body bytes."""
+        """Read paged-out messages back from the log now; with their body bytes."""
+        return self._decode(run, self.log.read_entries(run))
+
+    def _decode(self, run: list[int], pubs: list[Publish | None]) -> tuple[list[Message], int]:
+        """Messages from the records read for ``run``; their bodies count as in memory."""
         delivered = self._delivered
         now_wall, now_mono = time.time(), time.monotonic()
         out = []
         size = 0
         owner = self.owner
-        for e, pub in zip(run, self.log.read_entries(run), strict=True):
+        for e, pub in zip(run, pubs, strict=True):
             if pub is None:
                 continue  # unreadable (logged by the log): counted as lost
             expires_at = None
@@ -322,4 +400,4 @@ class PagedStore:
     def _retry_read(self) -> None:
         self._read_retry = None
         if not self.closed:
-            self._pump.queue_dirty(self.owner)
+            self.owner.wake()
