@@ -6,6 +6,8 @@ import asyncio
 import logging
 import os
 import time
+from itertools import repeat
+from operator import rshift
 from typing import Any
 
 from ..store import definitions, snapshot
@@ -120,7 +122,9 @@ class Broker:
                     store.forget(queue_id, e >> 32)
                 dropped += len(rec.entries)
                 continue
-            mine = delivered.intersection([e >> 32 for e in rec.entries]) if delivered else set()
+            # (C-level iteration: ~30 ns an entry, and only if anything was delivered.)
+            mine = (delivered.intersection(map(rshift, rec.entries, repeat(32))) if delivered
+                    else set())
             q.restore(rec.entries, rec.bytes, mine)
             restored += len(rec.entries)
         store.definitions.write_now()
