@@ -221,22 +221,28 @@ class Queue:
         store = self.store
         now = time.monotonic()
         budget = DISPATCH_BATCH
-        while store:
+        # No emptiness check per message (a Python call for a paged store): the
+        # consumer is chosen first, and the line is put back as it was if there
+        # turns out to be nothing for it.
+        while True:
             if not budget:
                 # Come back next loop turn, after this batch has been written.
                 loop = self.vhost.broker.loop
                 loop.call_soon(self.vhost.broker.pump.queue_dirty, self)
                 return
             budget -= 1
+            turned = 0
             for _ in range(len(consumers)):
                 consumer = consumers[0]
                 consumers.rotate(-1)
+                turned += 1
                 if consumer.can_take():
                     break
             else:
                 return  # nobody can take a message now; an ack or resume re-dirties us
             msg = self._take(now, block=False)
             if msg is None:
+                consumers.rotate(turned)
                 break
             self.delivered += 1
             consumer.delivered += 1
