@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.log_level, args.log_file)
     try:
         import uvloop
-        runner = uvloop.run
+        runner: Any = uvloop.run
     except ImportError:
         runner = asyncio.run
     return runner(serve(args))
