@@ -207,8 +207,8 @@ class Broker:
     @contextlib.contextmanager
     def definitions_batch(self) -> Iterator[None]:
         """Many durable changes made together, synchronously (a definitions import):
-        they count as one change, so the writer takes one picture of the broker for
-        all of them rather than one per object."""
+        they count as one change, and the store hears of it once, at the end, rather
+        than once per object (a bounded number of writes, whatever the size)."""
         if self._batch_changed is not None:  # nested: the outer batch makes the change
             yield
             return
