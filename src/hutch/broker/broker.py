@@ -225,9 +225,7 @@ class Broker:
         if self.store is None:
             return None
         writer = self.store.definitions
-        done = self.loop.create_future()
-        writer.when_synced(writer.version, lambda ok: done.done() or done.set_result(ok))
-        if await done:
+        if await writer.settle():
             return None
         return writer.error or OSError("could not write definitions")
 

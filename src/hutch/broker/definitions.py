@@ -196,7 +196,7 @@ def _apply(broker: Broker, defs: Document, only_vhost: str | None,
 
     def vhost_of(obj: dict[str, Any]) -> Vhost | None:
         name = only_vhost if only_vhost is not None else obj.get("vhost", "/")
-        vhost = broker.vhosts.get(name)  # type: ignore[arg-type]
+        vhost = broker.vhosts.get(name)
         if vhost is None:
             warnings.append(f"{obj.get('name', obj.get('source'))!r} skipped: vhost '{name}' "
                             "does not exist")
@@ -281,5 +281,5 @@ def _set_permission(broker: Broker, p: dict[str, Any], warnings: list[str]) -> N
     if bad:
         warnings.append(f"permission for user '{uname}' in vhost '{vname}' skipped: {bad}")
         return
-    broker.users.set_permission(vname, uname, perm)  # type: ignore[arg-type]
+    broker.users.set_permission(vname, uname, perm)
     broker.definitions_changed()

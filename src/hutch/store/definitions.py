@@ -122,7 +122,7 @@ class DefinitionsWriter:
             exc = OSError(str(exc))
         if exc is None:
             self.writes += 1
-        self._settle(version, exc)  # type: ignore[arg-type]
+        self._settle(version, exc)
         if self.synced < self.version:
             # Changes made during the write (nobody may be waiting for them: a nowait
             # declare, an auto-delete) go out now; after a failure, a little later,
@@ -152,13 +152,18 @@ class DefinitionsWriter:
             cb(exc is None)
 
     async def settle(self) -> bool:
-        """At a clean stop: write whatever changed and wait for it."""
+        """Write whatever changed so far and wait for it (a clean stop, an answer that
+        must not go out before its change is durable); False if that write failed."""
         if self.synced >= self.version:
             return True
-        done = self.loop.create_future()
-        self.when_synced(self.version, lambda ok: done.done() or done.set_result(ok))
-        ok: bool = await done
-        return ok
+        done: asyncio.Future[bool] = self.loop.create_future()
+
+        def settled(ok: bool) -> None:
+            if not done.done():
+                done.set_result(ok)
+
+        self.when_synced(self.version, settled)
+        return await done
 
     def close(self) -> None:
         if self._retry is not None:
