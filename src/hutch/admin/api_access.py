@@ -12,12 +12,13 @@ from typing import Any
 
 from aiohttp import web
 
+from ..broker.definitions import permission_info, user_info
 from ..broker.permissions import validate_regex
 from ..broker.users import HASHING_ALGORITHM, Permission, hash_password, parse_tags, valid_password_hash
 from .definitions import DefinitionsError, export_definitions, export_vhost_definitions, import_definitions
 from .http_api import ApiError, Request, Router, bad_request, json_response, no_content, not_found
 from .schema import PERMISSION_PUT, USER_PUT, VHOST_PUT
-from .views import node_info, node_name, overview, permission_info, user_info, vhost_info
+from .views import node_info, node_name, overview, vhost_info
 
 
 async def get_overview(req: Request) -> web.Response:

@@ -14,9 +14,9 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from ..broker.definitions import scalar
 from ..protocol.codec import DecodeError
 from ..protocol.properties import decode_properties
-from .views import scalar
 
 _END = object()
 _dumps = json.dumps

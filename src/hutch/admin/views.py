@@ -9,8 +9,6 @@ are left out; everything a client or script reads is here.
 from __future__ import annotations
 
 import base64
-import datetime
-import decimal
 import os
 import platform
 import shutil
@@ -19,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .. import RABBITMQ_VERSION, __version__
-from ..broker.users import Permission, User
+from ..broker.definitions import jsonable
 from .stats import Rates, broker_counts, channel_counts, with_rates
 
 MESSAGE_OVERHEAD = 96  # rough bytes per queued Message object, for "memory"
@@ -28,26 +26,6 @@ PAGED_OVERHEAD = 8  # a paged-out message: one int in the backlog
 
 def node_name() -> str:
     return f"hutch@{platform.node() or 'localhost'}"
-
-
-def jsonable(value: Any) -> Any:
-    """AMQP field values (bytes, Decimal, datetime, nested tables) as JSON values."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return scalar(value)
-
-
-def scalar(value: Any) -> Any:
-    """One AMQP field value that is not a table or an array, as a JSON value."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    if isinstance(value, datetime.datetime):
-        return int(value.timestamp())
-    return value
 
 
 # -- queues -------------------------------------------------------------------------
@@ -278,16 +256,6 @@ def consumer_info(c: Any) -> dict[str, Any]:
 
 
 # -- users, vhosts, permissions --------------------------------------------------------------
-def user_info(user: User) -> dict[str, Any]:
-    return {"name": user.name, "password_hash": user.password_hash,
-            "hashing_algorithm": user.hashing_algorithm, "tags": list(user.tags), "limits": {}}
-
-
-def permission_info(vhost: str, user: str, perm: Permission) -> dict[str, Any]:
-    return {"user": user, "vhost": vhost, "configure": perm.configure, "write": perm.write,
-            "read": perm.read}
-
-
 def vhost_info(broker: Any, vhost: Any, rates: Rates) -> dict[str, Any]:
     ready = sum(q.message_count for q in vhost.queues.values())
     unacked = sum(q.unacked_count for q in vhost.queues.values())
