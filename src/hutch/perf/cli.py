@@ -208,8 +208,8 @@ class _Run:
                 break  # producers ended by themselves: an error
             if now >= next_report and not args.quiet:
                 dt = now - last_t
-                rates: dict[str, float] = {k: (totals[k] - last[k]) / dt for k in ("sent", "confirmed", "received")
-                         if k in totals}
+                rates: dict[str, float] = {
+                    k: (totals[k] - last[k]) / dt for k in ("sent", "confirmed", "received") if k in totals}
                 line = progress_line(now - start, rates, totals)
                 sys.stderr.write(("\r" + line + "\033[K") if tty else line + "\n")
                 sys.stderr.flush()
