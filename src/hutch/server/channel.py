@@ -21,7 +21,7 @@ from ..broker.consumer import Consumer
 from ..broker.expiration import parse_expiration
 from ..broker.message import Message
 from ..broker.permissions import CONFIGURE, READ, WRITE
-from ..broker.vhost import DIRECT_REPLY, REJECTED, ROUTED, STORED, server_named
+from ..broker.vhost import DIRECT_REPLY, ROUTED, PublishResult, server_named
 from ..errors import AMQPError, ChannelError, HardError
 from ..protocol import constants as rc
 from ..protocol import fast
@@ -214,19 +214,18 @@ class Channel:
         if expiration is not None:  # 0 .. 10 years, or 406 with RabbitMQ's text
             ttl = parse_expiration(expiration) / 1000.0
         self.stat_publish += 1
-        confirm_tag = self._confirms.next_seq_no() if self.confirm else 0
         if self.tx:
             self._tx.hold_publish((exchange, routing_key, mandatory, header, body,
                                    delivery_mode == 2, ttl))
             return
         self._publish_now(exchange, routing_key, mandatory, header, body, delivery_mode == 2,
-                          None if ttl is None else time.monotonic() + ttl, confirm_tag)
+                          None if ttl is None else time.monotonic() + ttl)
 
     def _publish_now(self, exchange: str, routing_key: str, mandatory: bool, header: bytes,
-                     body: bytes, persistent: bool, expires_at: float | None,
-                     confirm_tag: int) -> bool:
+                     body: bytes, persistent: bool, expires_at: float | None) -> PublishResult:
         """Publish one message through the vhost and answer for it: the reply-to
-        delivery, basic.return, the confirm.  True if the store now holds a copy."""
+        delivery, basic.return, the confirm (confirm and tx modes never mix, so a
+        committed publish has none)."""
         result = self.vhost.publish(exchange, routing_key, header, body, persistent, expires_at,
                                     self.conn.fed_queues)
         if result & DIRECT_REPLY:
@@ -243,9 +242,9 @@ class Channel:
                 ])
             else:
                 self.stat_drop_unroutable += 1
-        if confirm_tag:
-            self._confirms.published(confirm_tag, bool(result & STORED), bool(result & REJECTED))
-        return bool(result & STORED)
+        if self.confirm:
+            self._confirms.published(result)
+        return result
 
     @property
     def confirms_pending(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..broker.vhost import REJECTED, STORED, PublishResult
 from ..protocol import fast
 
 if TYPE_CHECKING:
@@ -35,20 +36,19 @@ class Confirms:
         self._store_failures = 0  # the store's failure count at the group's first add
         self.pending = False  # acks or nacks wait for the next flush
 
-    def next_seq_no(self) -> int:
-        """The sequence number (confirm tag) of a new publish."""
-        self.publish_seq_no += 1
-        return self.publish_seq_no
-
     @property
     def unconfirmed(self) -> int:
         """Publishes the store has yet to confirm (messages_unconfirmed)."""
         return len(self._in_flight)
 
-    def published(self, confirm_tag: int, stored: bool, rejected: bool) -> None:
-        """Publish ``confirm_tag`` was routed: ack it (nack if a queue refused it), at
-        once or, if the store holds a copy, once that is on disk."""
-        if stored:
+    def published(self, result: PublishResult) -> None:
+        """The next publish went through ``Vhost.publish``: give it its sequence number
+        (the confirm tag) and ack it (nack if a queue refused it), at once or, if the
+        store holds a copy, once that is on disk."""
+        self.publish_seq_no += 1
+        confirm_tag = self.publish_seq_no
+        rejected = result & REJECTED
+        if result & STORED:
             # The storage seam: confirm only once the store says it is on disk.
             self._in_flight.add(confirm_tag)
             if not self._unsynced and not self._unsynced_nack:

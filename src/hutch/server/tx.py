@@ -7,13 +7,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from ..broker.vhost import STORED, PublishResult
 from .deliveries import Deliveries, Taken
 
 # (exchange, routing key, mandatory, header, body, persistent, ttl seconds or None)
 HeldPublish = tuple[str, str, bool, bytes, bytes, bool, float | None]
-# Routes one publish now: (exchange, routing key, mandatory, header, body, persistent,
-# expires_at, confirm tag) -> whether the store holds a copy.
-Route = Callable[[str, str, bool, bytes, bytes, bool, float | None, int], bool]
+# Publishes one message now: (exchange, routing key, mandatory, header, body, persistent,
+# expires_at) -> what Vhost.publish did.
+Route = Callable[[str, str, bool, bytes, bytes, bool, float | None], PublishResult]
 
 
 class Transaction:
@@ -44,17 +45,17 @@ class Transaction:
         True if the store holds a copy of some publish (commit-ok waits for the disk)."""
         publishes, self._publishes = self._publishes, []
         acks, self._acks = self._acks, []
-        stored = False
+        stored = 0
         for exchange, routing_key, mandatory, header, body, persistent, ttl in publishes:
             expires_at = None if ttl is None else time.monotonic() + ttl
             stored |= route(exchange, routing_key, mandatory, header, body, persistent,
-                            expires_at, 0)
+                            expires_at) & STORED
         for kind, taken in acks:
             if kind == "ack":
                 Deliveries.ack(taken)
             else:
                 Deliveries.settle_negative([msg for _t, msg in taken], kind == "requeue")
-        return stored
+        return bool(stored)
 
     def rollback(self, deliveries: Deliveries) -> None:
         """Drop the held publishes; the held acks are undone (unacked again)."""
