@@ -51,6 +51,10 @@ class Channel:
         self.conn = conn
         self.number = number
         self.vhost = conn.vhost
+        # The user's permissions in the vhost: set by connection.open, before any channel.
+        access = conn.access
+        assert access is not None
+        self._access = access
         self.closing = False
         self.flow_active = True
         # Answers go out in order, those to durable changes once the definitions are
@@ -173,7 +177,7 @@ class Channel:
         if immediate:
             # RabbitMQ never implemented immediate; it closes the connection.
             raise HardError(rc.NOT_IMPLEMENTED, "immediate=true")
-        if not self.conn.access.allowed("exchange", exchange or "amq.default", WRITE):
+        if not self._access.allowed("exchange", exchange or "amq.default", WRITE):
             # RabbitMQ checks write permission before the exchange exists; the
             # error is reported once the content frames are swallowed.
             self._content.begin(("\x00denied", exchange, False))
@@ -195,14 +199,15 @@ class Channel:
         exchange, routing_key, mandatory = publish
         if exchange == "\x00denied":
             try:
-                self.conn.access.check("exchange", routing_key, WRITE)
+                self._access.check("exchange", routing_key, WRITE)
             except ChannelError as exc:
                 exc.class_id, exc.method_id = 60, 40
                 raise
         if exchange == "\x00missing":
-            exc = ChannelError(rc.NOT_FOUND, f"no exchange '{routing_key}' in vhost '{self.vhost.name}'")
-            exc.class_id, exc.method_id = 60, 40  # reported for the publish, not the content frame
-            raise exc
+            missing = ChannelError(rc.NOT_FOUND,
+                                   f"no exchange '{routing_key}' in vhost '{self.vhost.name}'")
+            missing.class_id, missing.method_id = 60, 40  # for the publish, not the content frame
+            raise missing
         delivery_mode, expiration, _has_headers, user_id = peek(header[12:])
         if header[12] & direct_reply.REPLY_TO_FLAG_HIGH and direct_reply.MARK in header:
             header = direct_reply.rewrite_reply_to(self, header)
@@ -371,27 +376,27 @@ class Channel:
     # exchange class
     def _m_exchange_declare(self, method: Any) -> None:
         if not method.passive:
-            self.conn.access.check_exchange_declare(method.exchange, method.arguments)
+            self._access.check_exchange_declare(method.exchange, method.arguments)
         self.vhost.declare_exchange(method.exchange, method.type, method.passive, method.durable,
                                     method.auto_delete, method.internal, method.arguments)
         if not method.nowait:
             self.reply(m.ExchangeDeclareOk())
 
     def _m_exchange_delete(self, method: Any) -> None:
-        self.conn.access.check_exchange_delete(method.exchange)
+        self._access.check_exchange_delete(method.exchange)
         self.vhost.delete_exchange(method.exchange, method.if_unused)
         if not method.nowait:
             self.reply(m.ExchangeDeleteOk())
 
     def _m_exchange_bind(self, method: Any) -> None:
-        self.conn.access.check_binding("exchange", method.destination, method.source)
+        self._access.check_binding("exchange", method.destination, method.source)
         self.vhost.bind_exchange(method.destination, method.source, method.routing_key,
                                  method.arguments)
         if not method.nowait:
             self.reply(m.ExchangeBindOk())
 
     def _m_exchange_unbind(self, method: Any) -> None:
-        self.conn.access.check_binding("exchange", method.destination, method.source)
+        self._access.check_binding("exchange", method.destination, method.source)
         self.vhost.unbind_exchange(method.destination, method.source, method.routing_key,
                                    method.arguments)
         if not method.nowait:
@@ -403,7 +408,7 @@ class Channel:
             direct_reply.declare(self, method)
             return
         if not method.passive:
-            self.conn.access.check_queue_declare(method.queue, method.arguments)
+            self._access.check_queue_declare(method.queue, method.arguments)
         q = self.vhost.declare_queue(method.queue, method.passive, method.durable,
                                      method.exclusive, method.auto_delete, method.arguments,
                                      self.conn)
@@ -412,27 +417,27 @@ class Channel:
                                          consumer_count=q.consumer_count))
 
     def _m_queue_bind(self, method: Any) -> None:
-        self.conn.access.check_binding("queue", method.queue, method.exchange)
+        self._access.check_binding("queue", method.queue, method.exchange)
         self.vhost.bind_queue(method.queue, method.exchange, method.routing_key, method.arguments,
                               self.conn)
         if not method.nowait:
             self.reply(m.QueueBindOk())
 
     def _m_queue_unbind(self, method: Any) -> None:
-        self.conn.access.check_binding("queue", method.queue, method.exchange)
+        self._access.check_binding("queue", method.queue, method.exchange)
         self.vhost.unbind_queue(method.queue, method.exchange, method.routing_key,
                                 method.arguments, self.conn)
         self.reply(m.QueueUnbindOk())
 
     def _m_queue_purge(self, method: Any) -> None:
-        self.conn.access.check("queue", method.queue, READ)
+        self._access.check("queue", method.queue, READ)
         q = self.vhost.get_queue(method.queue, self.conn)
         count = q.purge()
         if not method.nowait:
             self.reply(m.QueuePurgeOk(message_count=count))
 
     def _m_queue_delete(self, method: Any) -> None:
-        self.conn.access.check("queue", method.queue, CONFIGURE)
+        self._access.check("queue", method.queue, CONFIGURE)
         # RabbitMQ answers delete-ok before it cancels this channel's own consumers of the
         # queue (py-amqp raises ConsumerCancelled out of queue_delete() otherwise).
         self._cancel_after_delete = []
@@ -467,7 +472,7 @@ class Channel:
         if method.queue == direct_reply.PSEUDO_QUEUE:
             direct_reply.consume(self, method)
             return
-        self.conn.access.check("queue", method.queue, READ)
+        self._access.check("queue", method.queue, READ)
         q = self.vhost.get_queue(method.queue, self.conn)
         tag = method.consumer_tag or server_named("amq.ctag-")
         if tag in self._deliveries.consumers:
@@ -499,7 +504,7 @@ class Channel:
             self.reply(m.BasicCancelOk(consumer_tag=method.consumer_tag))
 
     def _m_basic_get(self, method: Any) -> None:
-        self.conn.access.check("queue", method.queue, READ)
+        self._access.check("queue", method.queue, READ)
         q = self.vhost.get_queue(method.queue, self.conn)
         msg = q.get(method.no_ack)
         if msg is None:

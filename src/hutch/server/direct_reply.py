@@ -141,4 +141,7 @@ def deliver_reply(ch: Channel, routing_key: str, header: bytes, body: bytes) -> 
     msg = Message("", routing_key, header, body, False, None)
     # In order behind the target channel's held replies (its consume-ok may still wait
     # for a definitions write): a delivery must never name a tag not yet given out.
-    target.in_order(lambda: target.closing or target.deliver(consumer, msg))
+    def deliver() -> None:
+        if not target.closing:
+            target.deliver(consumer, msg)
+    target.in_order(deliver)

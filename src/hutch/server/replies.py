@@ -106,7 +106,10 @@ class ChannelReplies:
     def in_order(self, action: Callable[[], None]) -> None:
         """Run ``action`` (which writes to the client) after the replies held so far."""
         if self._held:
-            self._held.hold(0, lambda: self._conn_open() and action())
+            def run() -> None:
+                if self._conn_open():
+                    action()
+            self._held.hold(0, run)
         elif self._conn_open():
             action()
 
