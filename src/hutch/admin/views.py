@@ -210,15 +210,15 @@ def channel_info(ch: Any, rates: Rates) -> dict[str, Any]:
     counts["deliver_get"] = (counts["deliver"] + counts["deliver_no_ack"] + counts["get"]
                              + counts["get_no_ack"])
     return {
-        "acks_uncommitted": sum(len(t) for k, t in ch._tx_acks if k == "ack"),
+        "acks_uncommitted": ch.acks_uncommitted,
         "confirm": ch.confirm,
         "connection_details": {"name": conn.name, "peer_host": peer_host, "peer_port": peer_port},
         "consumer_count": len(ch.consumers),
         "global_prefetch_count": ch.prefetch_global,
         "message_stats": with_rates(counts, rates, key),
         "messages_unacknowledged": len(ch.unacked),
-        "messages_uncommitted": len(ch._tx_publishes),
-        "messages_unconfirmed": len(ch._in_flight),
+        "messages_uncommitted": ch.messages_uncommitted,
+        "messages_unconfirmed": ch.messages_unconfirmed,
         "name": channel_name(ch),
         "node": node_name(),
         "number": ch.number,
