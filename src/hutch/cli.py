@@ -11,11 +11,11 @@ import signal
 import sys
 from typing import Any
 
-from . import RABBITMQ_VERSION, __version__
 from .argtypes import size
 from .broker.broker import Broker
 from .datadir import default_data_dir, lock_data_dir
 from .server.listener import ListenError, Server, check_can_listen
+from .version import RABBITMQ_VERSION, __version__
 
 
 def segment_size(text: str) -> int:

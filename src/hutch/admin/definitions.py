@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import RABBITMQ_VERSION
 from ..broker import definitions
+from ..version import RABBITMQ_VERSION
 from .schema import DEFINITIONS, BodyError
 
 RABBIT_VERSION = RABBITMQ_VERSION  # the RabbitMQ release whose format we write

@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, UnknownMetricFamily
 from prometheus_client.registry import Collector
 
-from .. import __version__
+from ..version import __version__
 from .definitions import RABBIT_VERSION
 from .stats import broker_counts, churn_counts
 from .views import node_name, object_totals, queue_memory

@@ -16,8 +16,8 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from .. import RABBITMQ_VERSION, __version__
 from ..broker.definitions import jsonable
+from ..version import RABBITMQ_VERSION, __version__
 from .stats import Rates, broker_counts, channel_counts, with_rates
 
 MESSAGE_OVERHEAD = 96  # rough bytes per queued Message object, for "memory"

@@ -25,8 +25,8 @@ import decimal
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .. import RABBITMQ_VERSION, __version__
 from ..errors import AMQPError
+from ..version import RABBITMQ_VERSION, __version__
 from .permissions import validate_regex
 from .users import HASHING_ALGORITHM, Permission, User, hash_password, parse_tags, valid_password_hash
 
