@@ -216,7 +216,8 @@ GLOBAL_COUNTERS: list[tuple[str, str, str, dict[str, str]]] = [
 ]
 
 
-def _family(name: str, kind: str, help_text: str, labels: Iterable[str] = ()) -> Metric:
+def _family(name: str, kind: str, help_text: str,
+            labels: Iterable[str] = ()) -> CounterMetricFamily | UnknownMetricFamily | GaugeMetricFamily:
     if kind == "counter":
         # prometheus_client appends "_total" to a counter's samples itself.
         return CounterMetricFamily(name.removesuffix("_total"), help_text, labels=list(labels))
@@ -292,9 +293,9 @@ class RabbitCollector(Collector):
         conns = [c for c in list(broker.connections) if c.state == "running"]
         channels = [(c, ch) for c in conns for ch in list(c.channels.values())]
         node = node_values(broker, self.data_dir)
-        for table, rows in NODE_TABLES.items():
+        for table, node_rows in NODE_TABLES.items():
             if table in self.families:
-                for name, kind, help_text, key in rows:
+                for name, kind, help_text, key in node_rows:
                     fam = _family(self.prefix + name, kind, help_text)
                     fam.add_metric([], node[key])
                     yield fam
@@ -348,9 +349,9 @@ class RabbitCollector(Collector):
         consumers = sum(len(ch.consumers) for _c, ch in channels)
         for name, help_text, value in (("publishers", "Current number of publishers", publishers),
                                        ("consumers", "Current number of consumers", consumers)):
-            fam = GaugeMetricFamily(f"rabbitmq_global_{name}", help_text, labels=["protocol"])
-            fam.add_metric(["amqp091"], value)
-            yield fam
+            gauge = GaugeMetricFamily(f"rabbitmq_global_{name}", help_text, labels=["protocol"])
+            gauge.add_metric(["amqp091"], value)
+            yield gauge
         # Hutch's own: the measure the memory alarm compares with the watermark.
         yield GaugeMetricFamily("hutch_queued_message_bytes",
                                 "Bytes of queued message bodies (the memory alarm's measure)",

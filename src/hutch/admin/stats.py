@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import fields
+from collections.abc import Mapping
 from typing import Any
 
 from ..server.counters import CHANNEL_COUNTERS, Totals, totals_for
@@ -67,7 +68,7 @@ class Rates:
         self._prev: dict[Any, tuple[float, dict[str, float]]] = {}
         self._last: dict[Any, tuple[float, dict[str, float]]] = {}
 
-    def observe(self, key: Any, values: dict[str, float], now: float | None = None) -> None:
+    def observe(self, key: Any, values: Mapping[str, float], now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         last = self._last.get(key)
         if last is not None:
