@@ -10,8 +10,8 @@ change per second between two samples taken ``SAMPLE_INTERVAL`` apart.
 from __future__ import annotations
 
 import time
-from dataclasses import fields
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
 from ..server.counters import CHANNEL_COUNTERS, Totals, totals_for
