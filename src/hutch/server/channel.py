@@ -28,6 +28,7 @@ from ..protocol import methods as m
 from ..protocol.codec import DecodeError
 from ..protocol.frames import body_frames, header_frame, method_frame
 from ..protocol.properties import peek
+from ..protocol.state import ENDING
 from . import direct_reply
 from .replies import HeldReplies
 
@@ -387,12 +388,12 @@ class Channel:
 
     # -- delivering -------------------------------------------------------------
     def can_deliver(self) -> bool:
-        if not self.flow_active or self.conn.write_paused or self.closing:
+        if not self.flow_active or self.conn.flow.write_paused or self.closing:
             return False
         return not self.prefetch_global or len(self.unacked) < self.prefetch_global
 
     def can_deliver_no_ack(self) -> bool:
-        return self.flow_active and not self.conn.write_paused and not self.closing
+        return self.flow_active and not self.conn.flow.write_paused and not self.closing
 
     def deliver(self, consumer: Consumer, msg: Message) -> None:
         tag = self.next_tag
@@ -531,7 +532,7 @@ class Channel:
             changed = self._defs_before is not None and defs.version != self._defs_before
             if changed or self._held:
                 def send() -> None:
-                    if self.conn.state in ("closing", "closed"):
+                    if self.conn.state in ENDING:
                         return  # the connection was closed meanwhile: nothing more goes out
                     self.conn.send_method(self.number, method)
                     if then is not None:
@@ -550,7 +551,7 @@ class Channel:
             action()
 
     def _conn_open(self) -> bool:
-        return self.conn.state not in ("closing", "closed")
+        return self.conn.state not in ENDING
 
     def _definitions_failed(self, error: OSError | None) -> None:
         # Never answer declare-ok for something that would not survive a restart:
