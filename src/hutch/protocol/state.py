@@ -47,11 +47,13 @@ class ConnState(enum.StrEnum):
 
 
 PRE_INIT, STARTING, TUNING, OPENING, RUNNING, CLOSING, CLOSED = ConnState
+# Groups of states are tuples, not sets: ``in`` then compares identities, where a set
+# would call Enum's __hash__, a Python function, on every test.
 # The handshake: before connection.open-ok (the handshake timeout applies).
-HANDSHAKE = frozenset({PRE_INIT, STARTING, TUNING, OPENING})
+HANDSHAKE = (PRE_INIT, STARTING, TUNING, OPENING)
 # After connection.close, either side's: only close/close-ok go out any more, and
 # the socket is read whatever else held it back (server/flow.py).
-ENDING = frozenset({CLOSING, CLOSED})
+ENDING = (CLOSING, CLOSED)
 
 
 class Event(enum.Enum):

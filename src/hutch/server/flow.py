@@ -49,6 +49,10 @@ FLOW_STATE_SECONDS = 1.0
 
 
 class Reason(enum.Enum):
+    # Members are singletons compared by identity: hash them so too (Enum's own
+    # __hash__ is a Python function, called on every test of ``reasons``).
+    __hash__ = object.__hash__
+
     WRITE = "write"
     ALARM = "alarm"
     QUEUES = "queues"
