@@ -337,20 +337,24 @@ class Connection(asyncio.Protocol):
         elif action is Action.UPDATE_SECRET:
             self.send_method(0, m.ConnectionUpdateSecretOk())
         elif action is Action.CLIENT_CLOSE:
-            log.info("closing AMQP connection %s (client requested: %s %s)", self.name,
-                     method.reply_code, method.reply_text)
-            self.send_method(0, m.ConnectionCloseOk())
-            self.flush()
-            self._advance(Event.CLIENT_CLOSE)
-            self._cleanup()
-            # Not closed yet: frames the client sent before it saw close-ok may still
-            # come, and closing now would reset the connection (closing.py).
-            self._close_timer = linger(self)
+            assert isinstance(method, m.ConnectionClose)
+            self._client_close(method)
         elif action is Action.CLOSE_AGAIN:
             self.send_method(0, m.ConnectionCloseOk())
         elif action is Action.CLOSE_OK:
             self._advance(Event.CLOSE_OK)
             self.finish_close()
+
+    def _client_close(self, method: m.ConnectionClose) -> None:
+        log.info("closing AMQP connection %s (client requested: %s %s)", self.name,
+                 method.reply_code, method.reply_text)
+        self.send_method(0, m.ConnectionCloseOk())
+        self.flush()
+        self._advance(Event.CLIENT_CLOSE)
+        self._cleanup()
+        # Not closed yet: frames the client sent before it saw close-ok may still
+        # come, and closing now would reset the connection (closing.py).
+        self._close_timer = linger(self)
 
     def _start_ok(self, method: Any) -> None:
         self.client_properties = method.client_properties

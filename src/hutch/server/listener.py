@@ -70,7 +70,7 @@ def check_can_listen(host: str, port: int) -> None:
                 except OSError as exc:
                     if h == "::1" and bound:
                         continue
-                    raise ListenError(format_address(addr[0], port), exc) from None
+                    raise ListenError(format_address(str(addr[0]), port), exc) from None
             bound = True
 
 
