@@ -23,7 +23,7 @@ Two tables, and a rule for each thing they do not list:
 * ``TRANSITIONS[(state, event)]``: where each event leads.  An event with no entry is a
   bug in the broker, not the client's doing: ``LocalProtocolError``.
 
-Frames on channels other than 0 are handled only ``running``: ``channel_frame``.
+Frames on channels other than 0 are handled only while running: ``channel_frame``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from .methods import method_name
 
 
 class ConnState(enum.StrEnum):
-    """A connection's state.  A ``StrEnum``: the value is the name RabbitMQ shows."""
+    """A connection's state.  A ``StrEnum``: the value is the name RabbitMQ shows, and
+    code that still compares with those strings keeps working."""
 
     PRE_INIT = "pre_init"  # waiting for the protocol header
     STARTING = "starting"  # connection.start sent, waiting for start-ok
