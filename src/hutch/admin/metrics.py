@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, UnknownMetricFamily
 from prometheus_client.registry import Collector
 
+from ..protocol.state import RUNNING
 from ..version import __version__
 from .definitions import RABBIT_VERSION
 from .stats import broker_counts, churn_counts
@@ -290,7 +291,7 @@ class RabbitCollector(Collector):
         broker = self.broker
         queues = [q for v in list(broker.vhosts.values())
                   if self.vhosts is None or v.name in self.vhosts for q in list(v.queues.values())]
-        conns = [c for c in list(broker.connections) if c.state == "running"]
+        conns = [c for c in list(broker.connections) if c.state is RUNNING]
         channels = [(c, ch) for c in conns for ch in list(c.channels.values())]
         node = node_values(broker, self.data_dir)
         for table, node_rows in NODE_TABLES.items():

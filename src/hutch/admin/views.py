@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..broker.definitions import jsonable
+from ..protocol.state import RUNNING
 from ..version import RABBITMQ_VERSION, __version__
 from .stats import Rates, broker_counts, channel_counts, with_rates
 
@@ -159,18 +160,8 @@ def _peer(conn: Any) -> tuple[str, int, str, int]:
     return str(peer[0]), int(peer[1]), str(sock[0]), int(sock[1])
 
 
-# RabbitMQ shows a connection as "flow" for a second after flow control last held
-# it back (credit_flow's state-change interval), so a publisher that is paused and
-# resumed many times a second reads as "flow", not as a flicker of "running".
-FLOW_STATE_SECONDS = 1.0
-
-
 def connection_state(conn: Any) -> str:
-    if conn.blocked:
-        return "blocked"
-    if conn.state == "running" and time.monotonic() - conn.last_flow < FLOW_STATE_SECONDS:
-        return "flow"
-    return str(conn.state)
+    return str(conn.flow.api_state)  # running, flow, blocked, closing (server/flow.py)
 
 
 def connection_info(conn: Any) -> dict[str, Any]:
@@ -280,7 +271,7 @@ def vhost_info(broker: Any, vhost: Any, rates: Rates) -> dict[str, Any]:
 
 # -- overview and node ---------------------------------------------------------------------------
 def object_totals(broker: Any) -> dict[str, int]:
-    conns = [c for c in list(broker.connections) if c.state == "running"]
+    conns = [c for c in list(broker.connections) if c.state is RUNNING]
     queues = [q for v in broker.vhosts.values() for q in v.queues.values()]
     return {
         "channels": sum(len(c.channels) for c in conns),
@@ -362,7 +353,7 @@ def node_info(broker: Any, listeners: list[dict[str, Any]], data_dir: str | None
         "product_name": "Hutch",
         "product_version": __version__,
         "python_version": platform.python_version(),
-        "connections": len([c for c in list(broker.connections) if c.state == "running"]),
+        "connections": len([c for c in list(broker.connections) if c.state is RUNNING]),
         "queues": sum(len(v.queues) for v in broker.vhosts.values()),
         "messages": queue_totals(broker)["messages"],
     }

@@ -261,12 +261,12 @@ class Channel:
 
     # -- delivering -------------------------------------------------------------
     def can_deliver(self) -> bool:
-        if not self.flow_active or self.conn.write_paused or self.closing:
+        if not self.flow_active or self.conn.flow.write_paused or self.closing:
             return False
         return not self.prefetch_global or len(self._deliveries.unacked) < self.prefetch_global
 
     def can_deliver_no_ack(self) -> bool:
-        return self.flow_active and not self.conn.write_paused and not self.closing
+        return self.flow_active and not self.conn.flow.write_paused and not self.closing
 
     def deliver(self, consumer: Consumer, msg: Message) -> None:
         d = self._deliveries

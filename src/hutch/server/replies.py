@@ -19,6 +19,7 @@ from typing import Any
 
 from ..protocol import constants as rc
 from ..protocol import methods as m
+from ..protocol.state import ENDING
 
 
 class HeldReplies:
@@ -92,7 +93,7 @@ class ChannelReplies:
             changed = self._before is not None and defs.version != self._before
             if changed or self._held:
                 def send() -> None:
-                    if conn.state in ("closing", "closed"):
+                    if conn.state in ENDING:
                         return  # the connection was closed meanwhile: nothing more goes out
                     conn.send_method(self._number, method)
                     if then is not None:
@@ -114,7 +115,7 @@ class ChannelReplies:
             action()
 
     def _conn_open(self) -> bool:
-        return self._conn.state not in ("closing", "closed")
+        return self._conn.state not in ENDING
 
     def _failed(self, error: OSError | None) -> None:
         # Never answer declare-ok for something that would not survive a restart:
