@@ -2,11 +2,9 @@
 
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
-# The RabbitMQ release whose behaviour Hutch follows (and that the CI compares it with).
-# Clients are told they talk to it: see server/connection.py server_properties().
-RABBITMQ_VERSION = "3.10.8"
-__all__ = ["Broker", "CtlError", "__version__"]
+from .version import RABBITMQ_VERSION, __version__
+
+__all__ = ["RABBITMQ_VERSION", "Broker", "CtlError", "__version__"]
 
 if TYPE_CHECKING:  # for type checkers; at run time __getattr__ below imports lazily
     from .embedded import Broker, CtlError

@@ -1,10 +1,9 @@
-"""Command line: ``hutch serve`` (more commands arrive with later issues)."""
+"""Command line: ``hutch serve | ctl | publish | work | demo | perf``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
 import logging
 import os
 import shutil
@@ -12,10 +11,11 @@ import signal
 import sys
 from typing import Any
 
-from . import RABBITMQ_VERSION, __version__
 from .argtypes import size
 from .broker.broker import Broker
+from .datadir import default_data_dir, lock_data_dir
 from .server.listener import ListenError, Server, check_can_listen
+from .version import RABBITMQ_VERSION, __version__
 
 
 def segment_size(text: str) -> int:
@@ -76,25 +76,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_perf_parser(sub)
     return p
-
-
-def default_data_dir() -> str:
-    env = os.environ.get("HUTCH_DATA_DIR")
-    if env:
-        return env
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(base, "hutch")
-
-
-def lock_data_dir(data_dir: str) -> Any:
-    """One broker per data dir: a second one would interleave writes in the same log."""
-    os.makedirs(data_dir, exist_ok=True)
-    f = open(os.path.join(data_dir, "LOCK"), "a+")  # held (and locked) for the process lifetime
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        raise SystemExit(f"hutch: data dir {data_dir} is in use by another hutch process") from None
-    return f
 
 
 def _setup_logging(level: str, log_file: str | None) -> None:
@@ -257,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.log_level, args.log_file)
     try:
         import uvloop
-        runner = uvloop.run
+        runner: Any = uvloop.run
     except ImportError:
         runner = asyncio.run
     return runner(serve(args))

@@ -23,6 +23,8 @@ import threading
 from types import TracebackType
 from typing import Any
 
+from .datadir import lock_data_dir
+
 START_TIMEOUT = 30.0
 
 
@@ -172,14 +174,14 @@ class Broker:
     def ctl(self, *args: str) -> str:
         """Run ``hutch ctl ARGS`` against this broker and return its stdout, e.g.
         ``b.ctl("list_queues", "name", "messages_ready")``; raises CtlError on failure."""
-        from .cli import main
+        from .admin.ctl import ctl_main
 
         if self.management_url is None:
             raise RuntimeError("this hutch.Broker runs without its management API")
         self._not_on_own_loop()
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(["ctl", "--url", self.management_url, *args])
+            code = ctl_main(["--url", self.management_url, *args])
         if code:
             raise CtlError(err.getvalue().strip() or f"hutch ctl exited {code}", code)
         return out.getvalue()
@@ -201,8 +203,6 @@ class Broker:
 
 
 def _lock(data_dir: str) -> Any:
-    from .cli import lock_data_dir
-
     try:
         return lock_data_dir(data_dir)
     except SystemExit as exc:  # cli.py's message, as an exception a library can catch

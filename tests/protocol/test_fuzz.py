@@ -28,7 +28,6 @@ from hutch.protocol.frames import (
     content_header_payload,
     header_frame,
     method_frame,
-    parse_content_header,
 )
 from hutch.protocol.properties import decode_properties, encode_properties, peek
 
@@ -111,7 +110,7 @@ def _decode_frame(ftype: int, payload: bytes) -> None:
         _decode_method(payload)
     elif ftype == FRAME_HEADER:
         if len(payload) >= 14:  # the channel checks this before parsing
-            _cid, _size, raw = parse_content_header(payload)
+            raw = payload[12:]  # after class id, weight and body size
             _decode_properties(raw)
 
 

@@ -423,7 +423,6 @@ def test_definitions_changed_during_a_write_are_written_without_a_waiter(tmp_pat
     """A nowait declare or an auto-delete made while a write runs: nobody waits for it,
     and it still reaches the disk (before, it waited for the next change, forever)."""
     import time
-    import types
 
     from hutch.store.definitions import DefinitionsWriter
 
@@ -433,9 +432,7 @@ def test_definitions_changed_during_a_write_are_written_without_a_waiter(tmp_pat
             super().replace(src, dst)
 
     async def go():
-        broker = types.SimpleNamespace(users=types.SimpleNamespace(users={}, permissions={}),
-                                       vhosts={})
-        writer = DefinitionsWriter(asyncio.get_running_loop(), SlowRename(), str(tmp_path), broker)
+        writer = DefinitionsWriter(asyncio.get_running_loop(), SlowRename(), str(tmp_path), dict)
         writer.changed()
         await asyncio.sleep(0.05)  # its write is under way
         writer.changed()

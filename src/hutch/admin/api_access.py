@@ -12,12 +12,14 @@ from typing import Any
 
 from aiohttp import web
 
+from ..broker.definitions import permission_info, user_info
 from ..broker.permissions import validate_regex
 from ..broker.users import HASHING_ALGORITHM, Permission, hash_password, parse_tags, valid_password_hash
+from ..protocol.state import RUNNING
 from .definitions import DefinitionsError, export_definitions, export_vhost_definitions, import_definitions
 from .http_api import ApiError, Request, Router, bad_request, json_response, no_content, not_found
 from .schema import PERMISSION_PUT, USER_PUT, VHOST_PUT
-from .views import node_info, node_name, overview, permission_info, user_info, vhost_info
+from .views import node_info, node_name, overview, vhost_info
 
 
 async def get_overview(req: Request) -> web.Response:
@@ -38,7 +40,7 @@ def _own_totals(req: Request) -> dict[str, Any]:
     rates = req.api.rates
     vhosts = [v for name, v in list(req.broker.vhosts.items()) if req.may_use_vhost(name)]
     queues = [q for v in vhosts for q in list(v.queues.values())]
-    conns = [c for c in list(req.broker.connections) if c.state == "running"
+    conns = [c for c in list(req.broker.connections) if c.state is RUNNING
              and c.user is not None and c.user.name == req.user.name]
     ready = sum(q.message_count for q in queues)
     unacked = sum(q.unacked_count for q in queues)

@@ -31,6 +31,7 @@ from ..errors import ChannelError
 from ..protocol import constants as rc
 from ..protocol.frames import content_header_payload
 from ..protocol.properties import encode_properties
+from ..protocol.state import CLOSING, RUNNING
 from .http_api import (
     ApiError,
     Request,
@@ -393,7 +394,7 @@ async def delete_binding(req: Request) -> web.Response:
 
 # -- connections, channels, consumers ---------------------------------------------------------------
 def _all_connections(req: Request) -> list[Any]:
-    conns = [c for c in list(req.broker.connections) if c.state in ("running", "closing")
+    conns = [c for c in list(req.broker.connections) if c.state in (RUNNING, CLOSING)
              and c.user is not None and c.vhost is not None]
     return sorted(conns, key=lambda c: c.connected_at)
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..datadir import default_data_dir
 from .ctl_io import (
     DEFAULT_URL,
     EX_DATAERR,
@@ -510,6 +511,13 @@ def split_options(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
     return opts, rest
 
 
+def ctl_main(argv: list[str]) -> int:
+    """``hutch ctl ARGV`` without the rest of the command line (the embedded broker's ctl())."""
+    parser = argparse.ArgumentParser(prog="hutch")
+    add_ctl_parser(parser.add_subparsers(dest="command"))
+    return run_ctl(parser.parse_args(["ctl", *argv]))
+
+
 def run_ctl(args: argparse.Namespace) -> int:
     before = [] if args.timeout is None else ["--timeout", args.timeout]
     try:
@@ -571,8 +579,6 @@ def run_ctl(args: argparse.Namespace) -> int:
 
 def read_cookie(data_dir: str | None) -> dict[str, str] | None:
     """The local broker's ``ctl.cookie`` (URL and token), if this user may read it."""
-    from ..cli import default_data_dir  # imported here: cli imports this module
-
     path = os.path.join(data_dir or default_data_dir(), "ctl.cookie")
     try:
         with open(path) as f:

@@ -336,7 +336,7 @@ class ManagementApi:
                     continue
                 await self._runner.cleanup()
                 raise ListenError(format_address(host, port), exc) from None
-            server = site._server
+            server: Any = site._server  # aiohttp keeps the asyncio.Server here
             sock = server.sockets[0] if server is not None and server.sockets else None
             if sock is not None:
                 port = sock.getsockname()[1]

@@ -36,7 +36,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, UnknownMetricFamily
 from prometheus_client.registry import Collector
 
-from .. import __version__
+from ..protocol.state import RUNNING
+from ..version import __version__
 from .definitions import RABBIT_VERSION
 from .stats import broker_counts, churn_counts
 from .views import node_name, object_totals, queue_memory
@@ -100,10 +101,10 @@ CHANNEL_TABLES: dict[str, list[Family]] = {
         ("channel_messages_unacked", "gauge", "Delivered but not yet acknowledged messages",
          lambda ch: len(ch.unacked)),
         ("channel_messages_unconfirmed", "gauge", "Published but not yet confirmed messages",
-         lambda ch: len(getattr(ch, "_in_flight", ()))),
+         lambda ch: ch.messages_unconfirmed),
         ("channel_messages_uncommitted", "gauge",
          "Messages received in a transaction but not yet committed",
-         lambda ch: len(getattr(ch, "_tx_publishes", ()))),
+         lambda ch: ch.messages_uncommitted),
         ("consumer_prefetch", "gauge", "Limit of unacknowledged messages for each consumer",
          lambda ch: ch.prefetch_consumer),
         ("channel_prefetch", "gauge",
@@ -216,7 +217,8 @@ GLOBAL_COUNTERS: list[tuple[str, str, str, dict[str, str]]] = [
 ]
 
 
-def _family(name: str, kind: str, help_text: str, labels: Iterable[str] = ()) -> Metric:
+def _family(name: str, kind: str, help_text: str,
+            labels: Iterable[str] = ()) -> CounterMetricFamily | UnknownMetricFamily | GaugeMetricFamily:
     if kind == "counter":
         # prometheus_client appends "_total" to a counter's samples itself.
         return CounterMetricFamily(name.removesuffix("_total"), help_text, labels=list(labels))
@@ -289,12 +291,12 @@ class RabbitCollector(Collector):
         broker = self.broker
         queues = [q for v in list(broker.vhosts.values())
                   if self.vhosts is None or v.name in self.vhosts for q in list(v.queues.values())]
-        conns = [c for c in list(broker.connections) if c.state == "running"]
+        conns = [c for c in list(broker.connections) if c.state is RUNNING]
         channels = [(c, ch) for c in conns for ch in list(c.channels.values())]
         node = node_values(broker, self.data_dir)
-        for table, rows in NODE_TABLES.items():
+        for table, node_rows in NODE_TABLES.items():
             if table in self.families:
-                for name, kind, help_text, key in rows:
+                for name, kind, help_text, key in node_rows:
                     fam = _family(self.prefix + name, kind, help_text)
                     fam.add_metric([], node[key])
                     yield fam
@@ -348,9 +350,9 @@ class RabbitCollector(Collector):
         consumers = sum(len(ch.consumers) for _c, ch in channels)
         for name, help_text, value in (("publishers", "Current number of publishers", publishers),
                                        ("consumers", "Current number of consumers", consumers)):
-            fam = GaugeMetricFamily(f"rabbitmq_global_{name}", help_text, labels=["protocol"])
-            fam.add_metric(["amqp091"], value)
-            yield fam
+            gauge = GaugeMetricFamily(f"rabbitmq_global_{name}", help_text, labels=["protocol"])
+            gauge.add_metric(["amqp091"], value)
+            yield gauge
         # Hutch's own: the measure the memory alarm compares with the watermark.
         yield GaugeMetricFamily("hutch_queued_message_bytes",
                                 "Bytes of queued message bodies (the memory alarm's measure)",

@@ -26,8 +26,6 @@ from .metrics import CONTENT_TYPE, render
 
 log = logging.getLogger("hutch.prometheus")
 
-DEFAULT_PORT = 15692  # rabbitmq_prometheus' prometheus.tcp.port
-
 
 class PrometheusListener:
     def __init__(self, broker: Any, host: str, port: int, *, data_dir: str | None = None) -> None:

@@ -14,9 +14,9 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from ..broker.definitions import scalar
 from ..protocol.codec import DecodeError
 from ..protocol.properties import decode_properties
-from .views import scalar
 
 _END = object()
 _dumps = json.dumps
@@ -53,7 +53,7 @@ def to_json(value: Any) -> str:
             out.append(_dumps(scalar(pending)))
         while stack:  # find the next value to write, closing what is complete
             items, is_object, first = stack[-1]
-            item = next(items, _END)
+            item: Any = next(items, _END)
             if item is _END:
                 out.append("}" if is_object else "]")
                 stack.pop()

@@ -1,8 +1,8 @@
 """Message counters and rates, the numbers behind RabbitMQ's ``message_stats``.
 
 Channels count with plain int attributes (``stat_publish`` ...); when a
-channel closes its counts are folded into the broker-wide ``Totals`` so the
-broker's counters never go backwards (Prometheus requires monotonic counters).
+channel closes its counts are folded into the broker-wide ``Totals``
+(server/counters.py) so the broker's counters never go backwards.
 Rates are what RabbitMQ's management plugin shows as ``*_details.rate``: the
 change per second between two samples taken ``SAMPLE_INTERVAL`` apart.
 """
@@ -10,74 +10,13 @@ change per second between two samples taken ``SAMPLE_INTERVAL`` apart.
 from __future__ import annotations
 
 import time
-import weakref
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
+from ..server.counters import CHANNEL_COUNTERS, Totals, totals_for
+
 SAMPLE_INTERVAL = 5.0  # RabbitMQ's collect_statistics_interval default
-
-# Channel attribute -> RabbitMQ message_stats key.
-CHANNEL_COUNTERS = {
-    "stat_publish": "publish",
-    "stat_confirm": "confirm",
-    "stat_deliver": "deliver",
-    "stat_deliver_no_ack": "deliver_no_ack",
-    "stat_get": "get",
-    "stat_get_no_ack": "get_no_ack",
-    "stat_get_empty": "get_empty",
-    "stat_ack": "ack",
-    "stat_redeliver": "redeliver",
-    "stat_return_unroutable": "return_unroutable",
-    "stat_drop_unroutable": "drop_unroutable",
-}
-
-
-@dataclass(slots=True)
-class Totals:
-    """Counts of closed channels; add the live channels' counts for the broker total."""
-
-    publish: int = 0
-    confirm: int = 0
-    deliver: int = 0
-    deliver_no_ack: int = 0
-    get: int = 0
-    get_no_ack: int = 0
-    get_empty: int = 0
-    ack: int = 0
-    redeliver: int = 0
-    return_unroutable: int = 0
-    drop_unroutable: int = 0
-    # Publishes on channels in confirm mode (RabbitMQ's messages_received_confirm).
-    received_confirm: int = 0
-    channels_closed: int = 0
-    # The highest channels_opened reported: a channel being torn down may be counted
-    # as closed while its connection still lists it, and a counter must not go back.
-    channels_opened_seen: int = 0
-
-
-_TOTALS: weakref.WeakKeyDictionary[Any, Totals] = weakref.WeakKeyDictionary()
-
-
-def totals_for(broker: Any) -> Totals:
-    t = _TOTALS.get(broker)
-    if t is None:
-        t = _TOTALS[broker] = Totals()
-    return t
-
-
-def fold_into_totals(channel: Any) -> None:
-    """A channel is going away: move its counters into the broker totals (idempotent)."""
-    totals = totals_for(channel.conn.broker)
-    if not getattr(channel, "_stats_closed", False):
-        channel._stats_closed = True
-        totals.channels_closed += 1
-    if channel.confirm:
-        totals.received_confirm += channel.stat_publish
-    for attr, key in CHANNEL_COUNTERS.items():
-        n = getattr(channel, attr)
-        if n:
-            setattr(totals, key, getattr(totals, key) + n)
-            setattr(channel, attr, 0)
 
 
 def channel_counts(channel: Any) -> dict[str, int]:
@@ -129,7 +68,7 @@ class Rates:
         self._prev: dict[Any, tuple[float, dict[str, float]]] = {}
         self._last: dict[Any, tuple[float, dict[str, float]]] = {}
 
-    def observe(self, key: Any, values: dict[str, float], now: float | None = None) -> None:
+    def observe(self, key: Any, values: Mapping[str, float], now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         last = self._last.get(key)
         if last is not None:

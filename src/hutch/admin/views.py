@@ -9,8 +9,6 @@ are left out; everything a client or script reads is here.
 from __future__ import annotations
 
 import base64
-import datetime
-import decimal
 import os
 import platform
 import shutil
@@ -18,8 +16,9 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from .. import RABBITMQ_VERSION, __version__
-from ..broker.users import Permission, User
+from ..broker.definitions import jsonable
+from ..protocol.state import RUNNING
+from ..version import RABBITMQ_VERSION, __version__
 from .stats import Rates, broker_counts, channel_counts, with_rates
 
 MESSAGE_OVERHEAD = 96  # rough bytes per queued Message object, for "memory"
@@ -28,26 +27,6 @@ PAGED_OVERHEAD = 8  # a paged-out message: one int in the backlog
 
 def node_name() -> str:
     return f"hutch@{platform.node() or 'localhost'}"
-
-
-def jsonable(value: Any) -> Any:
-    """AMQP field values (bytes, Decimal, datetime, nested tables) as JSON values."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return scalar(value)
-
-
-def scalar(value: Any) -> Any:
-    """One AMQP field value that is not a table or an array, as a JSON value."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    if isinstance(value, datetime.datetime):
-        return int(value.timestamp())
-    return value
 
 
 # -- queues -------------------------------------------------------------------------
@@ -181,18 +160,8 @@ def _peer(conn: Any) -> tuple[str, int, str, int]:
     return str(peer[0]), int(peer[1]), str(sock[0]), int(sock[1])
 
 
-# RabbitMQ shows a connection as "flow" for a second after flow control last held
-# it back (credit_flow's state-change interval), so a publisher that is paused and
-# resumed many times a second reads as "flow", not as a flicker of "running".
-FLOW_STATE_SECONDS = 1.0
-
-
 def connection_state(conn: Any) -> str:
-    if conn.blocked:
-        return "blocked"
-    if conn.state == "running" and time.monotonic() - conn.last_flow < FLOW_STATE_SECONDS:
-        return "flow"
-    return str(conn.state)
+    return str(conn.flow.api_state)  # running, flow, blocked, closing (server/flow.py)
 
 
 def connection_info(conn: Any) -> dict[str, Any]:
@@ -232,15 +201,15 @@ def channel_info(ch: Any, rates: Rates) -> dict[str, Any]:
     counts["deliver_get"] = (counts["deliver"] + counts["deliver_no_ack"] + counts["get"]
                              + counts["get_no_ack"])
     return {
-        "acks_uncommitted": sum(len(t) for k, t in ch._tx_acks if k == "ack"),
+        "acks_uncommitted": ch.acks_uncommitted,
         "confirm": ch.confirm,
         "connection_details": {"name": conn.name, "peer_host": peer_host, "peer_port": peer_port},
         "consumer_count": len(ch.consumers),
         "global_prefetch_count": ch.prefetch_global,
         "message_stats": with_rates(counts, rates, key),
         "messages_unacknowledged": len(ch.unacked),
-        "messages_uncommitted": len(ch._tx_publishes),
-        "messages_unconfirmed": len(ch._in_flight),
+        "messages_uncommitted": ch.messages_uncommitted,
+        "messages_unconfirmed": ch.messages_unconfirmed,
         "name": channel_name(ch),
         "node": node_name(),
         "number": ch.number,
@@ -278,16 +247,6 @@ def consumer_info(c: Any) -> dict[str, Any]:
 
 
 # -- users, vhosts, permissions --------------------------------------------------------------
-def user_info(user: User) -> dict[str, Any]:
-    return {"name": user.name, "password_hash": user.password_hash,
-            "hashing_algorithm": user.hashing_algorithm, "tags": list(user.tags), "limits": {}}
-
-
-def permission_info(vhost: str, user: str, perm: Permission) -> dict[str, Any]:
-    return {"user": user, "vhost": vhost, "configure": perm.configure, "write": perm.write,
-            "read": perm.read}
-
-
 def vhost_info(broker: Any, vhost: Any, rates: Rates) -> dict[str, Any]:
     ready = sum(q.message_count for q in vhost.queues.values())
     unacked = sum(q.unacked_count for q in vhost.queues.values())
@@ -312,7 +271,7 @@ def vhost_info(broker: Any, vhost: Any, rates: Rates) -> dict[str, Any]:
 
 # -- overview and node ---------------------------------------------------------------------------
 def object_totals(broker: Any) -> dict[str, int]:
-    conns = [c for c in list(broker.connections) if c.state == "running"]
+    conns = [c for c in list(broker.connections) if c.state is RUNNING]
     queues = [q for v in broker.vhosts.values() for q in v.queues.values()]
     return {
         "channels": sum(len(c.channels) for c in conns),
@@ -394,7 +353,7 @@ def node_info(broker: Any, listeners: list[dict[str, Any]], data_dir: str | None
         "product_name": "Hutch",
         "product_version": __version__,
         "python_version": platform.python_version(),
-        "connections": len([c for c in list(broker.connections) if c.state == "running"]),
+        "connections": len([c for c in list(broker.connections) if c.state is RUNNING]),
         "queues": sum(len(v.queues) for v in broker.vhosts.values()),
         "messages": queue_totals(broker)["messages"],
     }

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
+from functools import partial
 from itertools import repeat
 from operator import rshift
 from typing import Any
 
-from ..store import definitions, snapshot
+from ..store import definitions as definitions_file
+from ..store import snapshot
 from ..store.files import files_from_env
 from ..store.log import SEGMENT_SIZE, MessageLog
+from . import definitions
 from .pump import Pump
 from .users import Permission, Users
 from .vhost import Vhost
@@ -69,6 +74,8 @@ class Broker:
         self.pump = Pump(self.loop)
         self.vhosts: dict[str, Vhost] = {"/": Vhost(self, "/")}
         self._restoring = False
+        # Inside definitions_batch(): whether anything durable changed (written once, at its end).
+        self._batch_changed: bool | None = None
         self.users = Users()
         self.users.add(default_user, default_pass, ["administrator"])
         self.users.permissions[("/", default_user)] = Permission()
@@ -100,13 +107,13 @@ class Broker:
         os.makedirs(data_dir, exist_ok=True)
         store = MessageLog(os.path.join(data_dir, "msgs"), self.loop, files or files_from_env(),
                            sync=sync, segment_size=segment_size, definitions_dir=data_dir)
-        store.definitions.broker = self
+        store.definitions.snapshot = partial(definitions.store_document, self)
         self.store = store
         self._restoring = True
         try:
-            defs = definitions.load(data_dir)
+            defs = definitions_file.load(data_dir)
             if defs is not None:
-                definitions.apply(self, defs)
+                definitions.restore(self, defs)
             recovered = store.recover()
         finally:
             self._restoring = False
@@ -193,19 +200,39 @@ class Broker:
         queues or bindings): the store writes the definitions file anew, soon and off
         the loop.  Returns the change's version (0 without a store): whoever must
         not answer before it is durable waits with ``definitions_synced``."""
-        if self.store is not None and not self._restoring:
-            version: int = self.store.definitions_changed()
-            return version
-        return 0
+        if self.store is None or self._restoring:
+            return 0
+        if self._batch_changed is not None:
+            # One change for the whole batch, made when it ends: nothing else runs on
+            # the loop until then, so it will get exactly the writer's next version
+            # (which a queue declared in the batch must wait for before its confirms).
+            self._batch_changed = True
+            return int(self.store.definitions.version) + 1
+        version: int = self.store.definitions_changed()
+        return version
+
+    @contextlib.contextmanager
+    def definitions_batch(self) -> Iterator[None]:
+        """Many durable changes made together, synchronously (a definitions import):
+        they count as one change, and the store hears of it once, at the end, rather
+        than once per object (a bounded number of writes, whatever the size)."""
+        if self._batch_changed is not None:  # nested: the outer batch makes the change
+            yield
+            return
+        self._batch_changed = False
+        try:
+            yield
+        finally:
+            changed, self._batch_changed = self._batch_changed, None
+            if changed:
+                self.definitions_changed()
 
     async def definitions_synced(self) -> OSError | None:
         """Wait until every definitions change so far is durable; the error if not."""
         if self.store is None:
             return None
         writer = self.store.definitions
-        done = self.loop.create_future()
-        writer.when_synced(writer.version, lambda ok: done.done() or done.set_result(ok))
-        if await done:
+        if await writer.settle():
             return None
         return writer.error or OSError("could not write definitions")
 

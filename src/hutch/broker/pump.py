@@ -19,7 +19,8 @@ class Pump:
         self.loop = loop
         self._queues: dict[Any, None] = {}
         self._conns: dict[Any, None] = {}
-        self._flow: dict[Any, None] = {}  # publishers paused by flow control
+        # Publishers' flow control (server/flow.py) waiting for their queues to deliver.
+        self._flow: dict[Any, None] = {}
         self._scheduled = False
 
     def queue_dirty(self, queue: Any) -> None:
@@ -34,9 +35,9 @@ class Pump:
             self._scheduled = True
             self.loop.call_soon(self.run)
 
-    def flow_paused(self, conn: Any) -> None:
-        """``conn`` waits for its queues to deliver; re-check it after each run."""
-        self._flow[conn] = None
+    def flow_paused(self, flow: Any) -> None:
+        """``flow`` waits for its queues to deliver; re-check it after each run."""
+        self._flow[flow] = None
 
     def run(self) -> None:
         self._scheduled = False
@@ -54,11 +55,9 @@ class Pump:
         if self._flow:
             # Publishers held back by flow control go again once their queues caught up.
             waiting, self._flow = self._flow, {}
-            for c in waiting:
-                if c.flow_paused and c.state == "running":
-                    c.check_flow()
-                    if c.flow_paused:
-                        self._flow[c] = None
+            for f in waiting:
+                if f.recheck():
+                    self._flow[f] = None
         if (self._queues or self._conns) and not self._scheduled:
             self._scheduled = True
             self.loop.call_soon(self.run)

@@ -119,16 +119,6 @@ class Users:
         self.generation += 1
         return True
 
-    def set_password(self, name: str, password: str) -> None:
-        user = self.users[name]
-        user.password_hash = hash_password(password)
-        user.hashing_algorithm = HASHING_ALGORITHM
-        self.generation += 1
-
-    def set_tags(self, name: str, tags: list[str]) -> None:
-        self.users[name].tags = list(tags)
-        self.generation += 1
-
     def set_permission(self, vhost: str, user: str, perm: Permission) -> None:
         self.permissions[(vhost, user)] = perm
         self.generation += 1

@@ -1,4 +1,5 @@
-"""A virtual host: its exchanges, queues and bindings, and the rules for changing them.
+"""A virtual host: its exchanges, queues and bindings, the rules for changing them,
+and publishing into them (``Vhost.publish``).
 
 Every check that answers a client with an error lives here, with RabbitMQ's
 reply code and wording (see ``.ci/RABBITMQ_BEHAVIOUR.md`` for the texts
@@ -19,14 +20,29 @@ from .arguments import check_exchange_equivalence, check_queue_equivalence, vali
 from .deadletter import dead_letter_header
 from .exchanges import EXCHANGE_TYPES, Exchange
 from .message import Message
-from .queue import Queue
+from .queue import REJECT_PUBLISH_DLX, Queue
 
 if TYPE_CHECKING:
     from .broker import Broker
 
 
+# A routing key on the default exchange that starts with this and names no queue is a
+# direct reply-to (server/direct_reply.py): rabbit_exchange:route hands the message to
+# the waiting consumer of amq.rabbitmq.reply-to, with no queue in between.
+REPLY_TO_PREFIX = "amq.rabbitmq.reply-to."
+
+# What ``Vhost.publish`` did, as bit flags in an int: no object per publish, and the
+# caller tests one bit with one ``&``.
+PublishResult = int
+ROUTED = 1  # some queue matched (so no basic.return), even if it refused its copy
+STORED = 2  # the store holds a copy: a confirm or commit-ok waits for the disk
+REJECTED = 4  # a full reject-publish(-dlx) queue refused its copy: confirm with a nack
+DIRECT_REPLY = 8  # a direct reply-to routing key: the caller hands it to the consumer
+
+
 class DefaultExchange(Exchange):
-    """The nameless direct exchange every queue is implicitly bound to by its name."""
+    """The nameless direct exchange every queue is implicitly bound to by its name
+    (``Vhost.publish`` has the same rule inline for the work-queue case)."""
 
     type_name = "direct"
 
@@ -293,6 +309,71 @@ class Vhost:
                 self.broker.definitions_changed()
             self._maybe_auto_delete(src)
 
+    # -- publishing ------------------------------------------------------------
+    def publish(self, exchange: str, routing_key: str, header: bytes, body: bytes,
+                persistent: bool, expires_at: float | None, fed: set[Any]) -> PublishResult:
+        """Route one message from ``exchange`` and give every queue it reaches that has
+        room a copy; each queue that took one is added to ``fed`` (the publishing
+        connection's set, for flow control).  An exchange deleted since the
+        basic.publish routes nowhere."""
+        ex = self.exchanges.get(exchange)
+        if ex is self.default_exchange:
+            # The work-queue case, kept short: one queue or none, no list, no
+            # bindings, no alternate exchange.
+            q = self.queues.get(routing_key)
+            if q is None:
+                # Never counted as routed (a mandatory reply also comes back), as in
+                # RabbitMQ's rabbit_exchange:route.
+                return DIRECT_REPLY if routing_key.startswith(REPLY_TO_PREFIX) else 0
+            if q.would_overflow(len(body)):
+                return ROUTED | self._refused(q, exchange, routing_key, header, body, persistent,
+                                              expires_at, True)
+            msg = Message(exchange, routing_key, header, body, persistent, expires_at)
+            q.enqueue(msg)
+            fed.add(q)
+            return ROUTED if msg.msg_id is None else ROUTED | STORED
+        if ex is None:
+            return 0
+        queues = self.route(ex, routing_key, header)
+        if not queues:
+            return 0
+        return self._enqueue(queues, exchange, routing_key, header, body, persistent, expires_at,
+                             fed)
+
+    def _enqueue(self, queues: list[Queue], exchange: str, routing_key: str, header: bytes,
+                 body: bytes, persistent: bool, expires_at: float | None,
+                 fed: set[Any] | None) -> PublishResult:
+        """A copy for each of ``queues`` that has room.  ``fed`` is None for a
+        dead-lettered message (no publisher to hold back, nobody to nack)."""
+        result = ROUTED
+        size = len(body)
+        for q in queues:
+            if q.would_overflow(size):
+                result |= self._refused(q, exchange, routing_key, header, body, persistent,
+                                        expires_at, fed is not None)
+                continue
+            msg = Message(exchange, routing_key, header, body, persistent, expires_at)
+            q.enqueue(msg)
+            if fed is not None:
+                fed.add(q)
+            if msg.msg_id is not None:
+                result |= STORED
+        return result
+
+    def _refused(self, q: Queue, exchange: str, routing_key: str, header: bytes, body: bytes,
+                 persistent: bool, expires_at: float | None, published: bool) -> PublishResult:
+        """The overflow policy, when full queue ``q`` (x-overflow reject-publish or
+        reject-publish-dlx) refuses a copy; a drop-head queue never refuses, it drops
+        its head in ``Queue.enqueue``.  A client's publish is rejected (its confirm is
+        a nack), and with reject-publish-dlx the refused copy is dead-lettered; a
+        dead-lettered copy is just dropped."""
+        if not published:
+            return 0
+        if q.overflow == REJECT_PUBLISH_DLX and q.dlx is not None:
+            self.dead_letter(q, Message(exchange, routing_key, header, body, persistent,
+                                        expires_at), "maxlen")
+        return REJECTED
+
     # -- routing ---------------------------------------------------------------
     def route(self, ex: Exchange, routing_key: str, header: bytes) -> list[Queue]:
         """Every queue a message reaches from ``ex``, following exchange-to-exchange
@@ -347,9 +428,11 @@ class Vhost:
         header = dead_letter_header(msg.header, len(msg.body), reason, source.name, msg.exchange,
                                     msg.routing_key)
         routing_key = source.dlrk if source.dlrk is not None else msg.routing_key
-        for q in self.route(ex, routing_key, header):
-            if q is source and reason != "rejected":
-                continue  # a dead-letter cycle without rejection: RabbitMQ drops it
-            if q.would_overflow(len(msg.body)):
-                continue
-            q.enqueue(Message(ex.name, routing_key, header, msg.body, msg.persistent))
+        queues = self.route(ex, routing_key, header)
+        if reason != "rejected":
+            # A dead-letter cycle without rejection: RabbitMQ drops it.  (A new list:
+            # route may answer with an exchange's cached one.)
+            queues = [q for q in queues if q is not source]
+        if queues:
+            self._enqueue(queues, ex.name, routing_key, header, msg.body, msg.persistent, None,
+                          None)

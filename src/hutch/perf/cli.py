@@ -145,7 +145,7 @@ class _Run:
         return sum(c[i * SLOT + field] for i in slots)
 
     def totals(self) -> dict[str, int]:
-        out = {}
+        out: dict[str, int] = {}
         if self.producers:
             out.update(sent=self._sum(SENT), nacked=self._sum(NACKED), returned=self._sum(RETURNED))
             if self.cfg["confirm"]:
@@ -208,8 +208,8 @@ class _Run:
                 break  # producers ended by themselves: an error
             if now >= next_report and not args.quiet:
                 dt = now - last_t
-                rates = {k: (totals[k] - last[k]) / dt for k in ("sent", "confirmed", "received")
-                         if k in totals}
+                rates: dict[str, float] = {
+                    k: (totals[k] - last[k]) / dt for k in ("sent", "confirmed", "received") if k in totals}
                 line = progress_line(now - start, rates, totals)
                 sys.stderr.write(("\r" + line + "\033[K") if tty else line + "\n")
                 sys.stderr.flush()

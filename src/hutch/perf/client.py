@@ -194,6 +194,7 @@ def closing_error(payload: bytes) -> PerfError:
     """A PerfError from the raw payload of a channel.close / connection.close."""
     try:
         method = m.decode_method(payload)
+        assert isinstance(method, m.ConnectionClose | m.ChannelClose)
         return PerfError(f"broker closed the {method.NAME.split('.')[0]}: "
                          f"{method.reply_code} {method.reply_text}")
     except Exception:  # malformed close: still a close

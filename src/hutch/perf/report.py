@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 # Log-scale buckets: 32 per power of two (about 2% resolution), nanoseconds up to ~2^40 (18 min).
@@ -77,7 +78,7 @@ class Histogram:
         return out
 
 
-def progress_line(elapsed: float, rates: dict[str, float], totals: dict[str, int]) -> str:
+def progress_line(elapsed: float, rates: Mapping[str, float], totals: dict[str, int]) -> str:
     parts = [f"{elapsed:6.1f}s"]
     for key in ("sent", "confirmed", "received"):
         if key in rates:

@@ -12,9 +12,6 @@ FRAME_HEADER = 2
 FRAME_BODY = 3
 FRAME_HEARTBEAT = 8
 FRAME_END = 0xCE
-FRAME_END_BYTE = b"\xce"
-# type(1) channel(2) size(4) ... frame-end(1)
-FRAME_OVERHEAD = 8
 FRAME_MIN_SIZE = 4096
 
 # Reply codes
@@ -59,14 +56,3 @@ REPLY_NAMES = {
     540: "NOT_IMPLEMENTED",
     541: "INTERNAL_ERROR",
 }
-
-# Codes that are "hard" errors: they close the whole connection.
-CONNECTION_ERRORS = frozenset({320, 402, 501, 502, 503, 504, 505, 506, 530, 540, 541})
-
-CLASS_CONNECTION = 10
-CLASS_CHANNEL = 20
-CLASS_EXCHANGE = 40
-CLASS_QUEUE = 50
-CLASS_BASIC = 60
-CLASS_CONFIRM = 85
-CLASS_TX = 90

@@ -155,10 +155,3 @@ def body_frames(channel: int, body: bytes, frame_max: int) -> list[bytes]:
         out.append(b"\xce")
     return out
 
-
-def parse_content_header(payload: bytes) -> tuple[int, int, bytes]:
-    """(class_id, body_size, raw properties) of a content header payload."""
-    if len(payload) < 14:
-        raise ValueError("content header too short")
-    class_id, _weight, body_size = _content_head.unpack_from(payload, 0)
-    return class_id, body_size, payload[12:]

@@ -27,24 +27,13 @@ def closing_timeout(heartbeat: int) -> float:
     return float(heartbeat) if 0 < heartbeat < CLOSING_TIMEOUT else CLOSING_TIMEOUT
 
 
-def keep_reading(conn: Connection) -> None:
-    """Read the socket whatever held it back (flow control, an alarm, a client that does
-    not read): a closing connection only looks for close/close-ok, or for the client's
-    end of the socket, and unread bytes would turn our close into a reset."""
-    conn.write_paused = conn.flow_paused = conn.sharing = conn.blocked = False
-    conn.reading_paused = False
-    transport = conn.transport
-    if transport is not None and not transport.is_closing():
-        transport.resume_reading()
-
-
 def linger(conn: Connection) -> asyncio.TimerHandle:
     """After close-ok went to a client that asked to close: the connection is gone for
     the broker, but the socket stays open, read and discarded (``data_received`` drops
     everything once ``state`` is ``closed``), until the client closes its end
     (``connection_lost``) or the closing timeout passes.  Returns the timer, which the
     caller cancels when the socket goes first."""
-    keep_reading(conn)
+    conn.flow.read_to_end()
     conn.broker.lingering.add(conn)  # the listener closes these at shutdown
 
     def give_up() -> None:

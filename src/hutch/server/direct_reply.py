@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..broker.consumer import Consumer
 from ..broker.message import Message
-from ..broker.vhost import server_named
+from ..broker.vhost import REPLY_TO_PREFIX, server_named
 from ..errors import ChannelError, HardError
 from ..protocol import constants as rc
 from ..protocol import methods as m
@@ -36,8 +36,9 @@ from ..protocol.properties import _skip_flags
 if TYPE_CHECKING:
     from .channel import Channel
 
-PSEUDO_QUEUE = "amq.rabbitmq.reply-to"
-PREFIX = PSEUDO_QUEUE + "."
+# The vhost knows the prefix: it reports a publish to it (Vhost.publish, DIRECT_REPLY).
+PREFIX = REPLY_TO_PREFIX
+PSEUDO_QUEUE = PREFIX[:-1]  # amq.rabbitmq.reply-to
 # The pseudo-queue's name as a short string inside a content header: a publish is only
 # looked at closely (``rewrite_reply_to``) when its reply_to flag is set and this occurs.
 MARK = bytes([len(PSEUDO_QUEUE)]) + PSEUDO_QUEUE.encode()
@@ -67,7 +68,7 @@ def consume(ch: Channel, method: Any) -> None:
     ch.reply_consumer = (token, consumer)
     _consumers[token] = (ch, consumer)
     if not method.nowait:
-        ch._reply(m.BasicConsumeOk(consumer_tag=tag))  # in order behind held replies
+        ch.reply(m.BasicConsumeOk(consumer_tag=tag))  # in order behind held replies
 
 
 def cancel(ch: Channel, method: Any) -> bool:
@@ -76,7 +77,7 @@ def cancel(ch: Channel, method: Any) -> bool:
         return False
     forget(ch)
     if not method.nowait:
-        ch._reply(m.BasicCancelOk(consumer_tag=method.consumer_tag))
+        ch.reply(m.BasicCancelOk(consumer_tag=method.consumer_tag))
     return True
 
 
@@ -97,7 +98,7 @@ def declare(ch: Channel, method: Any) -> None:
         if entry is None or entry[0].conn.broker is not ch.conn.broker:
             raise ChannelError(rc.NOT_FOUND, f"no queue '{name}' in vhost '{ch.vhost.name}'")
     if not method.nowait:
-        ch._reply(m.QueueDeclareOk(queue=name, message_count=0, consumer_count=1))
+        ch.reply(m.QueueDeclareOk(queue=name, message_count=0, consumer_count=1))
 
 
 def rewrite_reply_to(ch: Channel, header: bytes) -> bytes:
@@ -129,7 +130,8 @@ def rewrite_reply_to(ch: Channel, header: bytes) -> bytes:
 
 def deliver_reply(ch: Channel, routing_key: str, header: bytes, body: bytes) -> None:
     """A publish to the default exchange with an ``amq.rabbitmq.reply-to.<token>``
-    routing key that names no queue: straight to the token's consumer, if it is there."""
+    routing key that names no queue (the vhost said DIRECT_REPLY): straight to the
+    token's consumer, if it is there."""
     entry = _consumers.get(routing_key[len(PREFIX):])
     if entry is None:
         return
@@ -139,4 +141,7 @@ def deliver_reply(ch: Channel, routing_key: str, header: bytes, body: bytes) -> 
     msg = Message("", routing_key, header, body, False, None)
     # In order behind the target channel's held replies (its consume-ok may still wait
     # for a definitions write): a delivery must never name a tag not yet given out.
-    target._in_order(lambda: target.closing or target.deliver(consumer, msg))
+    def deliver() -> None:
+        if not target.closing:
+            target.deliver(consumer, msg)
+    target.in_order(deliver)

@@ -9,6 +9,7 @@ import socket
 
 from ..broker.broker import Broker
 from ..protocol import constants as rc
+from ..protocol.state import CLOSING, RUNNING
 from .connection import Connection
 
 log = logging.getLogger("hutch.server")
@@ -69,7 +70,7 @@ def check_can_listen(host: str, port: int) -> None:
                 except OSError as exc:
                     if h == "::1" and bound:
                         continue
-                    raise ListenError(format_address(addr[0], port), exc) from None
+                    raise ListenError(format_address(str(addr[0]), port), exc) from None
             bound = True
 
 
@@ -112,16 +113,16 @@ class Server:
         for srv in self.servers:
             srv.close()
         for conn in list(self.broker.connections):
-            if conn.state == "running":
+            if conn.state is RUNNING:
                 conn.close(rc.CONNECTION_FORCED, "CONNECTION_FORCED - broker forced connection "
                            "closure with reason 'shutdown'")
         # Give clients a moment to answer close-ok, then drop the sockets.
         for _ in range(20):
-            if not any(c.state == "closing" for c in self.broker.connections):
+            if not any(c.state is CLOSING for c in self.broker.connections):
                 break
             await asyncio.sleep(0.05)
         for conn in list(self.broker.connections):
-            conn._finish_close()
+            conn.finish_close()
         # Clients that asked to close but have not closed their end yet (closing.py):
         # their sockets would hold wait_closed() (Python 3.12+) for the whole timeout.
         for conn in list(self.broker.lingering):

@@ -6,6 +6,9 @@ the change survives a restart, so it is sent only once the definitions writer
 and runs off the loop; meanwhile the channel goes on reading, and every later
 reply of the same channel queues up behind the waiting one, because AMQP clients
 match replies to requests by their order.
+
+``ChannelReplies`` is a channel's way out for its answers: it notices whether the
+method being handled changed durable definitions and holds the answer if so.
 """
 
 from __future__ import annotations
@@ -13,6 +16,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+
+from ..protocol import constants as rc
+from ..protocol import methods as m
+from ..protocol.state import ENDING
 
 
 class HeldReplies:
@@ -52,3 +59,66 @@ class HeldReplies:
                 return
             queue.popleft()
             send()
+
+
+class ChannelReplies:
+    __slots__ = ("_before", "_conn", "_defs", "_held", "_number")
+
+    def __init__(self, conn: Any, number: int) -> None:
+        self._conn = conn
+        self._number = number
+        store = conn.broker.store
+        self._defs = store.definitions if store is not None else None
+        self._before: int | None = None  # definitions version when the method began
+        self._held = HeldReplies(self._defs, self._failed)
+
+    def handle(self, handler: Callable[[Any], None], method: Any) -> None:
+        """Run the handler of ``method``; its replies see whether it changed definitions."""
+        if self._defs is None:
+            handler(method)
+            return
+        self._before = self._defs.version
+        try:
+            handler(method)
+        finally:
+            self._before = None
+
+    def reply(self, method: m.Method, then: Callable[[], None] | None = None) -> None:
+        """Send ``method`` (then run ``then``), after every reply held before it and,
+        if the method being handled changed durable definitions, once they are on disk."""
+        if not self._conn_open():
+            return  # after connection.close (either side's) only close/close-ok may go out
+        conn, defs = self._conn, self._defs
+        if defs is not None:
+            changed = self._before is not None and defs.version != self._before
+            if changed or self._held:
+                def send() -> None:
+                    if conn.state in ENDING:
+                        return  # the connection was closed meanwhile: nothing more goes out
+                    conn.send_method(self._number, method)
+                    if then is not None:
+                        then()
+                self._held.hold(defs.version if changed else 0, send)
+                return
+        conn.send_method(self._number, method)
+        if then is not None:
+            then()
+
+    def in_order(self, action: Callable[[], None]) -> None:
+        """Run ``action`` (which writes to the client) after the replies held so far."""
+        if self._held:
+            def run() -> None:
+                if self._conn_open():
+                    action()
+            self._held.hold(0, run)
+        elif self._conn_open():
+            action()
+
+    def _conn_open(self) -> bool:
+        return self._conn.state not in ENDING
+
+    def _failed(self, error: OSError | None) -> None:
+        # Never answer declare-ok for something that would not survive a restart:
+        # the connection is closed with 541 instead, as when the disk fails a commit.
+        why = (error.strerror or str(error)) if error is not None else "unknown error"
+        self._conn.close(rc.INTERNAL_ERROR, f"INTERNAL_ERROR - could not write definitions: {why}")

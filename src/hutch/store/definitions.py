@@ -1,13 +1,15 @@
-"""Durable definitions: users, vhosts, permissions, durable exchanges/queues/bindings.
+"""The durable definitions file: users, vhosts, permissions, durable exchanges/queues/bindings.
 
 Kept in ``<data-dir>/definitions.json`` in RabbitMQ's definitions format (the
 one ``rabbitmqctl export_definitions`` writes), rewritten whole and atomically
 (temp file, fsync, rename, directory fsync) after they change.  The rewrite is a
 group commit off the event loop (``DefinitionsWriter``): a thousand declares
-arriving together share one write, and nobody else waits for it.  One
-Hutch-only key, ``hutch.queue_ids``, maps each durable queue to the numeric id
-its messages carry in the message log; a recreated queue gets a new id, so the
-records of a deleted namesake are never mistaken for its own.
+arriving together share one write, and nobody else waits for it.
+
+The store does not know what the document says: the broker hands the writer a
+callable that pictures its state as plain JSON data (``broker/definitions.py``,
+which also reads it back at boot).  Failures are ``OSError``; what a client is
+told about them is for the channel and the management API to decide.
 """
 
 from __future__ import annotations
@@ -20,74 +22,28 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .. import RABBITMQ_VERSION, __version__
-from ..broker.users import Permission, User
-
 log = logging.getLogger("hutch.store")
 
 FILENAME = "definitions.json"
 
-
-def snapshot(broker: Any) -> dict[str, Any]:
-    users = [{"name": u.name, "password_hash": u.password_hash,
-              "hashing_algorithm": u.hashing_algorithm, "tags": list(u.tags), "limits": {}}
-             for u in broker.users.users.values()]
-    vhosts = [{"name": name, "limits": [], "metadata": {"description": "", "tags": []}}
-              for name in broker.vhosts]
-    permissions = [{"user": user, "vhost": vhost, "configure": p.configure, "write": p.write,
-                    "read": p.read}
-                   for (vhost, user), p in broker.users.permissions.items()]
-    queues, exchanges, bindings, ids = [], [], [], []
-    for vname, vhost in broker.vhosts.items():
-        for q in vhost.queues.values():
-            if q.durable and not q.exclusive:
-                queues.append({"name": q.name, "vhost": vname, "durable": True,
-                               "auto_delete": q.auto_delete, "arguments": q.arguments})
-                ids.append({"vhost": vname, "name": q.name, "id": q.store_id})
-        for ex in vhost.exchanges.values():
-            if ex.durable and ex.name and not ex.name.startswith("amq."):
-                exchanges.append({"name": ex.name, "vhost": vname, "type": ex.type_name,
-                                  "durable": True, "auto_delete": ex.auto_delete,
-                                  "internal": ex.internal, "arguments": ex.arguments})
-        for ex in vhost.exchanges.values():
-            if not ex.durable:
-                continue
-            for b in ex.bindings.values():
-                dest = b.destination
-                if not dest.durable or getattr(dest, "exclusive", False):
-                    continue
-                bindings.append({"source": ex.name, "vhost": vname, "destination": dest.name,
-                                 "destination_type": "exchange" if dest.is_exchange else "queue",
-                                 "routing_key": b.routing_key, "arguments": b.arguments})
-    return {
-        "rabbit_version": RABBITMQ_VERSION, "rabbitmq_version": RABBITMQ_VERSION,
-        "product_name": "Hutch", "product_version": __version__,
-        "users": users, "vhosts": vhosts, "permissions": permissions,
-        "topic_permissions": [], "parameters": [], "global_parameters": [], "policies": [],
-        "queues": queues, "exchanges": exchanges, "bindings": bindings,
-        "hutch": {"queue_ids": ids},
-    }
+Document = dict[str, Any]
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
-def save(broker: Any, data_dir: str, files: Any) -> None:
-    _write(_jsonable(snapshot(broker)), data_dir, files)
-
-
-def _write(state: dict[str, Any], data_dir: str, files: Any) -> None:
-    data = json.dumps(state, indent=1, sort_keys=True).encode()
+def write(document: Document, data_dir: str, files: Any) -> None:
+    """Encode and write ``document`` atomically (through the ``files`` seam)."""
+    data = json.dumps(document, indent=1, sort_keys=True).encode()
     files.write_file_atomically(os.path.join(data_dir, FILENAME), data)
+
+
+def load(data_dir: str) -> Document | None:
+    """The document last written, or None if there is none yet."""
+    path = os.path.join(data_dir, FILENAME)
+    try:
+        with open(path, "rb") as f:
+            doc: Document = json.loads(f.read())
+            return doc
+    except FileNotFoundError:
+        return None
 
 
 class DefinitionsWriter:
@@ -96,16 +52,16 @@ class DefinitionsWriter:
     Every change bumps ``version``; ``when_synced(v, cb)`` calls ``cb(ok)`` on the
     loop once a write that includes change ``v`` is durable (``ok`` False if that
     write failed).  While one write runs, later changes pile up and go out in the
-    next one.  The picture of the broker is taken on the loop (it is not
-    thread-safe) as plain data; JSON encoding and the disk work run on the thread.
+    next one.  ``snapshot()`` is called on the loop (the broker is not thread-safe)
+    and returns plain data; JSON encoding and the disk work run on the thread.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, files: Any, data_dir: str,
-                 broker: Any = None) -> None:
+                 snapshot: Callable[[], Document] | None = None) -> None:
         self.loop = loop
         self.files = files
         self.data_dir = data_dir
-        self.broker = broker
+        self.snapshot = snapshot  # the broker's state as a document (set when it attaches)
         self.version = 0  # bumped by every change
         self.synced = 0  # every change up to this one is on disk
         self.error: OSError | None = None  # the last write's failure, until one succeeds
@@ -114,7 +70,7 @@ class DefinitionsWriter:
         self._retry: asyncio.TimerHandle | None = None
         self._waiters: list[tuple[int, Callable[[bool], None]]] = []
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hutch-defs")
-        self.writes = 0
+        self.writes = 0  # successful writes, for tests and statistics
 
     def changed(self) -> int:
         self.version += 1
@@ -135,8 +91,14 @@ class DefinitionsWriter:
     def write_now(self) -> None:
         """Synchronously, at boot (before any client is served)."""
         version = self.version
-        _write(_jsonable(snapshot(self.broker)), self.data_dir, self.files)
+        write(self._take(), self.data_dir, self.files)
+        self.writes += 1
         self.synced = version
+
+    def _take(self) -> Document:
+        if self.snapshot is None:
+            raise RuntimeError("the definitions writer has no snapshot to take")
+        return self.snapshot()
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -144,13 +106,13 @@ class DefinitionsWriter:
             return
         version = self.version
         try:
-            state = _jsonable(snapshot(self.broker))
+            state = self._take()
         except Exception as exc:  # a bug, not the disk: fail the waiters loudly, once
             log.exception("could not take the definitions")
             self._settle(version, OSError(str(exc)))
             return
         self._writing = version
-        fut = self.loop.run_in_executor(self._executor, _write, state, self.data_dir, self.files)
+        fut = self.loop.run_in_executor(self._executor, write, state, self.data_dir, self.files)
         fut.add_done_callback(lambda f: self._done(version, f))
 
     def _done(self, version: int, fut: asyncio.Future[None]) -> None:
@@ -158,7 +120,9 @@ class DefinitionsWriter:
         exc = fut.exception()
         if exc is not None and not isinstance(exc, OSError):
             exc = OSError(str(exc))
-        self._settle(version, exc)  # type: ignore[arg-type]
+        if exc is None:
+            self.writes += 1
+        self._settle(version, exc)
         if self.synced < self.version:
             # Changes made during the write (nobody may be waiting for them: a nowait
             # declare, an auto-delete) go out now; after a failure, a little later,
@@ -188,67 +152,20 @@ class DefinitionsWriter:
             cb(exc is None)
 
     async def settle(self) -> bool:
-        """At a clean stop: write whatever changed and wait for it."""
+        """Write whatever changed so far and wait for it (a clean stop, an answer that
+        must not go out before its change is durable); False if that write failed."""
         if self.synced >= self.version:
             return True
-        done = self.loop.create_future()
-        self.when_synced(self.version, lambda ok: done.done() or done.set_result(ok))
-        ok: bool = await done
-        return ok
+        done: asyncio.Future[bool] = self.loop.create_future()
+
+        def settled(ok: bool) -> None:
+            if not done.done():
+                done.set_result(ok)
+
+        self.when_synced(self.version, settled)
+        return await done
 
     def close(self) -> None:
         if self._retry is not None:
             self._retry.cancel()
         self._executor.shutdown(wait=True)
-
-
-def load(data_dir: str) -> dict[str, Any] | None:
-    path = os.path.join(data_dir, FILENAME)
-    try:
-        with open(path, "rb") as f:
-            return json.loads(f.read())
-    except FileNotFoundError:
-        return None
-
-
-def apply(broker: Any, defs: dict[str, Any]) -> dict[tuple[str, str], int]:
-    """Recreate what ``defs`` describes; returns (vhost, queue) -> store id."""
-    users = broker.users
-    if defs.get("users"):
-        users.users.clear()
-        for u in defs["users"]:
-            tags = u.get("tags") or []
-            if isinstance(tags, str):  # older RabbitMQ exports: "a,b"
-                tags = [t for t in tags.split(",") if t]
-            users.users[u["name"]] = User(u["name"], u["password_hash"], tags,
-                                          u.get("hashing_algorithm", "rabbit_password_hashing_sha256"))
-    if "permissions" in defs:
-        users.permissions.clear()
-        for p in defs["permissions"]:
-            users.permissions[(p["vhost"], p["user"])] = Permission(p["configure"], p["write"], p["read"])
-    for v in defs.get("vhosts", []):
-        if v["name"] not in broker.vhosts:
-            broker.vhosts[v["name"]] = broker.make_vhost(v["name"])
-    ids = {(e["vhost"], e["name"]): int(e["id"]) for e in defs.get("hutch", {}).get("queue_ids", [])}
-    for e in defs.get("exchanges", []):
-        vhost = broker.vhosts.get(e["vhost"])
-        if vhost is not None and e["name"] not in vhost.exchanges:
-            vhost.declare_exchange(e["name"], e["type"], False, True, e.get("auto_delete", False),
-                                   e.get("internal", False), e.get("arguments") or {})
-    for q in defs.get("queues", []):
-        vhost = broker.vhosts.get(q["vhost"])
-        if vhost is not None and q["name"] not in vhost.queues:
-            vhost.restore_queue(q["name"], q.get("auto_delete", False), q.get("arguments") or {},
-                                ids.get((q["vhost"], q["name"])))
-    for b in defs.get("bindings", []):
-        vhost = broker.vhosts.get(b["vhost"])
-        if vhost is None:
-            continue
-        source = vhost.exchanges.get(b["source"])
-        if b["destination_type"] == "queue":
-            dest = vhost.queues.get(b["destination"])
-        else:
-            dest = vhost.exchanges.get(b["destination"])
-        if source is not None and dest is not None and source.name:
-            source.bind(dest, b["routing_key"], b.get("arguments") or {})
-    return ids

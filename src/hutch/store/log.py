@@ -15,9 +15,7 @@ semantics: survives a process crash, not a power loss).
 Segments are named by the seq of their first record (zero-padded, so they
 sort) and start with an 8-byte magic and a version.  A message's seq decides
 its segment (segments cover consecutive seq ranges), so no per-message map
-is kept.  A segment whose messages are all gone is deleted — oldest first,
-because an ACK record in a newer segment may still be needed to cancel a
-PUBLISH in an older one.
+is kept.  A segment whose messages are all gone is deleted (``reclaim.py``).
 
 Write errors (ENOSPC, EIO) are sticky: the failed batch is cut off the file,
 its confirms become nacks, and every later batch fails the same way until a
@@ -40,6 +38,7 @@ from ..protocol.fast import shortstr
 from . import definitions, records, snapshot
 from .files import Files
 from .reads import Located, read_located
+from .reclaim import ReclaimMixin, Refs
 from .recovery import SEGMENT_HEADER, Recovered, RecoveryMixin, Segment, entry, segment_name
 
 __all__ = ["MessageLog", "Recovered", "Segment", "entry", "segment_name"]
@@ -69,7 +68,7 @@ class _Batch:
         self.delivers: list[tuple[int, int]] = []
 
 
-class MessageLog(RecoveryMixin):
+class MessageLog(RecoveryMixin, ReclaimMixin):
     """Implements the ``MessageStore`` seam (see ``store/__init__.py``)."""
 
     def __init__(self, directory: str, loop: asyncio.AbstractEventLoop, files: Files | None = None,
@@ -92,6 +91,7 @@ class MessageLog(RecoveryMixin):
         self._pending_target: int | None = None  # oldest segment the pending acks refer to
         self._carry: Segment | None = None  # references of this segment go in the next batch
         self._carrying = False  # a carry-forward is under way (one at a time)
+        self._scan: asyncio.Future[Refs | None] | None = None  # its segment being read
         self._pending_dead = 0  # messages published *and* removed before being written
         self._acks: list[tuple[int, int]] = []
         self._delivers: list[tuple[int, int]] = []
@@ -406,7 +406,7 @@ class MessageLog(RecoveryMixin):
         self._retry_timer = None
         self._schedule()
 
-    # -- reclamation ---------------------------------------------------------------
+    # -- segments (deleting them: reclaim.py) ---------------------------------------
     def _segment_of(self, msg_id: int, pop: bool = True) -> Segment | None:
         if self._moved:
             seg = self._moved.pop(msg_id, None) if pop else self._moved.get(msg_id)
@@ -414,89 +414,6 @@ class MessageLog(RecoveryMixin):
                 return seg
         i = bisect.bisect_right(self._firsts, msg_id) - 1
         return self.segments[i] if i >= 0 else None
-
-    def _reclaim(self) -> None:
-        """Delete every segment that holds no live message and whose ACK/DELIVER
-        records refer to no older segment still on disk (never the head).
-
-        So one message nobody consumes pins its own segment, not the log after it.
-        """
-        i = 0
-        while i < len(self.segments) - 1:
-            seg = self.segments[i]
-            if seg.live > 0 or seg.pinned or seg.reads:
-                i += 1
-                continue
-            if not self._targets_gone(seg, i) and (self._carrying or self._carry_forward(seg)):
-                i += 1
-                continue
-            fd = self._readers.pop(seg.path, None)
-            if fd is not None:
-                self.files.close(fd)
-            try:
-                self.files.remove(seg.path)
-            except OSError as exc:
-                # Keep it in the list: forgetting a file that is still on disk would
-                # let a restart read its PUBLISH records without the ACKs that
-                # cancel them.  The next reclaim tries again.
-                log.warning("could not delete segment %s (will retry): %s", seg.path, exc)
-                i += 1
-                continue
-            del self.segments[i]
-            del self._firsts[i]
-
-    def _carry_forward(self, seg: Segment) -> bool:
-        """``seg`` holds no live message but some of its ACK/DELIVER records may refer
-        to older segments still on disk.  Copy just those references into the next
-        batch; once it is synced ``seg`` can go.  Without this, acks that crossed a
-        segment boundary would chain every later segment to one long-lived message.
-
-        Returns whether ``seg`` must stay for now (False: nothing of it refers to a
-        segment still on disk, so it can be deleted at once).
-        """
-        try:
-            data = self.files.read(seg.path)
-        except OSError as exc:
-            log.warning("could not read %s to reclaim it: %s", seg.path, exc)
-            return True
-        off = len(SEGMENT_HEADER)
-        acks: list[tuple[int, int]] = []
-        delivers: list[tuple[int, int]] = []
-        while off < len(data):
-            try:
-                rec = records.read_record(data, off)
-            except records.CorruptRecordError:
-                return True
-            if rec is None:
-                break
-            rtype, _seq, start, end = rec
-            if rtype == records.ACK or rtype == records.DELIVER:
-                keep = acks if rtype == records.ACK else delivers
-                for qid, mid in records.decode_pairs(data, start):
-                    target = self._segment_of(mid, pop=False)
-                    if target is not None and target.first_seq < seg.first_seq:
-                        keep.append((qid, mid))
-                        self._note_target(target)
-            off = end
-        if not acks and not delivers:
-            # Its targets were deleted since (an empty carry would also never be
-            # written: an empty batch is not flushed).
-            seg.oldest_target = None
-            return False
-        self._acks.extend(acks)
-        self._delivers.extend(delivers)
-        seg.pinned = True
-        self._carry = seg
-        self._carrying = True
-        self._schedule()
-        return True
-
-    def _targets_gone(self, seg: Segment, index: int) -> bool:
-        """No segment older than ``seg`` (at ``index``) and at or after its oldest
-        ACK/DELIVER target still exists."""
-        if seg.oldest_target is None or index == 0:
-            return True
-        return self._firsts[index - 1] < seg.oldest_target
 
     # -- reading messages back ----------------------------------------------------
     def read_entries(self, entries: list[int]) -> list[records.Publish | None]:
@@ -565,6 +482,7 @@ class MessageLog(RecoveryMixin):
         self._schedule()
 
     def close(self) -> None:
+        self._scan = None  # a read still under way is not acted on
         if self._retry_timer is not None:
             self._retry_timer.cancel()
         for fd in self._readers.values():
@@ -609,6 +527,8 @@ class MessageLog(RecoveryMixin):
         for _ in range(100):  # bounded: a stop must never hang on bookkeeping
             if self._idle():
                 return
+            if self._scan is not None:  # a segment being read for a carry-forward
+                await asyncio.wait([self._scan])
             await self.drain()
 
     async def drain(self) -> None:

@@ -17,10 +17,11 @@ PUBLISH (1) — one persistent message entering one durable queue::
     queue_id(8) flags(1) expires_ms(8) exchange(shortstr) routing_key(shortstr)
     header_len(4) header(header_len) body(rest)
 
-  ``flags`` bit 0: already delivered (set when compaction rewrites a
-  delivered message, so redelivered=true survives); ``expires_ms``: wall-clock
-  expiry in ms since the epoch, 0 = never; ``header``: the content-header
-  frame payload exactly as published (class, weight, body size, properties).
+  ``flags`` bit 0: already delivered (set when recovery salvages a delivered
+  message into a fresh segment, so redelivered=true survives); ``expires_ms``:
+  wall-clock expiry in ms since the epoch, 0 = never; ``header``: the
+  content-header frame payload exactly as published (class, weight, body size,
+  properties).
 
 ACK (2) — messages that left their queue for good (ack, drop, expiry, purge)::
 

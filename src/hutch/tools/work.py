@@ -130,7 +130,8 @@ class Worker:
                 # Finish what is running, unless a second signal (or a lost
                 # connection) says to abandon it.
                 abandon = asyncio.create_task(self._abandon_requested())
-                await asyncio.wait([done, abandon], return_when=asyncio.FIRST_COMPLETED)
+                waiting: list[asyncio.Future[Any]] = [done, abandon]
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 if abandon.done():
                     for w in workers:
                         w.cancel()

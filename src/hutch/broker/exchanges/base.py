@@ -35,7 +35,6 @@ class Exchange:
                  internal: bool = False, arguments: dict[str, Any] | None = None) -> None:
         self.vhost = vhost
         self.name = name
-        self.name_enc = bytes((len(name.encode()),)) + name.encode()
         self.durable = durable
         self.auto_delete = auto_delete
         self.internal = internal

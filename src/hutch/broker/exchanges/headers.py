@@ -90,11 +90,9 @@ def matches(arguments: dict[str, Any], headers: dict[str, Any]) -> bool:
         mode = "all"  # RabbitMQ's parse_x_match: anything else means all
     with_x = mode in ("all-with-x", "any-with-x")
     want_all = mode in ("all", "all-with-x")
-    checked = 0
     for key, expected in arguments.items():
         if key.startswith("x-") and (not with_x or key == "x-match"):
             continue
-        checked += 1
         actual = headers.get(key, _MISSING)
         ok = actual is not _MISSING and (expected is None or _same(actual, expected))
         if want_all and not ok:
