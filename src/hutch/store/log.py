@@ -368,8 +368,12 @@ class MessageLog(RecoveryMixin, ReclaimMixin):
                 # restart would drop them with the queue it does not know), and so are
                 # later batches', so that no confirm overtakes theirs.
                 callbacks = batch.callbacks
-                self.definitions.when_synced(
-                    gate, lambda ok: [cb(ok) for cb in callbacks])  # type: ignore[func-returns-value]
+
+                def confirm_all(ok: bool) -> None:
+                    for cb in callbacks:
+                        cb(ok)
+
+                self.definitions.when_synced(gate, confirm_all)
             else:
                 for cb in batch.callbacks:
                     cb(True)
@@ -533,8 +537,13 @@ class MessageLog(RecoveryMixin, ReclaimMixin):
 
     async def drain(self) -> None:
         """Wait until every record handed to the log so far is written."""
-        done = self.loop.create_future()
-        self.when_durable(lambda ok: done.done() or done.set_result(ok))
+        done: asyncio.Future[bool] = self.loop.create_future()
+
+        def written(ok: bool) -> None:
+            if not done.done():
+                done.set_result(ok)
+
+        self.when_durable(written)
         self._schedule()
         await done
 

@@ -182,8 +182,7 @@ class RecoveryMixin:
         self._assigned_upto = self.seq
         if live_salvage:
             for qid, entries in self._rewrite(live_salvage, delivered).items():
-                target = out.setdefault(qid, Recovered())
-                target.merge(entries)
+                out.setdefault(qid, Recovered()).merge(entries)
         # Only now, with what they still held durable elsewhere: a fault before this
         # point leaves them in place for the next start to salvage again.  "Elsewhere"
         # may be an earlier start's salvage segment whose fsync failed but whose bytes
