@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from .argtypes import size
-from .broker.broker import Broker
+from .broker.node import Node
 from .datadir import default_data_dir, lock_data_dir
 from .server.listener import ListenError, Server, check_can_listen
 from .version import RABBITMQ_VERSION, __version__
@@ -130,7 +130,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
-    broker = Broker(loop, max_message_size=args.max_message_size,
+    broker = Node(loop, max_message_size=args.max_message_size,
                     memory_high_watermark=args.memory_high_watermark)
     lock = None
     if not args.in_memory:
@@ -200,7 +200,7 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _start_management(broker: Broker, server: Server, args: argparse.Namespace) -> Any:
+async def _start_management(broker: Node, server: Server, args: argparse.Namespace) -> Any:
     """The management HTTP API on the broker's loop; ``--http-port 0`` disables it."""
     if not args.http_port:
         return None

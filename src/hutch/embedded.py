@@ -49,7 +49,7 @@ class Broker:
         self.sync = sync
         self.max_message_size = max_message_size
         self.memory_high_watermark = memory_high_watermark
-        self.broker: Any = None  # the hutch.broker.broker.Broker while running
+        self.broker: Any = None  # the hutch.broker.node.Node while running
         self._server: Any = None
         self._api: Any = None
         self._lock: Any = None
@@ -73,7 +73,7 @@ class Broker:
 
     # -- async lifecycle (on the caller's loop) ---------------------------------------------
     async def start(self) -> Broker:
-        from .broker.broker import Broker as Core
+        from .broker.node import Node as Core
         from .server.listener import Server
 
         if self.running:

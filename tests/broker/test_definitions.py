@@ -14,7 +14,7 @@ import pytest
 
 from hutch.admin.definitions import DefinitionsError, import_definitions
 from hutch.broker import definitions
-from hutch.broker.broker import Broker
+from hutch.broker.node import Node
 from hutch.broker.users import Permission, hash_password
 from hutch.store import definitions as definitions_file
 
@@ -23,7 +23,7 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-def populate(b: Broker) -> None:
+def populate(b: Node) -> None:
     """One of every object kind, durable and not, with arguments of several types."""
     b.users.add("alice", "secret", ["monitoring", "policymaker"])
     b.users.put("bob", hash_password("pw", algorithm="rabbit_password_hashing_sha512"), [],
@@ -58,10 +58,10 @@ def names(doc: dict[str, Any], kind: str) -> set[tuple[str, ...]]:
 
 def test_export_import_round_trip_covers_every_kind() -> None:
     async def go() -> tuple[dict[str, Any], dict[str, Any]]:
-        a = Broker()
+        a = Node()
         populate(a)
         exported = definitions.export_document(a)
-        b = Broker()
+        b = Node()
         assert definitions.import_document(b, json.loads(json.dumps(exported))) == []
         return exported, definitions.export_document(b)
 
@@ -85,7 +85,7 @@ def test_export_import_round_trip_covers_every_kind() -> None:
 
 def test_vhost_export_has_no_vhost_field_and_imports_into_another_vhost() -> None:
     async def go() -> tuple[dict[str, Any], dict[str, Any]]:
-        a = Broker()
+        a = Node()
         populate(a)
         doc = definitions.export_vhost_document(a.vhosts["dev"])
         a.add_vhost("copy")
@@ -101,7 +101,7 @@ def test_vhost_export_has_no_vhost_field_and_imports_into_another_vhost() -> Non
 
 def test_a_malformed_document_changes_nothing() -> None:
     async def go() -> list[str]:
-        b = Broker()
+        b = Node()
         errors = []
         for bad in ([], {"queues": "orders"},
                     {"queues": [{"name": "q1"}], "bindings": [{"destination_type": "topic"}]}):
@@ -118,8 +118,8 @@ def test_a_malformed_document_changes_nothing() -> None:
 
 
 def test_objects_that_cannot_be_applied_are_skipped_with_a_warning() -> None:
-    async def go() -> tuple[list[str], Broker]:
-        b = Broker()
+    async def go() -> tuple[list[str], Node]:
+        b = Node()
         b.vhosts["/"].declare_queue("q", False, True, False, False, {"x-max-length": 1}, None)
         warnings = import_definitions(b, {
             "users": [{"name": "x", "password_hash": "nothash", "tags": []},
@@ -152,7 +152,7 @@ def test_objects_that_cannot_be_applied_are_skipped_with_a_warning() -> None:
 
 def test_the_definitions_file_holds_durable_objects_and_comes_back(tmp_path) -> None:
     async def first() -> tuple[dict[str, Any], dict[tuple[str, str], int]]:
-        b = Broker()
+        b = Node()
         await b.open_store(str(tmp_path))
         populate(b)
         assert await b.definitions_synced() is None
@@ -163,7 +163,7 @@ def test_the_definitions_file_holds_durable_objects_and_comes_back(tmp_path) -> 
         return doc, ids
 
     async def second() -> dict[str, Any]:
-        b = Broker(default_user="other")  # the file's users replace the default one
+        b = Node(default_user="other")  # the file's users replace the default one
         await b.open_store(str(tmp_path))
         doc = definitions.store_document(b)
         await b.close_store()
@@ -201,8 +201,8 @@ def test_a_file_in_an_older_rabbitmq_shape_loads(tmp_path) -> None:
                        "arguments": {}}]}
     (tmp_path / definitions_file.FILENAME).write_text(json.dumps(doc))
 
-    async def go() -> Broker:
-        b = Broker()
+    async def go() -> Node:
+        b = Node()
         await b.open_store(str(tmp_path))
         await b.close_store()
         return b
@@ -223,7 +223,7 @@ def test_a_big_import_is_one_change_and_one_write(tmp_path) -> None:
                          "destination_type": "queue", "routing_key": "k"} for i in range(n)]}
 
     async def go() -> tuple[int, int, set[int], int]:
-        b = Broker()
+        b = Node()
         await b.open_store(str(tmp_path))
         writer = b.store.definitions
         version, writes = writer.version, writer.writes

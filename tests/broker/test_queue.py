@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from hutch.broker.broker import Broker
 from hutch.broker.consumer import Consumer
 from hutch.broker.message import Message
+from hutch.broker.node import Node
 from hutch.broker.queue import WINDOW, WINDOW_BYTES, Queue
 from hutch.broker.queue_store.memory import MemoryStore
 from hutch.broker.queue_store.paged import PagedStore
@@ -49,7 +49,7 @@ class FakeChannel:
         self.got.append(msg)
 
 
-async def _settle(broker: Broker) -> None:
+async def _settle(broker: Node) -> None:
     """Let the pump dispatch and the log write what this turn produced."""
     for _ in range(3):
         await asyncio.sleep(0)
@@ -58,10 +58,10 @@ async def _settle(broker: Broker) -> None:
         await asyncio.sleep(0)
 
 
-def run(durable: bool, tmp_path: Any, test: Callable[[Broker, Queue], Awaitable[None]],
+def run(durable: bool, tmp_path: Any, test: Callable[[Node, Queue], Awaitable[None]],
         arguments: dict[str, Any] | None = None) -> None:
     async def go() -> None:
-        broker = Broker()
+        broker = Node()
         if durable:
             await broker.open_store(str(tmp_path / "data"), sync="none")
         q = broker.vhosts["/"].declare_queue("q", False, durable, False, False, arguments or {}, None)
@@ -92,7 +92,7 @@ both = pytest.mark.parametrize("durable", [False, True], ids=["memory", "paged"]
 
 @both
 def test_fifo_and_counts(durable: bool, tmp_path: Any) -> None:
-    async def test(broker: Broker, q: Queue) -> None:
+    async def test(broker: Node, q: Queue) -> None:
         bodies = [small(i) for i in range(100)]
         publish(q, bodies)
         assert (q.message_count, q.ready_bytes) == (100, sum(map(len, bodies)))
@@ -104,7 +104,7 @@ def test_fifo_and_counts(durable: bool, tmp_path: Any) -> None:
 
 @both
 def test_requeue_goes_back_to_original_position(durable: bool, tmp_path: Any) -> None:
-    async def test(broker: Broker, q: Queue) -> None:
+    async def test(broker: Node, q: Queue) -> None:
         publish(q, [small(i) for i in range(6)])
         taken = [q.get(no_ack=False) for _ in range(4)]
         assert all(m is not None for m in taken)
@@ -123,7 +123,7 @@ def test_requeue_goes_back_to_original_position(durable: bool, tmp_path: Any) ->
 def test_consumers_get_everything_in_order_beyond_the_window(durable: bool, tmp_path: Any) -> None:
     n = WINDOW * 2 + 77
 
-    async def test(broker: Broker, q: Queue) -> None:
+    async def test(broker: Node, q: Queue) -> None:
         bodies = [paging(i) for i in range(n)]
         publish(q, bodies)
         await _settle(broker)
@@ -144,7 +144,7 @@ def test_consumers_get_everything_in_order_beyond_the_window(durable: bool, tmp_
 def test_requeue_while_paged_keeps_order(tmp_path: Any) -> None:
     n = WINDOW * 2
 
-    async def test(broker: Broker, q: Queue) -> None:
+    async def test(broker: Node, q: Queue) -> None:
         bodies = [paging(i) for i in range(n)]
         publish(q, bodies)
         await _settle(broker)
@@ -156,7 +156,7 @@ def test_requeue_while_paged_keeps_order(tmp_path: Any) -> None:
 
 @both
 def test_max_length_drops_the_head(durable: bool, tmp_path: Any) -> None:
-    async def test(broker: Broker, q: Queue) -> None:
+    async def test(broker: Node, q: Queue) -> None:
         publish(q, [paging(i) for i in range(WINDOW + 50)])
         assert q.message_count == 10
         await _settle(broker)
@@ -166,7 +166,7 @@ def test_max_length_drops_the_head(durable: bool, tmp_path: Any) -> None:
 
 @both
 def test_expired_messages_at_the_head_are_dropped(durable: bool, tmp_path: Any) -> None:
-    async def test(broker: Broker, q: Queue) -> None:
+    async def test(broker: Node, q: Queue) -> None:
         publish(q, [b"old-1", b"old-2"], expires_at=time.monotonic() + 0.05)
         publish(q, [b"fresh"])
         await asyncio.sleep(0.1)  # the TTL timer fires and drops the expired head
@@ -181,7 +181,7 @@ def test_expired_messages_at_the_head_are_dropped(durable: bool, tmp_path: Any) 
 
 @both
 def test_purge(durable: bool, tmp_path: Any) -> None:
-    async def test(broker: Broker, q: Queue) -> None:
+    async def test(broker: Node, q: Queue) -> None:
         publish(q, [paging(i) for i in range(WINDOW + 100)])
         publish(q, [b"transient"], persistent=False)
         await _settle(broker)
@@ -193,7 +193,7 @@ def test_purge(durable: bool, tmp_path: Any) -> None:
 
 
 def test_snapshot_entries_in_queue_order(tmp_path: Any) -> None:
-    async def test(broker: Broker, q: Queue) -> None:
+    async def test(broker: Node, q: Queue) -> None:
         bodies = [paging(i) for i in range(WINDOW + 30)]
         publish(q, bodies)
         publish(q, [b"transient"], persistent=False)
@@ -216,7 +216,7 @@ def test_snapshot_entries_in_queue_order(tmp_path: Any) -> None:
 def test_restart_brings_messages_back_in_order(tmp_path: Any) -> None:
     bodies = [paging(i) for i in range(WINDOW + 30)]
 
-    async def first(broker: Broker, q: Queue) -> None:
+    async def first(broker: Node, q: Queue) -> None:
         publish(q, bodies)
         await _settle(broker)
         taken = q.get(no_ack=False)
@@ -224,7 +224,7 @@ def test_restart_brings_messages_back_in_order(tmp_path: Any) -> None:
         await _settle(broker)
         q.requeue([taken])  # delivered once: redelivered after the restart
 
-    async def second(broker: Broker, q: Queue) -> None:
+    async def second(broker: Node, q: Queue) -> None:
         assert (q.message_count, q.paged) == (len(bodies), len(bodies))
         got = [q.get(no_ack=True) for _ in bodies]
         assert [m.body for m in got if m] == bodies
@@ -251,7 +251,7 @@ def test_basic_get_overtakes_a_read_ahead(tmp_path: Any) -> None:
     read-ahead that was under way is ignored when it lands (no duplicates)."""
     bodies = [paging(i) for i in range(WINDOW * 3)]
 
-    async def test(broker: Broker, q: Queue) -> None:
+    async def test(broker: Node, q: Queue) -> None:
         publish(q, bodies)
         await _settle(broker)
         got = await _until_reading_ahead(q)
@@ -264,7 +264,7 @@ def test_basic_get_overtakes_a_read_ahead(tmp_path: Any) -> None:
 
 
 def test_purge_during_a_read_ahead(tmp_path: Any) -> None:
-    async def test(broker: Broker, q: Queue) -> None:
+    async def test(broker: Node, q: Queue) -> None:
         publish(q, [paging(i) for i in range(WINDOW * 3)])
         await _settle(broker)
         await _until_reading_ahead(q)
@@ -280,7 +280,7 @@ def test_purge_during_a_read_ahead(tmp_path: Any) -> None:
 def test_consumer_waits_for_the_read_ahead_instead_of_reading_on_the_loop(tmp_path: Any) -> None:
     bodies = [paging(i) for i in range(WINDOW * 3)]
 
-    async def test(broker: Broker, q: Queue) -> None:
+    async def test(broker: Node, q: Queue) -> None:
         publish(q, bodies)
         await _settle(broker)
         got = await _until_reading_ahead(q)

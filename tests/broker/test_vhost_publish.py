@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from hutch.broker.broker import Broker
+from hutch.broker.node import Node
 from hutch.broker.queue import Queue
 from hutch.broker.vhost import DIRECT_REPLY, REJECTED, ROUTED, STORED, Vhost
 from hutch.protocol.frames import content_header_payload
@@ -20,7 +20,7 @@ def header(body: bytes, **props: Any) -> bytes:
 
 @pytest.fixture
 async def vhost() -> Vhost:
-    return Broker(asyncio.get_running_loop()).vhosts["/"]
+    return Node(asyncio.get_running_loop()).vhosts["/"]
 
 
 def queue(vhost: Vhost, name: str, **arguments: Any) -> Queue:
@@ -171,7 +171,7 @@ async def test_drop_head_drops_the_oldest_and_dead_letters_it(vhost: Vhost) -> N
 
 
 async def test_stored_when_the_store_holds_a_copy(tmp_path: Any) -> None:
-    broker = Broker(asyncio.get_running_loop())
+    broker = Node(asyncio.get_running_loop())
     await broker.open_store(str(tmp_path), sync="none")
     try:
         vhost = broker.vhosts["/"]

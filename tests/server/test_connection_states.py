@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hutch.broker.broker import Broker
+from hutch.broker.node import Node
 from hutch.protocol import constants as rc
 from hutch.protocol import methods as m
 from hutch.protocol.frames import HEARTBEAT_FRAME, content_header_payload, header_frame, method_frame
@@ -63,7 +63,7 @@ class FakeTransport:
 
 class Client:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.broker = Broker(loop)
+        self.broker = Node(loop)
         self.conn = Connection(self.broker)
         self.transport = FakeTransport()
         self.conn.connection_made(self.transport)  # type: ignore[arg-type]

@@ -31,7 +31,7 @@ from .permissions import validate_regex
 from .users import HASHING_ALGORITHM, Permission, User, hash_password, parse_tags, valid_password_hash
 
 if TYPE_CHECKING:
-    from .broker import Broker
+    from .node import Node
     from .vhost import Vhost
 
 log = logging.getLogger("hutch.definitions")
@@ -109,7 +109,7 @@ def vhost_objects(vhost: Vhost, *, with_vhost_field: bool = True,
     return {"queues": queues, "exchanges": exchanges, "bindings": bindings}
 
 
-def _document(broker: Broker, vhosts: list[dict[str, Any]], durable_only: bool) -> Document:
+def _document(broker: Node, vhosts: list[dict[str, Any]], durable_only: bool) -> Document:
     users = broker.users
     out: Document = {
         "rabbit_version": RABBITMQ_VERSION,
@@ -134,7 +134,7 @@ def _document(broker: Broker, vhosts: list[dict[str, Any]], durable_only: bool) 
     return out
 
 
-def export_document(broker: Broker) -> Document:
+def export_document(broker: Node) -> Document:
     """GET /api/definitions, ``hutch ctl export_definitions``."""
     return _document(broker, [{"name": name} for name in broker.vhosts], durable_only=False)
 
@@ -145,7 +145,7 @@ def export_vhost_document(vhost: Vhost) -> Document:
             **vhost_objects(vhost, with_vhost_field=False)}
 
 
-def store_document(broker: Broker) -> Document:
+def store_document(broker: Node) -> Document:
     """What the definitions file holds: everything that survives a restart.  Taken on
     the loop (the broker is not thread-safe) as plain JSON data, so the store can
     encode and write it on a thread of its own."""
@@ -160,7 +160,7 @@ def store_document(broker: Broker) -> Document:
 
 
 # -- document -> broker -------------------------------------------------------------
-def import_document(broker: Broker, defs: Document, only_vhost: str | None = None) -> list[str]:
+def import_document(broker: Node, defs: Document, only_vhost: str | None = None) -> list[str]:
     """Apply a type-checked document (admin/schema.DEFINITIONS) additively; returns one
     warning per object skipped.  ``only_vhost``: its objects all go to that vhost, and
     users, vhosts and permissions are left alone (POST /api/definitions/{vhost}).
@@ -169,14 +169,14 @@ def import_document(broker: Broker, defs: Document, only_vhost: str | None = Non
         return _apply(broker, defs, only_vhost=only_vhost, restoring=False)
 
 
-def restore(broker: Broker, defs: Document) -> list[str]:
+def restore(broker: Node, defs: Document) -> list[str]:
     """Bring back the definitions file at boot.  Unlike an import it replaces the users
     and permissions (the file has them all; the default user is only kept when the
     file has no users), and queues come back with the store ids of their messages."""
     return _apply(broker, defs, only_vhost=None, restoring=True)
 
 
-def _apply(broker: Broker, defs: Document, only_vhost: str | None,
+def _apply(broker: Node, defs: Document, only_vhost: str | None,
            restoring: bool) -> list[str]:
     warnings: list[str] = []
     users = broker.users
@@ -251,7 +251,7 @@ def _apply(broker: Broker, defs: Document, only_vhost: str | None,
     return warnings
 
 
-def _put_user(broker: Broker, u: dict[str, Any], warnings: list[str]) -> None:
+def _put_user(broker: Node, u: dict[str, Any], warnings: list[str]) -> None:
     name = u.get("name")
     if not isinstance(name, str) or not name:
         warnings.append(f"user without a name skipped: {u!r}")
@@ -269,7 +269,7 @@ def _put_user(broker: Broker, u: dict[str, Any], warnings: list[str]) -> None:
     broker.definitions_changed()
 
 
-def _set_permission(broker: Broker, p: dict[str, Any], warnings: list[str]) -> None:
+def _set_permission(broker: Node, p: dict[str, Any], warnings: list[str]) -> None:
     vname, uname = p.get("vhost"), p.get("user")
     if vname not in broker.vhosts or uname not in broker.users.users:
         warnings.append(f"permission for user '{uname}' in vhost '{vname}' skipped: "

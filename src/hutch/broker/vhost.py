@@ -23,7 +23,7 @@ from .message import Message
 from .queue import REJECT_PUBLISH_DLX, Queue
 
 if TYPE_CHECKING:
-    from .broker import Broker
+    from .node import Node
 
 
 # A routing key on the default exchange that starts with this and names no queue is a
@@ -66,7 +66,7 @@ def server_named(prefix: str) -> str:
 
 
 class Vhost:
-    def __init__(self, broker: Broker, name: str) -> None:
+    def __init__(self, broker: Node, name: str) -> None:
         self.broker = broker
         self.name = name
         self.exchanges: dict[str, Exchange] = {}

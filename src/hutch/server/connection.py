@@ -19,7 +19,7 @@ import struct
 import time
 from typing import Any
 
-from ..broker.broker import Broker
+from ..broker.node import Node
 from ..broker.permissions import Access, vhost_access_allowed
 from ..errors import AMQPError, ChannelError, HardError
 from ..protocol import constants as rc
@@ -104,7 +104,7 @@ def is_loopback(host: str) -> bool:
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Node) -> None:
         self.broker = broker
         self.transport: asyncio.Transport | None = None
         self.state: ConnState = PRE_INIT  # changed by _advance only

@@ -7,7 +7,7 @@ import errno
 import logging
 import socket
 
-from ..broker.broker import Broker
+from ..broker.node import Node
 from ..protocol import constants as rc
 from ..protocol.state import CLOSING, RUNNING
 from .connection import Connection
@@ -75,7 +75,7 @@ def check_can_listen(host: str, port: int) -> None:
 
 
 class Server:
-    def __init__(self, broker: Broker, host: str = "localhost", port: int = 5672) -> None:
+    def __init__(self, broker: Node, host: str = "localhost", port: int = 5672) -> None:
         self.broker = broker
         self.host = host
         self.port = port

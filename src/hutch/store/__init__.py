@@ -1,6 +1,6 @@
 """The storage seam between queues and durable storage.
 
-``Broker.store`` is ``None`` with ``hutch serve --in-memory`` (every queue lives in
+``Node.store`` is ``None`` with ``hutch serve --in-memory`` (every queue lives in
 memory) and a ``store.log.MessageLog`` otherwise.  Queues and channels call it at
 the right moments:
 
@@ -8,7 +8,7 @@ the right moments:
   for a persistent message entering it, ``remove`` when such a message leaves for
   good (ack, drop, expiry, purge, queue deletion) and ``delivered`` on its first
   delivery;
-* ``Channel._route`` asks ``when_durable`` before confirming a publish that
+* the channel's confirms (``server/confirms.py``) ask ``when_durable`` before confirming a publish that
   added anything, so a confirm is only sent once the message is on disk.
 """
 

@@ -13,7 +13,7 @@ The interface is what one FIFO of ready messages needs, so that a priority queue
 (one store per level) or delayed messages can be built from stores later.
 
 Ownership of a message's body bytes in the broker's memory alarm
-(``Broker.account``): the store counts them on ``push`` and uncounts them on
+(``Node.account``): the store counts them on ``push`` and uncounts them on
 ``settle`` (the message left the queue for good, from ready or from unacked), and
 in between whenever it pages a body out or reads it back.
 """

@@ -20,7 +20,7 @@ class MemoryStore(deque[Message]):
     def __init__(self, account: Callable[[int], None]) -> None:
         super().__init__()
         self.bytes = 0
-        self._account = account  # Broker.account: the memory alarm's byte count
+        self._account = account  # Node.account: the memory alarm's byte count
         self._next = 1  # position of the next pushed message
 
     def push(self, msg: Message) -> bool:

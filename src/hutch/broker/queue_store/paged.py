@@ -20,7 +20,7 @@ synchronously, and only when the window is empty.
 Body bytes are tracked by where they are (``bytes`` counts them all):
 ``paged_bytes`` only on disk, ``held_bytes`` in memory outside ``ready``, the rest
 in ``ready``.  Every body in memory is counted by the broker's memory alarm
-(``Broker.account``): paging one out takes it off, reading it back puts it on.
+(``Node.account``): paging one out takes it off, reading it back puts it on.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The broker: virtual hosts, users, connections and broker-wide resources."""
+"""The broker node (``Node``): virtual hosts, users, connections and node-wide resources.
+
+One per `hutch serve` process; `hutch.Broker` (embedded.py) is the public wrapper that
+starts one with its listeners.
+"""
 
 from __future__ import annotations
 
@@ -65,7 +69,7 @@ class ConnectionSet(set[Any]):
             super().discard(item)
 
 
-class Broker:
+class Node:
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *,
                  max_message_size: int = 128 * 1024 * 1024,
                  memory_high_watermark: int | None = None,
