@@ -80,10 +80,10 @@ def test_seq_keeps_growing_across_restarts(tmp_path) -> None:
     d = str(tmp_path / "msgs")
     first = run(_write(d, [b"1", b"2"]))
     second = run(_write(d, [b"3"]))
-    assert second[0].store_ref > first[1].store_ref
+    assert second[0].msg_id > first[1].msg_id
     bodies, _, log = _recover(d)
     assert bodies == [b"1", b"2", b"3"]
-    assert log.seq >= second[0].store_ref
+    assert log.seq >= second[0].msg_id
 
 
 def _segments(d: str) -> list[str]:
@@ -329,7 +329,7 @@ def test_purged_paged_message_stays_purged_after_its_ack_segment_is_reclaimed(tm
             log.add(q, m)
             await log.drain()
             log.remove(q, m)
-        log.remove_id(q, purged.store_ref)  # as a purge of a paged-out entry does
+        log.remove_id(q, purged.msg_id)  # as a purge of a paged-out entry does
         await log.drain()
         for i in range(5):  # the segment holding that ACK dies and is reclaimed
             m = msg(bytes([70 + i]) * 200)
@@ -410,7 +410,7 @@ def test_a_batch_refused_during_the_retry_pause_leaves_its_messages_unstored(tmp
         await log.drain()
         live = sum(s.live for s in log.segments)
         log.close()
-        return results, failed.store_ref, refused.store_ref, later.store_pos, live
+        return results, failed.msg_id, refused.msg_id, later.store_pos, live
 
     results, failed_ref, refused_ref, later_pos, live = run(go())
     assert results == [False, False, True]

@@ -53,9 +53,3 @@ class Message:
         # store may drop the body from memory).  Set by ``store.log.MessageLog``.
         self.msg_id: int | None = None
         self.store_pos: int | None = None
-
-    # The log's own name for the id (``MessageLog.add`` documents it as the object's
-    # "store ref"; tests/store/test_log.py reads it).  Not used on the hot path.
-    @property
-    def store_ref(self) -> int | None:
-        return self.msg_id

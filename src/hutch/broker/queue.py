@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 DISPATCH_BATCH = 256
 
 # A queue with consumers and more ready messages than this is congested: its
-# publishers get a fair share of the loop, not all of it (Connection._after_publishing).
+# publishers get a fair share of the loop, not all of it (FlowControl.after_read, server/flow.py).
 # WINDOW, the part of a backlog that always stays in memory.  Measured in the
 # work-queue benchmark (bench/matrix.py (a)): with 16,384 the queue often ran deep
 # enough to page and the consumer fell further behind (45.8k msgs/s, publish->deliver
@@ -136,7 +136,7 @@ class Queue:
 
     def is_congested(self) -> bool:
         """Consumers are not keeping up: more ready messages than the in-memory window
-        while someone consumes (publisher fair share, see Connection._after_publishing).
+        while someone consumes (publisher fair share, see FlowControl.after_read in server/flow.py).
         A queue nobody consumes from is just a backlog, not congestion."""
         return bool(self.consumers) and len(self.store) > CONGESTED
 
