@@ -173,9 +173,6 @@ class Node:
                     out.append(snapshot.QueueState(q.store_id, *state))
         return out
 
-    def make_vhost(self, name: str) -> Vhost:
-        return Vhost(self, name)
-
     # -- definitions ---------------------------------------------------------------
     def add_vhost(self, name: str) -> Vhost:
         vhost = self.vhosts.get(name)
