@@ -403,6 +403,10 @@ class MessageLog(RecoveryMixin, ReclaimMixin):
             if self._retry_timer is None:
                 self._retry_timer = self.loop.call_at(
                     self.loop.time() + max(0.0, self._retry_at - time.monotonic()), self._retry)
+        if batch.carried is not None:
+            batch.carried.pinned = False
+            batch.carried = None
+            self._carrying = False
         for cb in batch.callbacks:
             cb(False)
 
@@ -489,6 +493,7 @@ class MessageLog(RecoveryMixin, ReclaimMixin):
         self._scan = None  # a read still under way is not acted on
         if self._retry_timer is not None:
             self._retry_timer.cancel()
+        self._read_executor.shutdown(wait=True)  # no read may use an fd closed below
         for fd in self._readers.values():
             self.files.close(fd)
         self._readers.clear()
@@ -496,7 +501,6 @@ class MessageLog(RecoveryMixin, ReclaimMixin):
             self.files.close(self._fd)
             self._fd = None
         self._executor.shutdown(wait=True)
-        self._read_executor.shutdown(wait=True)
         self.definitions.close()
 
     def write_snapshot(self, queues: list[snapshot.QueueState], delivered: set[int]) -> bool:

@@ -256,7 +256,9 @@ class PagedStore:
         WINDOW messages or WINDOW_BYTES, whichever comes first (at least one).
         ``ahead``: entries are read on the reader thread (landing later, in
         ``_read_done``), not here; what is in memory (spill, transient) moves now."""
+        dropped = False
         if not ahead:
+            dropped = self._reading is not None
             self._drop_read()  # read here and now: a read-ahead would come too late
         self._page_out()
         want = WINDOW - len(self.ready)
@@ -309,6 +311,9 @@ class PagedStore:
         if not self.paged:
             self.paged_bytes = 0  # unreadable entries (lost) never had their size taken off
         self._append(moved)
+        if dropped and self.ready:
+            # Consumers that were waiting for the dropped read-ahead: dispatch again.
+            self._loop.call_soon(self.owner.wake)
 
     def _append(self, msgs: list[Message]) -> None:
         position = self._next
