@@ -502,3 +502,29 @@ def test_salvage_interrupted_by_a_short_write_is_redone_in_a_fresh_segment(tmp_p
         recover(d, ShortWrite())
     assert recover(d, Files()) == expected
     assert recover(d, Files()) == expected
+
+
+def test_a_record_cut_off_under_a_paged_entry_reads_as_lost_not_as_a_crash(tmp_path) -> None:
+    """A segment shortened behind the log's back (the entry points past its end, or a
+    few bytes before it): the read reports the message lost, it does not raise."""
+    path = str(tmp_path / "msgs")
+
+    async def go() -> list[object]:
+        log = MessageLog(path, asyncio.get_running_loop())
+        log.recover()
+        q = Q(7)
+        msgs = [msg(b"a" * 100), msg(b"b" * 100)]
+        for m in msgs:
+            log.add(q, m)
+        await log.drain()
+        seg = _segments(path)[-1]
+        entries = [(m.msg_id << 32) | m.store_pos for m in msgs]
+        with open(seg, "r+b") as f:
+            f.truncate(msgs[1].store_pos + 2)  # the second record's length field, cut
+        got = log.read_entries(entries)
+        log.close()
+        return got
+
+    got = run(go())
+    assert got[0] is not None and got[0].body == b"a" * 100
+    assert got[1] is None

@@ -41,7 +41,9 @@ def read_located(files: Files, located: list[Located | None]) -> list[records.Pu
                 chunk = files.pread(fd, READ_CHUNK, off)
                 chunk_seg, chunk_off = seg, off
                 rec = records.read_record(chunk, 0)
-                if rec is None:  # a record bigger than the chunk
+                # A record bigger than the chunk (a chunk too short to hold even the
+                # record's head means the file was cut under the entry: lost).
+                if rec is None and len(chunk) >= records.HEAD_SIZE:
                     hdr = records.read_length(chunk, 0)
                     chunk = files.pread(fd, hdr, off)
                     rec = records.read_record(chunk, 0)
