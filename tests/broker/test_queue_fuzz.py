@@ -46,6 +46,14 @@ def test_fuzz(tmp_path: Any, seed: int) -> None:
                 first.append(i)
                 seen.add(i)
 
+        def collect() -> None:
+            """Note what the consumer got; keep what it must still ack."""
+            for m in ch.got:
+                note(m)
+                if m.consumer is not None:
+                    unacked.append(m)
+            ch.got.clear()
+
         for _step in range(300):
             op = rng.random()
             if op < 0.25:
@@ -94,11 +102,7 @@ def test_fuzz(tmp_path: Any, seed: int) -> None:
                 if rng.random() < 0.5:
                     files.gate.set()
                     await _settle(broker)
-            for m in ch.got:
-                note(m)
-                if m.consumer is not None:
-                    unacked.append(m)
-            ch.got.clear()
+            collect()
         # wind down
         files.gate.set()
         if cons is not None:
@@ -107,11 +111,7 @@ def test_fuzz(tmp_path: Any, seed: int) -> None:
         q.add_consumer(cons)
         for _ in range(300):
             await _settle(broker)
-            for m in ch.got:
-                note(m)
-                if m.consumer is not None:
-                    unacked.append(m)
-            ch.got.clear()
+            collect()
             for m in unacked:
                 q.ack(m)
             unacked.clear()
