@@ -302,3 +302,26 @@ def test_consumer_waits_for_the_read_ahead_instead_of_reading_on_the_loop(tmp_pa
         assert got + [m.body for m in ch.got] == bodies
         assert reads == 0  # every read happened on the reader thread
     run(True, tmp_path, test)
+
+
+def test_an_unreadable_paged_message_is_lost_once_and_leaves_no_count_behind(tmp_path: Any) -> None:
+    """A paged-out message whose record is gone from its segment (cut behind the log's
+    back): it is counted lost, and neither the queue's bytes nor its segment's live
+    count keep it (a segment nobody can read from any more would be pinned for good)."""
+    n = WINDOW * 2
+
+    async def test(broker: Node, q: Queue) -> None:
+        bodies = [paging(i) for i in range(n)]
+        publish(q, bodies)
+        await _settle(broker)
+        store = q.store
+        assert isinstance(store, PagedStore) and store.paged > 0
+        last = store.backlog[-1]
+        seg = broker.store._segment_of(last >> 32, pop=False)
+        with open(seg.path, "r+b") as f:
+            f.truncate((last & 0xFFFFFFFF) + 2)  # the last paged record, cut
+        got = drain(q)
+        assert got == bodies[:-1] and len(got) == n - 1
+        assert (q.message_count, store.bytes, store.paged, store.paged_bytes) == (0, 0, 0, 0)
+        assert seg.live == 0  # every message of it consumed, or lost and forgotten
+    run(True, tmp_path, test)

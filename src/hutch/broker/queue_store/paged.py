@@ -308,8 +308,7 @@ class PagedStore:
             room -= len(msg.body)
             want -= 1
         self.held_bytes -= held
-        if not self.paged:
-            self.paged_bytes = 0  # unreadable entries (lost) never had their size taken off
+        self._lost_bytes_gone()
         self._append(moved)
         if dropped and self.ready:
             # Consumers that were waiting for the dropped read-ahead: dispatch again.
@@ -359,8 +358,7 @@ class PagedStore:
         loaded, size = self._decode(run, fut.result())
         self.paged -= len(run)
         self.paged_bytes -= size
-        if not self.paged:
-            self.paged_bytes = 0  # unreadable entries (lost) never had their size taken off
+        self._lost_bytes_gone()
         self._append(loaded)
         self.owner.wake()
 
@@ -377,7 +375,10 @@ class PagedStore:
         owner = self.owner
         for e, pub in zip(run, pubs, strict=True):
             if pub is None:
-                continue  # unreadable (logged by the log): counted as lost
+                # Unreadable (logged by the log): lost.  The log forgets it too, so
+                # its segment is not pinned for good by a message nobody can read.
+                self.log.forget(owner.store_id, e >> 32)
+                continue
             expires_at = None
             if pub.expires_ms:
                 expires_at = now_mono + (pub.expires_ms / 1000.0 - now_wall)
@@ -392,6 +393,14 @@ class PagedStore:
             out.append(msg)
         self._account(size)
         return out, size
+
+    def _lost_bytes_gone(self) -> None:
+        """Once every paged entry is read back, what ``paged_bytes`` still counts is the
+        size of entries that could not be read (lost, logged by the log): the queue no
+        longer holds those bytes either."""
+        if not self.paged and self.paged_bytes:
+            self.bytes -= self.paged_bytes
+            self.paged_bytes = 0
 
     def _read_failed(self, exc: OSError) -> None:
         """Paged messages could not be read back (EIO): they stay paged, in order, and
