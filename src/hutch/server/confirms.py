@@ -57,12 +57,9 @@ class Confirms:
                 self._store_failures = broker.store.failures
             (self._unsynced_nack if rejected else self._unsynced).append(confirm_tag)
             return
-        self._in_flight.discard(confirm_tag)
         self._ch.stat_confirm += 1
         (self._nacks if rejected else self._acks).append(confirm_tag)
-        if not self.pending:
-            self.pending = True
-            self._ch.conn.broker.pump.conn_dirty(self._ch.conn)
+        self._to_emit()
 
     def _wait_for_disk(self) -> None:
         """Hand this turn's stored publishes to the store as one group.  It runs after
@@ -80,6 +77,10 @@ class Confirms:
         self._ch.stat_confirm += len(acks) + len(nacks)
         (self._acks if ok else self._nacks).extend(acks)
         self._nacks.extend(nacks)
+        self._to_emit()
+
+    def _to_emit(self) -> None:
+        """Acks or nacks are waiting: send them when the connection next flushes."""
         if not self.pending:
             self.pending = True
             self._ch.conn.broker.pump.conn_dirty(self._ch.conn)
