@@ -23,6 +23,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .message import Message
+from .queue_settings import DROP_HEAD, QueueSettings, queue_settings
 from .queue_store import QueueStore
 from .queue_store.memory import MemoryStore
 from .queue_store.paged import WINDOW, WINDOW_BYTES, WINDOW_MAX, PagedStore
@@ -48,10 +49,6 @@ DISPATCH_BATCH = 256
 # p99 265-542 ms); with 2,048, 51.5k msgs/s and p99 98-155 ms.
 CONGESTED = WINDOW
 
-# x-overflow values
-DROP_HEAD = "drop-head"
-REJECT_PUBLISH = "reject-publish"
-REJECT_PUBLISH_DLX = "reject-publish-dlx"
 
 
 class Queue:
@@ -89,17 +86,19 @@ class Queue:
         self.published = 0
         self.delivered = 0
         self.acked = 0
-        args = arguments
-        self.max_length: int | None = args.get("x-max-length")
-        self.max_length_bytes: int | None = args.get("x-max-length-bytes")
-        self.overflow: str = args.get("x-overflow", DROP_HEAD)
-        ttl = args.get("x-message-ttl")
-        self.message_ttl: float | None = ttl / 1000.0 if ttl is not None else None
-        exp = args.get("x-expires")
-        self.expires: float | None = exp / 1000.0 if exp is not None else None
-        self.dlx: str | None = args.get("x-dead-letter-exchange")
-        self.dlrk: str | None = args.get("x-dead-letter-routing-key")
-        self.queue_type: str = args.get("x-queue-type", "classic")
+        self.apply_settings(queue_settings(arguments))
+
+    def apply_settings(self, settings: QueueSettings) -> None:
+        """Run with ``settings`` (at declaration, and again when a policy changes)."""
+        self.settings = settings
+        self.max_length = settings.max_length
+        self.max_length_bytes = settings.max_length_bytes
+        self.overflow = settings.overflow
+        self.message_ttl = settings.message_ttl
+        self.expires = settings.expires
+        self.dlx = settings.dlx
+        self.dlrk = settings.dlrk
+        self.queue_type = settings.queue_type
 
     # -- counts --------------------------------------------------------------
     @property

@@ -20,7 +20,8 @@ from .arguments import check_exchange_equivalence, check_queue_equivalence, vali
 from .deadletter import dead_letter_header
 from .exchanges import EXCHANGE_TYPES, Exchange
 from .message import Message
-from .queue import REJECT_PUBLISH_DLX, Queue
+from .queue import Queue
+from .queue_settings import REJECT_PUBLISH_DLX
 
 if TYPE_CHECKING:
     from .node import Node
