@@ -340,8 +340,6 @@ INVALID_PROPERTIES = [
     pytest.param(dict(durable=True, arguments={"x-queue-type": "quorum", "x-max-priority": 5}),
                  "invalid arg 'x-max-priority' for queue '{q}' in vhost '/' of queue type "
                  "rabbit_quorum_queue", id="quorum-max-priority"),
-    pytest.param(dict(durable=False, arguments={"x-queue-type": "stream"}),
-                 "invalid property 'non-durable' for queue '{q}' in vhost '/'", id="stream-non-durable"),
     pytest.param(dict(durable=True, arguments={"x-queue-type": "bogus"}),
                  "invalid arg 'x-queue-type' for queue '{q}' in vhost '/': \"unsupported queue type "
                  "'bogus'\"", id="type-bogus-durable"),

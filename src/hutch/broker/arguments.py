@@ -1,10 +1,20 @@
 """Validation and equivalence of queue and exchange declarations.
 
 RabbitMQ checks a fixed list of ``x-`` arguments when a queue is declared and
-compares that same list when it is redeclared; any other argument is accepted
-and ignored.  The error texts copy RabbitMQ 3.10's (``rabbit_amqqueue`` /
-``rabbit_misc:assert_args_equivalence``), Erlang term syntax included,
-because people search for them.
+compares that same list when it is redeclared.  The error texts copy RabbitMQ's
+(``rabbit_amqqueue`` / ``rabbit_misc:assert_args_equivalence``), Erlang term
+syntax included, because people search for them.
+
+Which arguments a queue may carry follows RabbitMQ 4.3 (``check_declare_arguments``):
+each queue type has its list (``capabilities()`` of ``rabbit_classic_queue``,
+``rabbit_quorum_queue``, ``rabbit_stream_queue``); an argument of another type's
+list is refused (``invalid arg 'x-delivery-limit' for queue 'q' in vhost '/' of
+queue type rabbit_classic_queue``); an argument no type knows is accepted and
+ignored, as everywhere in RabbitMQ (3.10 has the same check, with shorter
+lists).  Every argument of a type's list is either honoured, or
+accepted with no effect for a reason the README's argument table gives (a
+single node has no replicas to place), or refused by ``UNSUPPORTED`` below:
+nothing is accepted and ignored without saying so.
 """
 
 from __future__ import annotations
@@ -18,6 +28,40 @@ from .expiration import MAX_EXPIRY_MS
 
 QUEUE_TYPES = ("classic", "quorum", "stream")
 OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
+DLX_STRATEGIES = ("at-most-once", "at-least-once")
+LEADER_LOCATORS = ("client-local", "balanced", "random", "least-leaders", "min-masters")
+TYPE_MODULE = {"classic": "rabbit_classic_queue", "quorum": "rabbit_quorum_queue",
+               "stream": "rabbit_stream_queue"}
+
+# RabbitMQ 4.3's queue arguments per type.
+TYPE_ARGS: dict[str, frozenset[str]] = {
+    "classic": frozenset({
+        "x-expires", "x-message-ttl", "x-dead-letter-exchange", "x-dead-letter-routing-key",
+        "x-max-length", "x-max-length-bytes", "x-max-priority", "x-overflow", "x-queue-mode",
+        "x-queue-version", "x-single-active-consumer", "x-queue-type", "x-queue-master-locator",
+        "x-queue-leader-locator",
+        # Hutch extension (issue #14): the delivery limit on classic queues too.
+        "x-delivery-limit"}),
+    "quorum": frozenset({
+        "x-dead-letter-exchange", "x-dead-letter-routing-key", "x-dead-letter-strategy",
+        "x-expires", "x-max-length", "x-max-length-bytes", "x-max-in-memory-length",
+        "x-max-in-memory-bytes", "x-overflow", "x-single-active-consumer", "x-queue-type",
+        "x-quorum-initial-group-size", "x-delivery-limit", "x-message-ttl",
+        "x-queue-leader-locator", "x-consumer-disconnected-timeout", "x-consumer-timeout",
+        "x-delayed-retry-type", "x-delayed-retry-min", "x-delayed-retry-max"}),
+    "stream": frozenset({
+        "x-max-length-bytes", "x-queue-type", "x-max-age", "x-stream-max-segment-size-bytes",
+        "x-stream-filter-size-bytes", "x-initial-cluster-size", "x-queue-leader-locator"}),
+}
+TYPED_ARGS = frozenset().union(*TYPE_ARGS.values())
+
+# Known to RabbitMQ, not implemented by Hutch: refused with a 406 naming them rather
+# than accepted and ignored.
+UNSUPPORTED = {
+    "x-delayed-retry-type": "delayed retry of quorum queues (RabbitMQ 4.3) is not supported by Hutch",
+    "x-delayed-retry-min": "delayed retry of quorum queues (RabbitMQ 4.3) is not supported by Hutch",
+    "x-delayed-retry-max": "delayed retry of quorum queues (RabbitMQ 4.3) is not supported by Hutch",
+}
 
 # Arguments compared on redeclare (RabbitMQ's declare_args()).
 EQUIVALENCE_ARGS = (
@@ -42,13 +86,17 @@ def _plain(v: Any) -> str:
 def _check(key: str, value: Any, args: dict[str, Any]) -> str | None:
     """None when ``value`` is acceptable for ``key``, else RabbitMQ's error detail."""
     if key in ("x-max-length", "x-max-length-bytes", "x-max-in-memory-length",
-               "x-max-in-memory-bytes", "x-message-ttl", "x-expires", "x-max-priority"):
+               "x-max-in-memory-bytes", "x-message-ttl", "x-expires", "x-max-priority",
+               "x-consumer-disconnected-timeout", "x-quorum-initial-group-size",
+               "x-queue-version"):
         if not _is_int(value):
             return f'"expected integer, got {field_type_name(value)}"'
         if value < 0:
             return f"{{value_negative,{value}}}"
-        if key == "x-expires" and value == 0:
+        if key in ("x-expires", "x-quorum-initial-group-size") and value == 0:
             return "{value_zero,0}"
+        if key == "x-queue-version" and value != 2:
+            return f"\"unsupported queue version '{value}'\""  # 4.x: classic queues v2 only
         if key == "x-max-priority" and value > 255:
             return f"{{max_value_exceeded,{value}}}"
         if key in ("x-message-ttl", "x-expires") and value > MAX_EXPIRY_MS:
@@ -72,6 +120,14 @@ def _check(key: str, value: Any, args: dict[str, Any]) -> str | None:
         if value not in ("default", "lazy"):
             return f"\"unsupported queue mode '{value}'\""
         return None
+    if key == "x-dead-letter-strategy":
+        if not isinstance(value, str):
+            return f"{{unacceptable_type,{field_type_name(value)}}}"
+        return None if value in DLX_STRATEGIES else "invalid_dlx_strategy"
+    if key in ("x-queue-leader-locator", "x-queue-master-locator"):
+        if not isinstance(value, str):
+            return f"{{unacceptable_type,{field_type_name(value)}}}"
+        return None if value in LEADER_LOCATORS else "invalid_queue_locator_arg"
     if key == "x-single-active-consumer":
         if not isinstance(value, bool):
             return f"{{unacceptable_type,{field_type_name(value)}}}"
@@ -93,12 +149,27 @@ def validate_queue_args(vhost: str, name: str, durable: bool, exclusive: bool,
         raise ChannelError(rc.PRECONDITION_FAILED,
                            f"invalid type '{field_type_name(dlx)}' for arg 'x-dead-letter-exchange' "
                            f"in {what}")
+    qtype = args.get("x-queue-type", "classic")
+    err = _check("x-queue-type", qtype, args)
+    if err is None and qtype == "stream":
+        err = "\"unsupported queue type 'stream': Hutch has no streams\""
+    if err is not None:
+        raise ChannelError(rc.PRECONDITION_FAILED, f"invalid arg 'x-queue-type' for {what}: {err}")
+    allowed = TYPE_ARGS[qtype]
     for key, value in args.items():
+        if key not in allowed and key in TYPED_ARGS:
+            continue  # another type's argument: refused below, after the values (as 4.3)
         err = _check(key, value, args)
         if err is not None:
             raise ChannelError(rc.PRECONDITION_FAILED, f"invalid arg '{key}' for {what}: {err}")
-    qtype = args.get("x-queue-type", "classic")
-    if qtype in ("quorum", "stream"):
+    for key in args:
+        if key not in allowed and key in TYPED_ARGS:
+            raise ChannelError(rc.PRECONDITION_FAILED,
+                               f"invalid arg '{key}' for {what} of queue type {TYPE_MODULE[qtype]}")
+        if key in UNSUPPORTED:
+            raise ChannelError(rc.PRECONDITION_FAILED,
+                               f"invalid arg '{key}' for {what}: \"{UNSUPPORTED[key]}\"")
+    if qtype == "quorum":
         # Replicated queue types: RabbitMQ refuses these properties outright.
         if not durable:
             raise ChannelError(rc.PRECONDITION_FAILED, f"invalid property 'non-durable' for {what}")
@@ -107,10 +178,6 @@ def validate_queue_args(vhost: str, name: str, durable: bool, exclusive: bool,
                                f"invalid property 'exclusive-owner' for {what}")
         if auto_delete:
             raise ChannelError(rc.PRECONDITION_FAILED, f"invalid property 'auto-delete' for {what}")
-        for key in ("x-max-priority", "x-queue-mode") if qtype == "quorum" else ():
-            if key in args:
-                raise ChannelError(rc.PRECONDITION_FAILED,
-                                   f"invalid arg '{key}' for {what} of queue type rabbit_quorum_queue")
 
 
 def _describe(value: Any) -> str:
