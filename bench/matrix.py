@@ -13,7 +13,12 @@ Every case is ``hutch perf`` (raw-socket producers/consumers in their own proces
   (d) fill --messages persistent messages (confirms, window 1,000, no consumer), read
       the broker's RSS, restart the broker on the same data and time it until the
       queue is back to --messages, then drain it with one consumer (prefetch 100,
-      manual acks).
+      manual acks);
+  (e) as (a) into a priority queue with 10 levels (x-max-priority 10), messages with
+      priorities 0..9 in turn;
+  (f) as (a) with 2 consumers on a single-active-consumer queue (one receives).
+
+``--cases aef`` runs a subset.
 
 Hutch runs as ``python -m hutch serve --data-dir TMP --http-port 0`` (default
 ``--sync always``: every confirm is fsync'd); RabbitMQ is Debian's rabbitmq-server
@@ -39,6 +44,10 @@ CASES: dict[str, list[str]] = {
     "a": ["--producers", "1", "--consumers", "1", "--persistent", "--confirm", "1000", "--prefetch", "100"],
     "b": ["--producers", "1", "--consumers", "2", "--persistent", "--confirm", "1000", "--prefetch", "1"],
     "c": ["--producers", "1", "--consumers", "1", "--auto-ack"],
+    "e": ["--producers", "1", "--consumers", "1", "--persistent", "--confirm", "1000", "--prefetch", "100",
+          "--queue-args", '{"x-max-priority": 10}', "--priorities", "10"],
+    "f": ["--producers", "1", "--consumers", "2", "--persistent", "--confirm", "1000", "--prefetch", "100",
+          "--queue-args", '{"x-single-active-consumer": true}'],
 }
 
 
@@ -65,11 +74,13 @@ def lat(s: dict[str, Any], key: str, p: str) -> float:
     return (s.get(key) or {}).get(p, float("nan"))
 
 
-def measure(broker: Any, seconds: float, n_fill: int) -> dict[str, float]:
+def measure(broker: Any, seconds: float, n_fill: int, cases: str) -> dict[str, float]:
     out: dict[str, float] = {}
     broker.start()
     try:
         for case, args in CASES.items():
+            if case not in cases:
+                continue
             q = f"matrix-{case}"
             s = perf(broker.url, q, "--time", str(seconds), *args)
             out[f"{case}_e2e"] = s["rates"]["received"]
@@ -80,6 +91,8 @@ def measure(broker: Any, seconds: float, n_fill: int) -> dict[str, float]:
             out[f"{case}_deliver_p99"] = lat(s, "latency_ms", "p99")
             delete_queue(broker.url, q)
             print(f"   ({case}) end to end {out[f'{case}_e2e']:,.0f} msg/s", flush=True)
+        if "d" not in cases:
+            return out
         q = "matrix-d"
         # --keep: the backlog outlives this run (hutch perf deletes the queues it made).
         s = perf(broker.url, q, "--producers", "1", "--consumers", "0", "--persistent", "--confirm", "1000",
@@ -112,6 +125,10 @@ ROWS = [
     ("(b) confirm latency p50 / p99 (ms)", ("b_confirm_p50", "b_confirm_p99"), "{:.1f}"),
     ("(c) end-to-end msgs/s: transient, no confirms, auto-ack, 1P/1C", "c_e2e", "{:,.0f}"),
     ("(c) publishes/s", "c_publish", "{:,.0f}"),
+    ("(e) end-to-end msgs/s: as (a), priority queue of 10 levels, priorities 0-9", "e_e2e", "{:,.0f}"),
+    ("(e) publish->deliver latency p50 / p99 (ms)", ("e_deliver_p50", "e_deliver_p99"), "{:.0f}"),
+    ("(f) end-to-end msgs/s: as (a), single active consumer, 2 consumers", "f_e2e", "{:,.0f}"),
+    ("(f) publish->deliver latency p50 / p99 (ms)", ("f_deliver_p50", "f_deliver_p99"), "{:.0f}"),
     ("(d) fill N persistent msgs (confirms 1000), msgs/s", "d_fill", "{:,.0f}"),
     ("(d) RSS with N queued (MB)", "d_rss_mb", "{:,.0f}"),
     ("(d) restart to ready with N queued (s)", "d_restart_s", "{:.1f}"),
@@ -123,6 +140,8 @@ ROWS = [
 def table(h: dict[str, float], r: dict[str, float], n: int) -> str:
     lines = ["| measure | Hutch | RabbitMQ | Hutch/RabbitMQ |", "|---|---|---|---|"]
     for label, key, fmt in ROWS:
+        if (key[0] if isinstance(key, tuple) else key) not in h:
+            continue
         label = label.replace(" N ", f" {n:,} ")
         if isinstance(key, tuple):
             hv = " / ".join(fmt.format(h[k]) for k in key)
@@ -141,6 +160,7 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=1_000_000, help="backlog for (d) (default 1M)")
     ap.add_argument("--only", choices=["hutch", "rabbitmq"], help="measure one broker only")
     ap.add_argument("--json", help="also write the raw figures to this file")
+    ap.add_argument("--cases", default="abcdef", help="which cases to run (default abcdef)")
     args = ap.parse_args()
     brokers = {"Hutch": lambda: Hutch(), "RabbitMQ": lambda: Rabbit("perf@localhost", "/tmp/perf-rabbit")}
     results: dict[str, dict[str, float]] = {}
@@ -148,7 +168,7 @@ def main() -> int:
         if args.only and args.only != name.lower():
             continue
         print(f"== {name}", flush=True)
-        results[name] = measure(make(), args.time, args.messages)
+        results[name] = measure(make(), args.time, args.messages, args.cases)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "machine": machine(), "results": results}, f, indent=2)

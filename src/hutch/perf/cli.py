@@ -65,6 +65,9 @@ def add_perf_parser(sub: Any) -> None:
                    help="keep the queue this run created (e.g. to drain it with a later run)")
     p.add_argument("--queue-args", type=json_object, default=None, metavar="JSON",
                    help='queue arguments as JSON, e.g. \'{"x-max-length": 1000}\'')
+    p.add_argument("--priorities", type=int, default=0, metavar="N",
+                   help="message priorities 0..N-1, in turn (for a queue with x-max-priority; "
+                        "default: no priority property)")
     p.add_argument("--batch", type=int, default=256,
                    help="messages per socket write (default 256; capped by the confirm window)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
@@ -79,6 +82,8 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
             raise PerfError("--producers 0 needs --count (messages to receive) or --time")
     if args.size < 0 or args.confirm < 0 or args.prefetch < 0 or args.multi_ack < 0 or args.rate < 0:
         raise PerfError("sizes, windows, counts and rates cannot be negative")
+    if not 0 <= args.priorities <= 256:
+        raise PerfError("--priorities is between 0 and 256 (priority is an octet)")
     if args.prefetch > 65535:
         raise PerfError("--prefetch is at most 65535 (a short in basic.qos)")
     return {
@@ -87,6 +92,7 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
         "size": args.size, "persistent": args.persistent, "confirm": args.confirm,
         "prefetch": args.prefetch, "multi_ack": args.multi_ack, "auto_ack": args.auto_ack,
         "rate": args.rate, "count": args.count, "batch": max(1, args.batch),
+        "priorities": args.priorities,
     }
 
 

@@ -202,7 +202,7 @@ def closing_error(payload: bytes) -> PerfError:
 
 
 def publish_template(queue: str, size: int, persistent: bool, frame_max: int,
-                     exchange: str = "") -> tuple[bytes, bytes]:
+                     exchange: str = "", priority: int | None = None) -> tuple[bytes, bytes]:
     """One basic.publish + header + body frames, split around the body's first 8 bytes
     (where producers put the send timestamp): message = head + ts(8) + tail.
 
@@ -210,7 +210,10 @@ def publish_template(queue: str, size: int, persistent: bool, frame_max: int,
     tail is empty, so callers must check ``size >= 8``.
     """
     publish = method_frame(CHANNEL, m.BasicPublish(exchange=exchange, routing_key=queue))
-    props = encode_properties({"delivery_mode": 2 if persistent else 1})
+    fields: dict[str, Any] = {"delivery_mode": 2 if persistent else 1}
+    if priority is not None:
+        fields["priority"] = priority
+    props = encode_properties(fields)
     hpayload = CONTENT_HEAD.pack(60, 0, size) + props
     header = FRAME_HEAD.pack(2, CHANNEL, len(hpayload)) + hpayload + b"\xce"
     body = b"\x00" * 8 + b"x" * (size - 8) if size >= 8 else b"x" * size

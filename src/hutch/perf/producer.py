@@ -60,6 +60,10 @@ class _Producer:
             conn.confirm_select()
         head, tail = publish_template(cfg["queue"], cfg["size"], cfg["persistent"], conn.frame_max)
         stamped = cfg["size"] >= 8
+        # --priorities N: message i of a batch has priority i % N (a per-message join,
+        # which only the priority cases pay).
+        levels = [publish_template(cfg["queue"], cfg["size"], cfg["persistent"], conn.frame_max,
+                                   priority=i) for i in range(cfg.get("priorities", 0))]
         sock = conn.sock
         count, rate, stop = cfg["count"], cfg["rate"], w.stop
         batch = max(1, min(cfg["batch"], window or cfg["batch"], rate or cfg["batch"]))
@@ -80,7 +84,12 @@ class _Producer:
                 k = 0
             if k > 0:
                 t = stamp()
-                sock.sendall((head + pack(t) + tail if stamped else head) * k)
+                if levels:
+                    ts = pack(t) if stamped else b""
+                    sock.sendall(b"".join(levels[i % len(levels)][0] + ts + levels[i % len(levels)][1]
+                                          for i in range(k)))
+                else:
+                    sock.sendall((head + pack(t) + tail if stamped else head) * k)
                 self.sent += k
                 if window:
                     pending.append((self.sent, t))
