@@ -18,6 +18,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from ..broker.consumer import Consumer
+from ..broker.consumer_order import check_consume_args
 from ..broker.expiration import parse_expiration
 from ..broker.message import Message
 from ..broker.permissions import CONFIGURE, READ, WRITE
@@ -477,7 +478,11 @@ class Channel:
         tag = method.consumer_tag or server_named("amq.ctag-")
         if tag in self._deliveries.consumers:
             raise HardError(rc.NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'")
-        if q.exclusive_consumer is not None or (method.exclusive and q.consumers):
+        check_consume_args(q, method.arguments)
+        # An exclusive consumer is refused on a single-active-consumer queue too
+        # (rabbit_amqqueue_process: exclusive_consume_unavailable either way).
+        if q.exclusive_consumer is not None or (
+                method.exclusive and (q.consumers or q.settings.single_active)):
             raise ChannelError(rc.ACCESS_REFUSED, f"queue '{q.name}' in vhost "
                                f"'{self.vhost.name}' in exclusive use")
         consumer = Consumer(tag, self, q, method.no_ack, method.exclusive,
