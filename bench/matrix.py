@@ -10,6 +10,7 @@ Every case is ``hutch perf`` (raw-socket producers/consumers in their own proces
       1 producer / 1 consumer, prefetch 100;
   (b) the same with 2 consumers and prefetch 1 (the tutorial's fair dispatch);
   (c) non-durable queue, transient messages, no confirms, auto-ack, 1P/1C;
+  (s) as (a) on a queue with x-single-active-consumer and 2 consumers (one receives);
   (d) fill --messages persistent messages (confirms, window 1,000, no consumer), read
       the broker's RSS, restart the broker on the same data and time it until the
       queue is back to --messages, then drain it with one consumer (prefetch 100,
@@ -39,6 +40,9 @@ CASES: dict[str, list[str]] = {
     "a": ["--producers", "1", "--consumers", "1", "--persistent", "--confirm", "1000", "--prefetch", "100"],
     "b": ["--producers", "1", "--consumers", "2", "--persistent", "--confirm", "1000", "--prefetch", "1"],
     "c": ["--producers", "1", "--consumers", "1", "--auto-ack"],
+    # (s) as (a) with 2 consumers on a single-active-consumer queue: one of them works.
+    "s": ["--producers", "1", "--consumers", "2", "--persistent", "--confirm", "1000", "--prefetch", "100",
+          "--queue-args", '{"x-single-active-consumer": true}'],
 }
 
 
@@ -112,6 +116,8 @@ ROWS = [
     ("(b) confirm latency p50 / p99 (ms)", ("b_confirm_p50", "b_confirm_p99"), "{:.1f}"),
     ("(c) end-to-end msgs/s: transient, no confirms, auto-ack, 1P/1C", "c_e2e", "{:,.0f}"),
     ("(c) publishes/s", "c_publish", "{:,.0f}"),
+    ("(s) end-to-end msgs/s: as (a), single active consumer, 2 consumers", "s_e2e", "{:,.0f}"),
+    ("(s) publish->deliver latency p50 / p99 (ms)", ("s_deliver_p50", "s_deliver_p99"), "{:.0f}"),
     ("(d) fill N persistent msgs (confirms 1000), msgs/s", "d_fill", "{:,.0f}"),
     ("(d) RSS with N queued (MB)", "d_rss_mb", "{:,.0f}"),
     ("(d) restart to ready with N queued (s)", "d_restart_s", "{:.1f}"),
