@@ -44,14 +44,16 @@ def test_single_active_consumer_shown_on_queue_and_consumers(api: Api, amqp, qna
     ch.basic_consume(qname, lambda *a: None, consumer_tag="second",
                      arguments={"x-priority": 4})
     path = f"queues/%2F/{seg(qname)}"
-    q = api.wait_for(path, lambda d: len(d.get("consumer_details", [])) == 2)
+    # (RabbitMQ's queue document lacks its statistics fields for its first seconds.)
+    q = api.wait_for(path, lambda d: len(d.get("consumer_details", [])) == 2
+                     and "single_active_consumer_tag" in d)
     assert q["single_active_consumer_tag"] == "first"
     assert q["exclusive_consumer_tag"] is None
     assert _states(q) == {"first": (True, "single_active"), "second": (False, "waiting")}
     args = {c["consumer_tag"]: c["arguments"] for c in q["consumer_details"]}
     assert args == {"first": {}, "second": {"x-priority": 4}}
     listed = [x for x in api.ok("GET", "queues/%2F") if x["name"] == qname]
-    assert listed[0]["single_active_consumer_tag"] == "first"
+    assert listed[0].get("single_active_consumer_tag") == "first"
     mine = [c for c in api.ok("GET", "consumers/%2F") if c["queue"]["name"] == qname]
     assert {c["consumer_tag"]: (c["active"], c["activity_status"]) for c in mine} == {
         "first": (True, "single_active"), "second": (False, "waiting")}
@@ -69,7 +71,8 @@ def test_plain_queue_consumers_are_up(api: Api, amqp, qname: str) -> None:
     ch.basic_consume(qname, lambda *a: None, consumer_tag="a", arguments={"x-priority": -2})
     ch.basic_consume(qname, lambda *a: None, consumer_tag="b")
     q = api.wait_for(f"queues/%2F/{seg(qname)}",
-                     lambda d: len(d.get("consumer_details", [])) == 2)
+                     lambda d: len(d.get("consumer_details", [])) == 2
+                     and "single_active_consumer_tag" in d)
     assert q["single_active_consumer_tag"] is None
     assert _states(q) == {"a": (True, "up"), "b": (True, "up")}
     assert {c["consumer_tag"]: c["arguments"] for c in q["consumer_details"]} == {

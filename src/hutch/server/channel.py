@@ -478,11 +478,8 @@ class Channel:
         tag = method.consumer_tag or server_named("amq.ctag-")
         if tag in self._deliveries.consumers:
             raise HardError(rc.NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'")
-        check_consume_args(q, method.arguments)
-        # An exclusive consumer is refused on a single-active-consumer queue too
-        # (rabbit_amqqueue_process: exclusive_consume_unavailable either way).
-        if q.exclusive_consumer is not None or (
-                method.exclusive and (q.consumers or q.settings.single_active)):
+        check_consume_args(q, method.arguments, method.exclusive)
+        if q.exclusive_consumer is not None or (method.exclusive and q.consumers):
             raise ChannelError(rc.ACCESS_REFUSED, f"queue '{q.name}' in vhost "
                                f"'{self.vhost.name}' in exclusive use")
         consumer = Consumer(tag, self, q, method.no_ack, method.exclusive,
