@@ -255,3 +255,17 @@ def test_blocked_high_priority_consumer_does_not_stall_the_queue(conns, qname) -
     publish(c, qname, 2, start=50)
     assert pump_until([c], lambda: len(got.items) == 2)
     assert got.tags() == ["high", "high"]
+
+
+def test_quorum_queue_consumer_priorities(conns, qname) -> None:
+    """Quorum queues serve by priority too (rabbit_fifo's service queue)."""
+    conns.queues.append(qname)
+    c = conns()
+    c.channel().queue_declare(qname, durable=True, arguments={"x-queue-type": "quorum"})
+    got = Got()
+    consume(c, qname, got, "low")
+    consume(c, qname, got, "high", priority=2, prefetch=3)
+    publish(c, qname, 5)
+    assert pump_until([c], lambda: len(got.items) == 5)
+    pump_for([c], 0.2)
+    assert got.count("high") == 3 and got.count("low") == 2
