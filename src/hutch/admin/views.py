@@ -51,6 +51,7 @@ def queue_info(q: Any, rates: Rates) -> dict[str, Any]:
     key = queue_key(q)
     ready, unacked = q.message_count, q.unacked_count
     owner = q.exclusive_owner
+    sac = q.single_active_consumer
     info: dict[str, Any] = {
         "arguments": jsonable(q.arguments),
         "auto_delete": q.auto_delete,
@@ -77,6 +78,7 @@ def queue_info(q: Any, rates: Rates) -> dict[str, Any]:
         "name": q.name,
         "node": node_name(),
         "policy": None,
+        "single_active_consumer_tag": sac.tag if sac is not None else None,
         "state": "running",
         "type": q.queue_type,
         "vhost": q.vhost.name,
@@ -225,11 +227,16 @@ def consumer_info(c: Any) -> dict[str, Any]:
     ch = c.channel
     conn = ch.conn
     peer_host, peer_port, _h, _p = _peer(conn)
+    active = c.queue.consumer_is_active(c)
     return {
         "arguments": jsonable(c.arguments),
         "ack_required": not c.no_ack,
-        "active": True,
-        "activity_status": "up",
+        # RabbitMQ 4.3 (rabbit_queue_consumers:all): "up" without single active consumer
+        # (released versions never report a prefetch-blocked consumer as "blocked"),
+        # else "single_active" for the active one and "waiting" for the others.
+        "active": active,
+        "activity_status": ("single_active" if active else "waiting")
+                           if c.queue.settings.single_active else "up",
         "channel_details": {
             "connection_name": conn.name,
             "name": channel_name(ch),

@@ -183,7 +183,8 @@ def validate_queue_args(vhost: str, name: str, durable: bool, exclusive: bool,
 def _describe(value: Any) -> str:
     if value is None:
         return "none"
-    return f"the value '{value}' of type '{field_type_name(value)}'"
+    # Erlang prints a boolean as true/false, not Python's True/False.
+    return f"the value '{_plain(value)}' of type '{field_type_name(value)}'"
 
 
 def _mismatch(new: Any, old: Any) -> str:

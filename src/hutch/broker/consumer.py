@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .consumer_order import consumer_priority
+
 if TYPE_CHECKING:
     from .queue import Queue
 
@@ -16,6 +18,7 @@ class Consumer:
         "exclusive",
         "no_ack",
         "prefetch",
+        "priority",
         "queue",
         "tag",
         "tag_enc",
@@ -34,6 +37,8 @@ class Consumer:
         self.prefetch = prefetch
         self.unacked = 0
         self.arguments = arguments
+        # x-priority (validated by consumer_order.check_consume_args); 0 when absent.
+        self.priority = consumer_priority(arguments)
         self.delivered = 0
 
     def can_take(self) -> bool:

@@ -22,6 +22,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from .consumer_order import Picker, PriorityLine, SingleActive
 from .message import Message
 from .queue_settings import DROP_HEAD, QueueSettings, queue_settings
 from .queue_store import QueueStore
@@ -77,6 +78,9 @@ class Queue:
         self.unacked_count = 0
         self.unacked_bytes = 0
         self.consumers: deque[Consumer] = deque()
+        # Consumer priorities or single active consumer (consumer_order.py); None while
+        # plain round-robin over ``consumers`` will do.
+        self._picker: Picker | None = None
         self.had_consumers = False
         self.exclusive_consumer: Consumer | None = None
         self.deleted = False
@@ -124,6 +128,18 @@ class Queue:
     def consumer_count(self) -> int:
         return len(self.consumers)
 
+    @property
+    def single_active_consumer(self) -> Consumer | None:
+        """The single active consumer (x-single-active-consumer), or None."""
+        picker = self._picker
+        return picker.active if isinstance(picker, SingleActive) else None
+
+    def consumer_is_active(self, consumer: Consumer) -> bool:
+        """Whether ``consumer`` may receive messages (false only for a consumer
+        waiting behind a single active one)."""
+        picker = self._picker
+        return picker is None or picker.is_active(consumer)
+
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} ready={self.message_count} unacked={self.unacked_count}>"
 
@@ -131,6 +147,8 @@ class Queue:
         """Ready messages that a consumer could take right now (publisher flow control)."""
         if self.deleted or not len(self.store):
             return False
+        if self._picker is not None:
+            return self._picker.can_take()
         return any(c.can_take() for c in self.consumers)
 
     def is_congested(self) -> bool:
@@ -192,6 +210,14 @@ class Queue:
 
     # -- consuming ---------------------------------------------------------
     def add_consumer(self, consumer: Consumer) -> None:
+        picker = self._picker
+        if picker is None:
+            if self.settings.single_active:
+                picker = self._picker = SingleActive(self.queue_type == "quorum")
+            elif self.consumers and consumer.priority != self.consumers[0].priority:
+                picker = self._picker = PriorityLine(self.consumers)
+        if picker is not None:
+            picker.add(consumer)
         self.consumers.append(consumer)
         self.had_consumers = True
         if consumer.exclusive:
@@ -206,6 +232,13 @@ class Queue:
             return
         if self.exclusive_consumer is consumer:
             self.exclusive_consumer = None
+        picker = self._picker
+        if picker is not None:
+            if picker.remove(consumer):
+                self.vhost.broker.pump.queue_dirty(self)  # a new single active consumer
+            elif picker.uniform():
+                self.consumers = picker.order()  # back to plain round-robin
+                self._picker = None
         if not self.consumers:
             if self.auto_delete and self.had_consumers and not self.deleted:
                 self.vhost.delete_queue(self, reason="auto_delete")
@@ -213,10 +246,12 @@ class Queue:
             self.touch()
 
     def dispatch(self) -> None:
-        """Hand ready messages to consumers that can take them, round-robin."""
+        """Hand ready messages to consumers that can take them, round-robin (or as
+        consumer priorities / single active consumer say: ``consumer_order.py``)."""
         consumers = self.consumers
         if not consumers or self.deleted:
             return
+        picker = self._picker
         store = self.store
         now = time.monotonic()
         budget = DISPATCH_BATCH
@@ -230,18 +265,27 @@ class Queue:
                 loop.call_soon(self.vhost.broker.pump.queue_dirty, self)
                 return
             budget -= 1
-            turned = 0
-            for _ in range(len(consumers)):
-                consumer = consumers[0]
-                consumers.rotate(-1)
-                turned += 1
-                if consumer.can_take():
-                    break
+            if picker is None:
+                turned = 0
+                for _ in range(len(consumers)):
+                    consumer = consumers[0]
+                    consumers.rotate(-1)
+                    turned += 1
+                    if consumer.can_take():
+                        break
+                else:
+                    return  # nobody can take a message now; an ack or resume re-dirties us
             else:
-                return  # nobody can take a message now; an ack or resume re-dirties us
+                picked = picker.pick()
+                if picked is None:
+                    return
+                consumer = picked
             msg = self._take(now, block=False)
             if msg is None:
-                consumers.rotate(turned)
+                if picker is None:
+                    consumers.rotate(turned)
+                else:
+                    picker.unpick()
                 break
             self.delivered += 1
             consumer.delivered += 1

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from ..broker.consumer import Consumer
+from ..broker.consumer_order import check_consume_args
 from ..broker.expiration import parse_expiration
 from ..broker.message import Message
 from ..broker.permissions import CONFIGURE, READ, WRITE
@@ -477,6 +478,7 @@ class Channel:
         tag = method.consumer_tag or server_named("amq.ctag-")
         if tag in self._deliveries.consumers:
             raise HardError(rc.NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'")
+        check_consume_args(q, method.arguments, method.exclusive)
         if q.exclusive_consumer is not None or (method.exclusive and q.consumers):
             raise ChannelError(rc.ACCESS_REFUSED, f"queue '{q.name}' in vhost "
                                f"'{self.vhost.name}' in exclusive use")

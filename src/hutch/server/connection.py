@@ -64,6 +64,7 @@ SERVER_CAPABILITIES = {
     "basic.nack": True,
     "consumer_cancel_notify": True,
     "connection.blocked": True,
+    "consumer_priorities": True,  # broker/consumer_order.py
     "authentication_failure_close": True,
     "per_consumer_qos": True,
     "direct_reply_to": True,  # server/direct_reply.py
