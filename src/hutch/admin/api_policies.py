@@ -62,7 +62,7 @@ async def _put(req: Request, operator: bool) -> web.Response:
     _authorise_one(req, operator)
     vhost = req.broker.vhosts.get(req.args["vhost"])
     if vhost is None:
-        raise ApiError(404, "Object Not Found", "vhost_not_found")
+        raise ApiError(404, "not_found", "vhost_not_found")
     body = await req.body(POLICY_PUT)
     try:
         policy = policies.make_policy(vhost.name, req.args["name"], body, operator)

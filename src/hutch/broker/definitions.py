@@ -143,8 +143,8 @@ def export_document(broker: Node) -> Document:
 
 def export_vhost_document(vhost: Vhost) -> Document:
     """GET /api/definitions/{vhost}: its objects, without a vhost field."""
-    policies = [{k: v for k, v in p.info().items() if k != "vhost"}
-                for p in vhost.policies.values()]
+    # Unlike its queues and exchanges, RabbitMQ keeps the vhost field on policies here.
+    policies = [p.info() for p in vhost.policies.values()]
     return {"rabbit_version": RABBITMQ_VERSION, "parameters": [], "policies": policies,
             **vhost_objects(vhost, with_vhost_field=False)}
 

@@ -49,7 +49,7 @@ class Policy:
     name: str
     pattern: str
     apply_to: str
-    priority: int
+    priority: int | float
     definition: dict[str, Any]
     regex: re.Pattern[str] = field(repr=False, compare=False, default=None)  # type: ignore
 
@@ -215,12 +215,8 @@ def make_policy(vhost: str, name: str, body: dict[str, Any], operator: bool) -> 
     priority = body.get("priority", 0)
     if priority is None:
         priority = 0
-    if isinstance(priority, str):
-        try:
-            priority = int(priority)
-        except ValueError:
-            pass
-    if not isinstance(priority, int) or isinstance(priority, bool):
+    # Any number (rabbit_parameter_validation:number/2): 1.5 is a valid priority.
+    if not isinstance(priority, (int, float)) or isinstance(priority, bool):
         raise PolicyError(f"priority should be a number, actually was {erl(priority)}")
     pattern = body.get("pattern")
     check_pattern(pattern)
