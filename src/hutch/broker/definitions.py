@@ -217,6 +217,9 @@ def _apply(broker: Node, defs: Document, only_vhost: str | None,
             vhost = vhost_of(p)
             if vhost is None:
                 continue
+            if not p.get("name"):
+                warnings.append(f"policy in vhost '{vhost.name}' without a name skipped")
+                continue
             try:
                 set_policy(vhost, make_policy(vhost.name, str(p.get("name", "")), p, is_op),
                            is_op)
