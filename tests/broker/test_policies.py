@@ -76,3 +76,9 @@ def test_validation_texts(definition: dict, operator: bool, text: str) -> None:
     with pytest.raises(PolicyError) as exc:
         check_definition(definition, operator)
     assert str(exc.value) == text
+
+
+def test_huge_policy_times_are_clamped() -> None:
+    s = combine({}, {"message-ttl": 10**400, "expires": 10**30, "consumer-timeout": 10**30})
+    assert s.message_ttl == s.expires == 315_360_000.0
+    assert s.consumer_timeout == 315_360_000_000

@@ -253,3 +253,15 @@ def test_alternate_exchange_policy_and_the_argument_wins(ch, pol, qname) -> None
             ch.exchange_delete(e)
         for q in (got, got_arg):
             ch.queue_delete(q)
+
+
+@pytest.mark.hutch_only  # a policy time beyond any timer: accepted and harmless
+def test_huge_times_in_a_policy_do_not_break_the_queue(ch, pol, qname) -> None:
+    name = pol.set(only(qname), {"message-ttl": 10**400, "expires": 10**400})
+    ch.queue_declare(qname)
+    try:
+        pol.wait(qname, "policy", name)
+        publish(ch, qname, b"kept")
+        assert bodies(ch, qname) == [b"kept"]
+    finally:
+        ch.queue_delete(qname)

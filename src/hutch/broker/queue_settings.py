@@ -68,6 +68,12 @@ def queue_settings(args: dict[str, Any]) -> QueueSettings:
     )
 
 
+# expiration.MAX_EXPIRY_MS (rabbit_misc:check_expiry's bound), not imported: expiration.py
+# imports the protocol layer for its texts, settings need none of it.
+MAX_POLICY_MS = 315_360_000_000
+_TIMES = ("message-ttl", "expires", "consumer-timeout")
+
+
 def _lower(policy: Any, arg: Any) -> Any:
     if policy is None:
         return arg
@@ -99,6 +105,11 @@ def combine(args: dict[str, Any], policy: dict[str, Any]) -> QueueSettings:
     s = queue_settings(args)
     if not policy:
         return s
+    # A policy's times are any non-negative integer (rabbit_policies), 10**400 too, which
+    # no float (seconds, timers) can hold; a limit beyond the bound an argument may have
+    # (about ten years) is the same as none: clamp.
+    policy = {k: min(v, MAX_POLICY_MS) if k in _TIMES and isinstance(v, int) else v
+              for k, v in policy.items()}
     get = args.get
     s.max_length = _lower(policy.get("max-length"), get("x-max-length"))
     s.max_length_bytes = _lower(policy.get("max-length-bytes"), get("x-max-length-bytes"))
