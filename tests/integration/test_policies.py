@@ -123,6 +123,20 @@ def test_message_ttl_policy_expires_messages(ch, pol, qname) -> None:
         ch.queue_delete(qname)
 
 
+def test_a_new_message_ttl_applies_to_messages_published_after_it(ch, pol, qname) -> None:
+    """As RabbitMQ's classic queues: a message's expiry is fixed when it is enqueued."""
+    ch.queue_declare(qname)
+    try:
+        publish(ch, qname, b"before")
+        name = pol.set(only(qname), {"message-ttl": 100})
+        pol.wait(qname, "policy", name)
+        publish(ch, qname, b"after")
+        time.sleep(0.6)
+        assert bodies(ch, qname) == [b"before"]
+    finally:
+        ch.queue_delete(qname)
+
+
 def test_dead_letter_policy_dead_letters_rejected_messages(ch, pol, qname) -> None:
     dlq = qname + ".dlq"
     ch.queue_declare(dlq)
