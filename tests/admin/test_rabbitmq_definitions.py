@@ -90,6 +90,8 @@ def test_definitions_round_trip_through_rabbitmq(tmp_path: Path) -> None:
         ch.queue_bind("tasks", "orders", "order.new")
         ch.exchange_bind("orders", "events", "order.#")
         conn.close()
+        hutch_ctl(url, "set_policy", "-p", vhost, "--priority", "2", "--apply-to", "queues",
+                  "cap", "^tasks$", '{"max-length":5,"dead-letter-exchange":"orders"}')
         exported = tmp_path / "hutch.json"
         hutch_ctl(url, "export_definitions", str(exported))
     finally:
@@ -110,6 +112,9 @@ def test_definitions_round_trip_through_rabbitmq(tmp_path: Path) -> None:
                          password, "events", "order.new", "tasks") == b"migrated"
         queues = rabbitmqctl("-q", "list_queues", "-p", vhost, "name", "durable", "arguments")
         assert "tasks\ttrue\t" in queues and "x-max-length" in queues
+        policies = rabbitmqctl("-q", "list_policies", "-p", vhost)
+        assert (f'{vhost}\tcap\t^tasks$\tqueues\t{{"dead-letter-exchange":"orders",'
+                '"max-length":5}\t2') in policies.splitlines()
 
         # RabbitMQ -> a fresh Hutch.
         defs = json.loads(rabbitmqctl("export_definitions", "-"))
@@ -119,7 +124,7 @@ def test_definitions_round_trip_through_rabbitmq(tmp_path: Path) -> None:
             "vhosts": [v for v in defs["vhosts"] if v["name"] == vhost],
             "permissions": [p for p in defs["permissions"] if p["vhost"] == vhost],
             **{k: [o for o in defs[k] if o["vhost"] == vhost]
-               for k in ("queues", "exchanges", "bindings")},
+               for k in ("queues", "exchanges", "bindings", "policies")},
         }
         assert {u["hashing_algorithm"] for u in mine["users"]} == {"rabbit_password_hashing_sha256"}
         rabbit_guest_hash = next(u["password_hash"] for u in mine["users"] if u["name"] == "guest")
@@ -139,6 +144,11 @@ def test_definitions_round_trip_through_rabbitmq(tmp_path: Path) -> None:
                          "tasks") == b"migrated"
         out = hutch_ctl(second.http_url, "-q", "list_queues", "-p", vhost, "name", "arguments")
         assert 'tasks\t[{"x-max-length",1000},{"x-message-ttl",600000}]' in out
+        # The policy came back and applies (the lower max-length, 5, wins).
+        q = Api(second.http_url).ok("GET", f"queues/{vhost}/tasks")
+        assert q["policy"] == "cap"
+        assert q["effective_policy_definition"] == {"dead-letter-exchange": "orders",
+                                                    "max-length": 5}
         # guest from RabbitMQ's file (a different salt, the same password) still logs in:
         # the guest now in Hutch is RabbitMQ's (its hash), not Hutch's default one.
         api = Api(second.http_url)

@@ -35,6 +35,7 @@ from .ctl_io import (
     Output,
     q,
 )
+from .ctl_policies import POLICY_COMMANDS, PolicyCommands
 
 # -- listing columns ------------------------------------------------------------------------------------
 QUEUE_COLUMNS = ["name", "durable", "auto_delete", "arguments", "policy", "pid", "owner_pid",
@@ -81,7 +82,7 @@ def check_columns(requested: list[str], allowed: list[str], usage: str) -> list[
 
 
 # -- the commands ---------------------------------------------------------------------------------
-class Ctl:
+class Ctl(PolicyCommands):
     def __init__(self, client: Client, out: Output, vhost: str,
                  connect: Callable[[], Client | None] | None = None) -> None:
         self.client = client
@@ -128,7 +129,7 @@ class Ctl:
                               "policy"], "list_exchanges [-p <vhost>] [<column> ...]")
         self._need_vhost(self.vhost)
         self.out.info(f"Listing exchanges for vhost {self.vhost} ...")
-        self.out.table(cols, [dict(e, policy="") for e in
+        self.out.table(cols, [dict(e, policy=e.get("policy", "")) for e in
                               self.client.get(f"exchanges/{q(self.vhost)}")])
 
     def list_bindings(self, cols: list[str]) -> None:
@@ -443,7 +444,7 @@ ARITY = {"list_users": 0, "list_permissions": 0, "list_user_permissions": 1, "ad
 # rabbitmqctl's defaults: await_startup waits 300 s (AwaitStartupCommand's
 # @default_timeout), everything else 60 s.
 DEFAULT_TIMEOUTS = {"await_startup": 300.0}
-COMMANDS = sorted(LISTINGS | set(ARITY) | {"set_user_tags", "delete_queue"})
+COMMANDS = sorted(LISTINGS | set(ARITY) | {"set_user_tags", "delete_queue"} | POLICY_COMMANDS)
 
 
 # -- argument parsing ------------------------------------------------------------------------------

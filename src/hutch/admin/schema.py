@@ -301,6 +301,19 @@ _DEF_BINDING = Schema({"source": string, "vhost": string, "destination": string,
                        "destination_type": one_of("queue", "exchange",
                                                   reason=lambda v: ["invalid_destination_type", v]),
                        "routing_key": string, "arguments": table})
+def _as_is(name: str, value: Any) -> Any:
+    """Checked later by the code that uses it (a policy's priority and definition:
+    broker/policies.make_policy, with RabbitMQ's own texts)."""
+    return value
+
+
+# PUT /api/policies/{vhost}/{name} (and operator-policies): RabbitMQ's with_decode
+# wants pattern and definition; the rest is checked by policies.make_policy.
+POLICY_PUT = Schema({"pattern": _as_is, "definition": _as_is, "priority": _as_is,
+                     "apply-to": _as_is}, required=("pattern", "definition"))
+_DEF_POLICY = Schema({"name": string, "vhost": string, "pattern": _as_is,
+                      "apply-to": _as_is, "priority": _as_is, "definition": _as_is})
 DEFINITIONS = Schema({"users": list_of(_DEF_USER), "vhosts": list_of(_DEF_VHOST),
                       "permissions": list_of(_DEF_PERMISSION), "queues": list_of(_DEF_QUEUE),
+                      "policies": list_of(_DEF_POLICY),
                       "exchanges": list_of(_DEF_EXCHANGE), "bindings": list_of(_DEF_BINDING)})

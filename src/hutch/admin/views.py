@@ -77,7 +77,10 @@ def queue_info(q: Any, rates: Rates) -> dict[str, Any]:
         "messages_unacknowledged_ram": unacked,
         "name": q.name,
         "node": node_name(),
-        "policy": None,
+        # As RabbitMQ: the names (null when none) and the merged definition.
+        "policy": q.policy.name if q.policy is not None else None,
+        "operator_policy": q.operator_policy.name if q.operator_policy is not None else None,
+        "effective_policy_definition": dict(q.effective_policy),
         "single_active_consumer_tag": sac.tag if sac is not None else None,
         "state": "running",
         "type": q.queue_type,
@@ -101,7 +104,7 @@ def queue_gauges(q: Any) -> dict[str, float]:
 
 # -- exchanges ------------------------------------------------------------------------
 def exchange_info(ex: Any) -> dict[str, Any]:
-    return {
+    info = {
         "arguments": jsonable(ex.arguments),
         "auto_delete": ex.auto_delete,
         "durable": ex.durable,
@@ -110,6 +113,9 @@ def exchange_info(ex: Any) -> dict[str, Any]:
         "type": ex.type_name,
         "vhost": ex.vhost.name,
     }
+    if ex.policy is not None:  # RabbitMQ shows the key only when one applies
+        info["policy"] = ex.policy.name
+    return info
 
 
 # -- bindings --------------------------------------------------------------------------

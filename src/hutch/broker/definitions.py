@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AMQPError
 from ..version import RABBITMQ_VERSION, __version__
 from .permissions import validate_regex
+from .policies import PolicyError, make_policy, set_policy
 from .users import HASHING_ALGORITHM, Permission, User, hash_password, parse_tags, valid_password_hash
 
 if TYPE_CHECKING:
@@ -128,6 +129,7 @@ def _document(broker: Node, vhosts: list[dict[str, Any]], durable_only: bool) ->
         "bindings": [],
     }
     for vhost in list(broker.vhosts.values()):
+        out["policies"].extend(p.info() for p in vhost.policies.values())
         objs = vhost_objects(vhost, durable_only=durable_only)
         for k in ("queues", "exchanges", "bindings"):
             out[k].extend(objs[k])
@@ -141,7 +143,9 @@ def export_document(broker: Node) -> Document:
 
 def export_vhost_document(vhost: Vhost) -> Document:
     """GET /api/definitions/{vhost}: its objects, without a vhost field."""
-    return {"rabbit_version": RABBITMQ_VERSION, "parameters": [], "policies": [],
+    # Unlike its queues and exchanges, RabbitMQ keeps the vhost field on policies here.
+    policies = [p.info() for p in vhost.policies.values()]
+    return {"rabbit_version": RABBITMQ_VERSION, "parameters": [], "policies": policies,
             **vhost_objects(vhost, with_vhost_field=False)}
 
 
@@ -155,7 +159,11 @@ def store_document(broker: Node) -> Document:
     out = _document(broker, vhosts, durable_only=True)
     out["hutch"] = {"queue_ids": [{"vhost": vname, "name": q.name, "id": q.store_id}
                                   for vname, vhost in broker.vhosts.items()
-                                  for q in vhost.queues.values() if q.durable and not q.exclusive]}
+                                  for q in vhost.queues.values() if q.durable and not q.exclusive],
+                    # Not part of RabbitMQ's export (rabbit_definitions lists policies
+                    # only), but as durable there (runtime parameters).
+                    "operator_policies": [p.info() for vhost in broker.vhosts.values()
+                                          for p in vhost.operator_policies.values()]}
     return out
 
 
@@ -202,6 +210,21 @@ def _apply(broker: Node, defs: Document, only_vhost: str | None,
                             "does not exist")
         return vhost
 
+    # Policies before the objects they match, as RabbitMQ imports them.
+    operator = defs.get("hutch", {}).get("operator_policies", []) if restoring else []
+    for entries, is_op in ((defs.get("policies", []), False), (operator, True)):
+        for p in entries:
+            vhost = vhost_of(p)
+            if vhost is None:
+                continue
+            if not p.get("name"):
+                warnings.append(f"policy in vhost '{vhost.name}' without a name skipped")
+                continue
+            try:
+                set_policy(vhost, make_policy(vhost.name, str(p.get("name", "")), p, is_op),
+                           is_op)
+            except PolicyError as exc:
+                warnings.append(f"policy '{p.get('name')}' skipped: {exc}")
     store_ids = {(e["vhost"], e["name"]): int(e["id"])
                  for e in defs.get("hutch", {}).get("queue_ids", [])} if restoring else {}
     for x in defs.get("exchanges", []):

@@ -90,6 +90,11 @@ class Queue:
         self.published = 0
         self.delivered = 0
         self.acked = 0
+        # The policy and operator policy that apply, and their merged definition
+        # (policies.py sets them; None / {} while none matches).
+        self.policy: Any = None
+        self.operator_policy: Any = None
+        self.effective_policy: dict[str, Any] = {}
         self.apply_settings(queue_settings(arguments))
 
     def apply_settings(self, settings: QueueSettings) -> None:

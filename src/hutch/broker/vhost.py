@@ -20,6 +20,7 @@ from .arguments import check_exchange_equivalence, check_queue_equivalence, vali
 from .deadletter import dead_letter_header
 from .exchanges import EXCHANGE_TYPES, Exchange
 from .message import Message
+from .policies import Policy, apply_to_exchange, apply_to_queue
 from .queue import Queue
 from .queue_settings import REJECT_PUBLISH_DLX
 
@@ -72,6 +73,9 @@ class Vhost:
         self.name = name
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
+        # name -> Policy (policies.py); the two kinds are separate sets, as in RabbitMQ.
+        self.policies: dict[str, Policy] = {}
+        self.operator_policies: dict[str, Policy] = {}
         self.default_exchange = DefaultExchange(self, "", durable=True)
         self.exchanges[""] = self.default_exchange
         for name_, type_ in STANDARD_EXCHANGES:
@@ -135,6 +139,8 @@ class Vhost:
         ex = cls(self, name, durable=durable, auto_delete=auto_delete, internal=internal,
                  arguments=arguments)
         self.exchanges[name] = ex
+        if self.policies or self.operator_policies:
+            apply_to_exchange(self, ex)
         if durable:
             self.broker.definitions_changed()
         return ex
@@ -202,6 +208,8 @@ class Vhost:
         validate_queue_args(self.name, name, durable, exclusive, auto_delete, arguments)
         q = Queue(self, name, durable, conn if exclusive else None, auto_delete, arguments)
         self.queues[name] = q
+        if self.policies or self.operator_policies:
+            apply_to_queue(q)
         self.broker.queues_created += 1
         if exclusive and conn is not None:
             conn.exclusive_queues.append(q)
@@ -217,6 +225,8 @@ class Vhost:
         """Recreate a durable queue from the definitions file at boot."""
         q = Queue(self, name, True, None, auto_delete, arguments)
         self.queues[name] = q
+        if self.policies or self.operator_policies:
+            apply_to_queue(q)
         self._attach_store(q, store_id)
         q.touch()
         return q
@@ -411,7 +421,7 @@ class Vhost:
                 else:
                     queues[d] = None
             if not found:
-                alt_name = current.arguments.get("alternate-exchange")
+                alt_name = current.alternate_exchange
                 alt = self.exchanges.get(alt_name) if alt_name else None
                 if alt is not None and alt not in seen:
                     seen.add(alt)

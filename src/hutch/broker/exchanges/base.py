@@ -39,6 +39,10 @@ class Exchange:
         self.auto_delete = auto_delete
         self.internal = internal
         self.arguments = arguments or {}
+        # The argument's, else the policy's (policies.apply_to_exchange).
+        self.alternate_exchange: str | None = self.arguments.get("alternate-exchange")
+        self.policy: Any = None
+        self.operator_policy: Any = None
         self.bindings: dict[tuple[int, str, str], Binding] = {}
         # Set by Vhost when the exchange is deleted, so stale references route nowhere.
         self.deleted = False
