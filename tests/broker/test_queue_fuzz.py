@@ -3,18 +3,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sys
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, "/tmp/r1")
-from test_repro import FakeChannel, GatedReads, _settle, run_paged
 
 from hutch.broker.consumer import Consumer
 from hutch.broker.message import Message
 from hutch.broker.node import Node
 from hutch.broker.queue import WINDOW, WINDOW_BYTES, Queue
+from tests.broker.test_read_ahead import FakeChannel, GatedReads, _settle, run_paged
 
 
 def body(i: int) -> bytes:
