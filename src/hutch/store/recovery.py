@@ -12,7 +12,7 @@ import array
 import logging
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..protocol.fast import shortstr
@@ -389,7 +389,8 @@ class _Scan:
         if not self.ordered:
             order = sorted(order, key=self.ids.__getitem__)  # type: ignore[assignment]
         ids, offs, sizes, segs = self.ids, self.offs, self.sizes, self.segs
-        levels = self.levels if self.classify is not None else None
+        if self.classify is not None:
+            return self._finish_levels(order, acked, segments)
         for i in order:
             mid = ids[i]
             if mid in acked:
@@ -397,8 +398,20 @@ class _Scan:
             out.entries.append((mid << 32) | offs[i])
             out.bytes += sizes[i]
             segments[segs[i]].live += 1
-            if levels is not None:
-                out._count_level(levels[i], sizes[i])
-        if levels is not None and out.levels is None:
-            out.levels, out.level_bytes = array.array("B"), {}
+        return out
+
+    def _finish_levels(self, order: Iterable[int], acked: set[int], segments: list[Segment]) -> Recovered:
+        """``finish`` for a priority queue: each entry's level and the bytes per level too
+        (a loop of its own, so other queues' recoveries pay nothing for it)."""
+        out = Recovered()
+        out.levels, out.level_bytes = array.array("B"), {}
+        ids, offs, sizes, segs, levels = self.ids, self.offs, self.sizes, self.segs, self.levels
+        for i in order:
+            mid = ids[i]
+            if mid in acked:
+                continue
+            out.entries.append((mid << 32) | offs[i])
+            out.bytes += sizes[i]
+            segments[segs[i]].live += 1
+            out._count_level(levels[i], sizes[i])
         return out
