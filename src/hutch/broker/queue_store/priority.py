@@ -113,6 +113,10 @@ class PriorityStore:
         # The levels that have a store, highest first: what take and head walk.
         self._order: list[QueueStore] = []
         self._levels: list[int] = []
+        # Stores in _order before this index are empty: take and head start here
+        # (lowered by whatever adds messages, raised as levels drain).
+        self._first = 0
+        self._index: dict[int, int] = {}  # level -> its index in _order
         self._base = self._store(default)  # settle and mark_delivered go here
 
     # -- levels -----------------------------------------------------------------
@@ -126,6 +130,8 @@ class PriorityStore:
         return self.level_of_header(msg.header)
 
     def _store(self, level: int) -> QueueStore:
+        """The store of ``level``, about to receive messages (so take and head look
+        at it again)."""
         store = self.stores[level]
         if store is None:
             store = self.stores[level] = self._make()
@@ -134,12 +140,25 @@ class PriorityStore:
                 i += 1
             self._levels.insert(i, level)
             self._order.insert(i, store)
+            self._index = {lvl: j for j, lvl in enumerate(self._levels)}
+            self._first = 0
+        elif self._first:
+            i = self._index[level]
+            if i < self._first:
+                self._first = i
         return store
 
     def _head_store(self) -> QueueStore | None:
-        for store in self._order:
+        order = self._order
+        i = self._first
+        n = len(order)
+        while i < n:
+            store = order[i]
             if len(store):
+                self._first = i
                 return store
+            i += 1
+        self._first = n
         return None
 
     def lengths(self) -> dict[int, int]:
