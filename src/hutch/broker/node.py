@@ -23,6 +23,7 @@ from ..store.files import files_from_env
 from ..store.log import SEGMENT_SIZE, MessageLog
 from . import definitions
 from .pump import Pump
+from .queue_store.priority import PriorityStore
 from .users import Permission, Users
 from .vhost import Vhost
 
@@ -118,10 +119,13 @@ class Node:
             defs = definitions_file.load(data_dir)
             if defs is not None:
                 definitions.restore(self, defs)
-            recovered = store.recover()
+            queues = {q.store_id: q for v in self.vhosts.values() for q in v.queues.values()
+                      if q.durable}
+            # Priority queues: recovery gives each message's level, read from its header.
+            recovered = store.recover({qid: q.store.level_of_header for qid, q in queues.items()
+                                       if isinstance(q.store, PriorityStore)})
         finally:
             self._restoring = False
-        queues = {q.store_id: q for v in self.vhosts.values() for q in v.queues.values() if q.durable}
         restored = dropped = 0
         # Ids of recovered messages delivered before the stop: each queue takes its own.
         delivered, store.recovered_delivered = store.recovered_delivered, set()
@@ -136,7 +140,7 @@ class Node:
             # (C-level iteration: ~30 ns an entry, and only if anything was delivered.)
             mine = (delivered.intersection(map(rshift, rec.entries, repeat(32))) if delivered
                     else set())
-            q.restore(rec.entries, rec.bytes, mine)
+            q.restore(rec.entries, rec.bytes, mine, rec.levels, rec.level_bytes)
             restored += len(rec.entries)
         store.definitions.write_now()
         log.info("recovered %d messages in %d durable queues from %s in %.2fs (%s)%s", restored,
@@ -170,7 +174,8 @@ class Node:
                 if state is None:
                     return None  # something is not on disk: the next start scans instead
                 if state[0]:
-                    out.append(snapshot.QueueState(q.store_id, *state))
+                    runs = q.store.snapshot_runs if isinstance(q.store, PriorityStore) else None
+                    out.append(snapshot.QueueState(q.store_id, *state, runs))
         return out
 
     # -- definitions ---------------------------------------------------------------

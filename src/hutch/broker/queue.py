@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .consumer_order import Picker, PriorityLine, SingleActive
@@ -28,6 +30,7 @@ from .queue_settings import DROP_HEAD, QueueSettings, queue_settings
 from .queue_store import QueueStore
 from .queue_store.memory import MemoryStore
 from .queue_store.paged import WINDOW, WINDOW_BYTES, WINDOW_MAX, PagedStore
+from .queue_store.priority import PriorityStore, levels_for
 
 # The window constants live in queue_store/paged.py.
 __all__ = ["WINDOW", "WINDOW_BYTES", "WINDOW_MAX", "Queue"]
@@ -69,8 +72,15 @@ class Queue:
         # store_id is the queue's number in the message log (stable across restarts,
         # set by the vhost).
         log = vhost.broker.store
-        self.store: QueueStore = (PagedStore(self, log) if durable and log is not None
-                                  else MemoryStore(vhost.broker.account))
+        settings = queue_settings(arguments)
+        make: Callable[[], QueueStore]
+        if durable and log is not None:
+            make = partial(PagedStore, self, log)
+        else:
+            make = partial(MemoryStore, vhost.broker.account)
+        levels = levels_for(settings.max_priority, settings.queue_type)
+        # A priority queue: one store of that kind per level (queue_store/priority.py).
+        self.store: QueueStore = make() if levels is None else PriorityStore(make, *levels)
         self.store_id = 0
         # The definitions version that made it durable: its messages' confirms also
         # wait for that version to be on disk (store.log, MessageLog.add).
@@ -95,7 +105,7 @@ class Queue:
         self.policy: Any = None
         self.operator_policy: Any = None
         self.effective_policy: dict[str, Any] = {}
-        self.apply_settings(queue_settings(arguments))
+        self.apply_settings(settings)
 
     def apply_settings(self, settings: QueueSettings) -> None:
         """Run with ``settings`` (at declaration, and again when a policy changes)."""
@@ -193,9 +203,15 @@ class Queue:
         if self.consumers:
             self.vhost.broker.pump.queue_dirty(self)
 
-    def restore(self, entries: list[int], size: int, delivered: set[int]) -> None:
-        """Recovered messages (log entries, in order) become this queue's ready messages."""
-        self.store.restore(entries, size, delivered)
+    def restore(self, entries: list[int], size: int, delivered: set[int],
+                levels: Sequence[int] | None = None,
+                level_bytes: dict[int, int] | None = None) -> None:
+        """Recovered messages (log entries, in order) become this queue's ready messages;
+        a priority queue's come with their levels (see ``PriorityStore.restore``)."""
+        if isinstance(self.store, PriorityStore):
+            self.store.restore(entries, size, delivered, levels, level_bytes)
+        else:
+            self.store.restore(entries, size, delivered)
         if self.consumers:
             self.vhost.broker.pump.queue_dirty(self)
 

@@ -147,6 +147,16 @@ def publish_summary(buf: bytes | memoryview, start: int, end: int) -> tuple[int,
     return queue_id, end - (off + 4 + hlen), flags
 
 
+def publish_header(buf: bytes | memoryview, start: int) -> bytes:
+    """The content header of a PUBLISH (a copy of it, without the body); recovery reads
+    a priority queue's message priorities from it."""
+    off = start + _pub_fixed.size
+    off += 1 + buf[off]  # exchange
+    off += 1 + buf[off]  # routing key
+    (hlen,) = _u32.unpack_from(buf, off)
+    return bytes(buf[off + 4 : off + 4 + hlen])
+
+
 def read_length(buf: bytes | memoryview, off: int) -> int:
     """Total size of the record starting at ``off`` (its length field + 4)."""
     return _u32.unpack_from(buf, off)[0] + 4

@@ -12,6 +12,7 @@ import array
 import logging
 import os
 import struct
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..protocol.fast import shortstr
@@ -67,19 +68,25 @@ class RecoveryMixin:
     def _segment_of(self, msg_id: int, pop: bool = True) -> Segment | None:
         raise NotImplementedError
 
-    def recover(self) -> dict[int, Recovered]:
+    def recover(self, classify: dict[int, Callable[[bytes], int]] | None = None
+                ) -> dict[int, Recovered]:
         """Read every segment and return, per queue id, its live messages as compact
         entries in publish order (see ``entry``).  Torn tails are cut off, corrupt
         middle segments quarantined (their readable messages rewritten into a fresh
         segment); afterwards the log is ready for appending.
 
+        ``classify``: per queue id of a priority queue, the function that gives a
+        message's level from its content header; those queues' ``Recovered`` carry
+        each entry's level (``levels``) and the body bytes per level.
+
         Only offsets are kept, not bodies, so recovering a million messages costs
         tens of megabytes; ``read_entries`` fetches bodies when consumers get there.
         """
         names = sorted(n for n in self.files.listdir(self.dir) if n.endswith(".seg"))
+        classify = classify or {}
         snap = snapshot.take(self.dir, self.files)
         if snap is not None:
-            restored = self._from_snapshot(snap, names)
+            restored = self._from_snapshot(snap, names, classify)
             if restored is not None:
                 self.recovered_from = "shutdown snapshot"
                 return restored
@@ -124,8 +131,10 @@ class RecoveryMixin:
                     qid, body_size, flags = records.publish_summary(data, start, end)
                     scan = per_queue.get(qid)
                     if scan is None:
-                        scan = per_queue[qid] = _Scan()
+                        scan = per_queue[qid] = _Scan(classify.get(qid))
                     scan.add(seq, off, body_size, seg_index)
+                    if scan.classify is not None:
+                        scan.levels.append(scan.classify(records.publish_header(data, start)))
                     seen_here.append((qid, seq))
                     if seq < seg.first_seq:
                         self._moved[seq] = seg  # salvaged here by an earlier recovery
@@ -181,7 +190,7 @@ class RecoveryMixin:
             live_salvage = [p for p in live_salvage if p.seq not in present]
         self._assigned_upto = self.seq
         if live_salvage:
-            for qid, entries in self._rewrite(live_salvage, delivered).items():
+            for qid, entries in self._rewrite(live_salvage, delivered, classify).items():
                 out.setdefault(qid, Recovered()).merge(entries)
         # Only now, with what they still held durable elsewhere: a fault before this
         # point leaves them in place for the next start to salvage again.  "Elsewhere"
@@ -200,11 +209,16 @@ class RecoveryMixin:
         self.recovered_delivered = {m for m in delivered if m not in acked}
         return out
 
-    def _from_snapshot(self, snap: snapshot.Snapshot, names: list[str]) -> dict[int, Recovered] | None:
+    def _from_snapshot(self, snap: snapshot.Snapshot, names: list[str],
+                       classify: dict[int, Callable[[bytes], int]]) -> dict[int, Recovered] | None:
         """The state a clean stop wrote down, if it still describes the files on disk."""
         expected = [segment_name(s.first_seq) for s in snap.segments]
         why = None
-        if names != expected:
+        if any(q.runs is None and q.queue_id in classify for q in snap.queues):
+            # Written before the queue's priorities were honoured (or by an older
+            # Hutch): the scan reads each message's priority from its header.
+            why = "priority queue without levels"
+        elif names != expected:
             why = "segment files differ"
         elif any(os.path.getsize(os.path.join(self.dir, n)) != s.size
                  for n, s in zip(names, snap.segments, strict=True)):
@@ -227,9 +241,16 @@ class RecoveryMixin:
             rec = out[q.queue_id] = Recovered()
             rec.entries = q.entries
             rec.bytes = q.body_bytes
+            if q.runs is not None and q.queue_id in classify:
+                rec.levels = array.array("B")
+                rec.level_bytes = {}
+                for level, count, size in q.runs:
+                    rec.levels.extend(array.array("B", (level,)) * count)
+                    rec.level_bytes[level] = rec.level_bytes.get(level, 0) + size
         return out
 
-    def _rewrite(self, pubs: list[records.Publish], delivered: set[int]) -> dict[int, Recovered]:
+    def _rewrite(self, pubs: list[records.Publish], delivered: set[int],
+                 classify: dict[int, Callable[[bytes], int]]) -> dict[int, Recovered]:
         """Write salvaged messages into a fresh segment (keeping their ids).
 
         Named past every record *and* every segment: an earlier start's salvage
@@ -246,7 +267,9 @@ class RecoveryMixin:
                                          shortstr(p.exchange), shortstr(p.routing_key),
                                          p.header, p.body)
             parts.append(rec)
-            placed.setdefault(p.queue_id, Recovered()).append(entry(p.seq, off), len(p.body))
+            level_of = classify.get(p.queue_id)
+            placed.setdefault(p.queue_id, Recovered()).append(
+                entry(p.seq, off), len(p.body), None if level_of is None else level_of(p.header))
             off += len(rec)
         self.seq += 1  # reserve the segment's first seq (its name)
         self._assigned_upto = self.seq
@@ -279,29 +302,55 @@ def entry(msg_id: int, offset: int) -> int:
 
 
 class Recovered:
-    """One queue's recovered messages: compact entries in order, and their body bytes."""
+    """One queue's recovered messages: compact entries in order, and their body bytes;
+    for a priority queue also each entry's level (parallel to ``entries``) and the
+    body bytes per level."""
 
-    __slots__ = ("bytes", "entries")
+    __slots__ = ("bytes", "entries", "level_bytes", "levels")
 
     def __init__(self) -> None:
         self.entries: list[int] = []
         self.bytes = 0
+        self.levels: array.array[int] | None = None
+        self.level_bytes: dict[int, int] | None = None
 
-    def append(self, e: int, size: int) -> None:
+    def append(self, e: int, size: int, level: int | None = None) -> None:
         self.entries.append(e)
         self.bytes += size
+        if level is not None:
+            self._count_level(level, size)
+
+    def _count_level(self, level: int, size: int) -> None:
+        if self.levels is None or self.level_bytes is None:
+            self.levels = array.array("B")
+            self.level_bytes = {}
+        self.levels.append(level)
+        self.level_bytes[level] = self.level_bytes.get(level, 0) + size
 
     def merge(self, other: Recovered) -> None:
-        self.entries = sorted(self.entries + other.entries)
+        if self.levels is None and other.levels is None:
+            self.entries = sorted(self.entries + other.entries)
+        else:
+            pairs = sorted(zip(self.entries + other.entries,
+                               list(self.levels or ()) + list(other.levels or ()), strict=True))
+            self.entries = [e for e, _ in pairs]
+            self.levels = array.array("B", (lvl for _, lvl in pairs))
+            sizes = dict(self.level_bytes or {})
+            for lvl, size in (other.level_bytes or {}).items():
+                sizes[lvl] = sizes.get(lvl, 0) + size
+            self.level_bytes = sizes
         self.bytes += other.bytes
 
 
 class _Scan:
     """Per-queue accumulator for recovery: parallel arrays, 18 bytes a message."""
 
-    __slots__ = ("ids", "offs", "ordered", "segs", "sizes")
+    __slots__ = ("classify", "ids", "levels", "offs", "ordered", "segs", "sizes")
 
-    def __init__(self) -> None:
+    def __init__(self, classify: Callable[[bytes], int] | None = None) -> None:
+        # A priority queue's: each message's level, from its header (one byte more).
+        self.classify = classify
+        self.levels = array.array("B")
         self.ids = array.array("Q")
         self.offs = array.array("L")
         self.sizes = array.array("L")
@@ -331,6 +380,8 @@ class _Scan:
         self.offs = array.array("L", (self.offs[i] for i in keep))
         self.sizes = array.array("L", (self.sizes[i] for i in keep))
         self.segs = array.array("H", (self.segs[i] for i in keep))
+        if self.classify is not None:
+            self.levels = array.array("B", (self.levels[i] for i in keep))
 
     def finish(self, acked: set[int], segments: list[Segment]) -> Recovered:
         out = Recovered()
@@ -338,6 +389,8 @@ class _Scan:
         if not self.ordered:
             order = sorted(order, key=self.ids.__getitem__)  # type: ignore[assignment]
         ids, offs, sizes, segs = self.ids, self.offs, self.sizes, self.segs
+        if self.classify is not None:
+            return self._finish_levels(order, acked, segments)
         for i in order:
             mid = ids[i]
             if mid in acked:
@@ -345,4 +398,20 @@ class _Scan:
             out.entries.append((mid << 32) | offs[i])
             out.bytes += sizes[i]
             segments[segs[i]].live += 1
+        return out
+
+    def _finish_levels(self, order: Iterable[int], acked: set[int], segments: list[Segment]) -> Recovered:
+        """``finish`` for a priority queue: each entry's level and the bytes per level too
+        (a loop of its own, so other queues' recoveries pay nothing for it)."""
+        out = Recovered()
+        out.levels, out.level_bytes = array.array("B"), {}
+        ids, offs, sizes, segs, levels = self.ids, self.offs, self.sizes, self.segs, self.levels
+        for i in order:
+            mid = ids[i]
+            if mid in acked:
+                continue
+            out.entries.append((mid << 32) | offs[i])
+            out.bytes += sizes[i]
+            segments[segs[i]].live += 1
+            out._count_level(levels[i], sizes[i])
         return out

@@ -22,9 +22,19 @@ Layout (integers big-endian; ``u64[n]`` is n unsigned 64-bit integers)::
       n_queues u32, then per durable queue:
         queue_id u64  count u64  body_bytes u64  ids u64[count]  offsets u32[count]
       n_delivered u64  ids u64[n_delivered]   (live messages already delivered once)
+      version 2 only -- priority queues (``broker/queue_store/priority.py``):
+      n_priority_queues u32, then per priority queue:
+        queue_id u64  n_runs u32, then per run: level u8  count u64  body_bytes u64
 
 Entries are listed in queue order (which is publish order, requeued messages back
-in their original places).
+in their original places).  A priority queue's entries are listed highest level
+first, and its runs say which consecutive entries belong to which level.
+
+Version 2 is written only when a priority queue has messages, so a data dir without
+one keeps writing (and reading) version 1.  A version 1 snapshot still loads; if a
+priority queue's entries are in it without runs (written before Hutch honoured
+``x-max-priority``), recovery scans the log instead, which reads every message's
+priority from its header.
 """
 
 from __future__ import annotations
@@ -45,9 +55,12 @@ log = logging.getLogger("hutch.store")
 NAME = "snapshot"
 MAGIC = b"HUTCHSNP"
 VERSION = 1
+VERSION_PRIORITIES = 2
 _head = struct.Struct(">8sIQI")
 _seg = struct.Struct(">QQQQ")
 _queue = struct.Struct(">QQQ")
+_run = struct.Struct(">BQQ")
+_prio_queue = struct.Struct(">QI")
 _u32 = struct.Struct(">I")
 _u64 = struct.Struct(">Q")
 _SWAP = sys.byteorder == "little"  # arrays are native-endian; the file is big-endian
@@ -67,6 +80,8 @@ class QueueState:
     queue_id: int
     entries: list[int]  # (msg_id << 32) | offset, see store.recovery.entry
     body_bytes: int
+    # A priority queue's (level, count, body bytes) runs over ``entries``; else None.
+    runs: list[tuple[int, int, int]] | None = None
 
 
 @dataclass
@@ -106,8 +121,17 @@ def encode(snap: Snapshot) -> bytes:
         parts.append(_pack_array(_U32_TYPECODE, [e & 0xFFFFFFFF for e in q.entries]))
     parts.append(_u64.pack(len(snap.delivered)))
     parts.append(_pack_array("Q", sorted(snap.delivered)))
+    version = VERSION
+    prio = [q for q in snap.queues if q.runs is not None]
+    if prio:
+        version = VERSION_PRIORITIES
+        parts.append(_u32.pack(len(prio)))
+        for q in prio:
+            assert q.runs is not None
+            parts.append(_prio_queue.pack(q.queue_id, len(q.runs)))
+            parts.extend(_run.pack(*run) for run in q.runs)
     payload = b"".join(parts)
-    return _head.pack(MAGIC, VERSION, len(payload), zlib.crc32(payload)) + payload
+    return _head.pack(MAGIC, version, len(payload), zlib.crc32(payload)) + payload
 
 
 def decode(data: bytes) -> Snapshot:
@@ -115,7 +139,7 @@ def decode(data: bytes) -> Snapshot:
     if len(data) < _head.size:
         raise ValueError("too short")
     magic, version, length, crc = _head.unpack_from(data)
-    if magic != MAGIC or version != VERSION:
+    if magic != MAGIC or version not in (VERSION, VERSION_PRIORITIES):
         raise ValueError("bad magic or version")
     payload = memoryview(data)[_head.size:]
     if len(payload) != length or zlib.crc32(payload) != crc:
@@ -142,6 +166,21 @@ def decode(data: bytes) -> Snapshot:
     off += 8
     delivered, off = _unpack_array("Q", payload, off, n)
     snap.delivered = set(delivered)
+    if version == VERSION_PRIORITIES:
+        by_id = {q.queue_id: q for q in snap.queues}
+        (n,) = _u32.unpack_from(payload, off)
+        off += 4
+        for _ in range(n):
+            qid, n_runs = _prio_queue.unpack_from(payload, off)
+            off += _prio_queue.size
+            runs = []
+            for _ in range(n_runs):
+                runs.append(_run.unpack_from(payload, off))
+                off += _run.size
+            q = by_id.get(qid)
+            if q is None or sum(r[1] for r in runs) != len(q.entries):
+                raise ValueError("priority runs do not match their queue")
+            q.runs = runs
     if off != len(payload):
         raise ValueError("trailing bytes")
     return snap

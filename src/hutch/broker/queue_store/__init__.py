@@ -9,8 +9,8 @@ messages in one ``QueueStore`` and never looks inside.  Two implementations:
   (``store.log.MessageLog``): an in-memory window at the head, persistent messages
   recorded in the log, the rest paged out to it and read back as the head drains.
 
-The interface is what one FIFO of ready messages needs, so that a priority queue
-(one store per level) or delayed messages can be built from stores later.
+The interface is what one FIFO of ready messages needs, so that other stores can be
+built from stores: ``PriorityStore`` (``priority.py``) is one store per priority level.
 
 Ownership of a message's body bytes in the broker's memory alarm
 (``Node.account``): the store counts them on ``push`` and uncounts them on
@@ -29,8 +29,13 @@ __all__ = ["QueueStore"]
 
 
 class QueueStore(Protocol):
-    paged: int  # ready messages whose body is only on disk
-    paged_bytes: int  # their body bytes
+    @property
+    def paged(self) -> int:
+        """Ready messages whose body is only on disk."""
+
+    @property
+    def paged_bytes(self) -> int:
+        """Their body bytes."""
 
     def __len__(self) -> int:
         """Ready messages, in memory or paged out."""
