@@ -24,6 +24,7 @@ EQUIVALENCE_ARGS = (
     "x-expires", "x-message-ttl", "x-dead-letter-exchange", "x-dead-letter-routing-key",
     "x-max-length", "x-max-length-bytes", "x-max-priority", "x-overflow", "x-queue-mode",
     "x-single-active-consumer", "x-queue-type",
+    "x-consumer-timeout",  # compared since RabbitMQ 4.3 (declare_args)
 )
 
 
@@ -42,7 +43,8 @@ def _plain(v: Any) -> str:
 def _check(key: str, value: Any, args: dict[str, Any]) -> str | None:
     """None when ``value`` is acceptable for ``key``, else RabbitMQ's error detail."""
     if key in ("x-max-length", "x-max-length-bytes", "x-max-in-memory-length",
-               "x-max-in-memory-bytes", "x-message-ttl", "x-expires", "x-max-priority"):
+               "x-max-in-memory-bytes", "x-message-ttl", "x-expires", "x-max-priority",
+               "x-consumer-timeout"):
         if not _is_int(value):
             return f'"expected integer, got {field_type_name(value)}"'
         if value < 0:

@@ -22,6 +22,9 @@ Layout (integers big-endian; ``u64[n]`` is n unsigned 64-bit integers)::
       n_queues u32, then per durable queue:
         queue_id u64  count u64  body_bytes u64  ids u64[count]  offsets u32[count]
       n_delivered u64  ids u64[n_delivered]   (live messages already delivered once)
+      n_counted u64  ids u64[n]  delivery_counts u32[n]  acquired_counts u32[n]
+                                       (version 2: live messages' return counts, the
+                                       RETURNED records' state; version 1 has none)
 
 Entries are listed in queue order (which is publish order, requeued messages back
 in their original places).
@@ -44,7 +47,7 @@ log = logging.getLogger("hutch.store")
 
 NAME = "snapshot"
 MAGIC = b"HUTCHSNP"
-VERSION = 1
+VERSION = 2  # 2 added the return counts; a version 1 snapshot is still read
 _head = struct.Struct(">8sIQI")
 _seg = struct.Struct(">QQQQ")
 _queue = struct.Struct(">QQQ")
@@ -75,6 +78,7 @@ class Snapshot:
     segments: list[SegmentState] = field(default_factory=list)
     queues: list[QueueState] = field(default_factory=list)
     delivered: set[int] = field(default_factory=set)
+    counts: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 def _pack_array(typecode: str, values: Any) -> bytes:
@@ -106,6 +110,11 @@ def encode(snap: Snapshot) -> bytes:
         parts.append(_pack_array(_U32_TYPECODE, [e & 0xFFFFFFFF for e in q.entries]))
     parts.append(_u64.pack(len(snap.delivered)))
     parts.append(_pack_array("Q", sorted(snap.delivered)))
+    counted = sorted(snap.counts)
+    parts.append(_u64.pack(len(counted)))
+    parts.append(_pack_array("Q", counted))
+    parts.append(_pack_array(_U32_TYPECODE, [snap.counts[m][0] for m in counted]))
+    parts.append(_pack_array(_U32_TYPECODE, [snap.counts[m][1] for m in counted]))
     payload = b"".join(parts)
     return _head.pack(MAGIC, VERSION, len(payload), zlib.crc32(payload)) + payload
 
@@ -115,7 +124,7 @@ def decode(data: bytes) -> Snapshot:
     if len(data) < _head.size:
         raise ValueError("too short")
     magic, version, length, crc = _head.unpack_from(data)
-    if magic != MAGIC or version != VERSION:
+    if magic != MAGIC or version not in (1, VERSION):
         raise ValueError("bad magic or version")
     payload = memoryview(data)[_head.size:]
     if len(payload) != length or zlib.crc32(payload) != crc:
@@ -142,6 +151,13 @@ def decode(data: bytes) -> Snapshot:
     off += 8
     delivered, off = _unpack_array("Q", payload, off, n)
     snap.delivered = set(delivered)
+    if version >= 2:
+        (n,) = _u64.unpack_from(payload, off)
+        off += 8
+        ids, off = _unpack_array("Q", payload, off, n)
+        dcs, off = _unpack_array(_U32_TYPECODE, payload, off, n)
+        acs, off = _unpack_array(_U32_TYPECODE, payload, off, n)
+        snap.counts = dict(zip(ids, zip(dcs, acs, strict=True), strict=True))
     if off != len(payload):
         raise ValueError("trailing bytes")
     return snap
