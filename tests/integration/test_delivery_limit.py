@@ -313,3 +313,46 @@ def test_count_survives_restart(how, qtype):
         conn.close()
     finally:
         proc.stop()
+
+
+def test_kombu_reject_until_dead_lettered(broker_url, qname):
+    """kombu's ``message.reject(requeue=True)`` (basic.reject): the poison message
+    reaches the dead-letter queue after ``limit + 1`` deliveries."""
+    kombu = pytest.importorskip("kombu")
+    url = broker_url.replace("amqp://", "pyamqp://", 1)
+    dlx = kombu.Exchange(qname + ".dlx", type="fanout", auto_delete=True)
+    dlq = kombu.Queue(qname + ".dlq", dlx, auto_delete=True)
+    queue = kombu.Queue(qname, durable=True, queue_arguments={
+        "x-queue-type": "quorum", "x-delivery-limit": 1,
+        "x-dead-letter-exchange": qname + ".dlx"})
+    seen: list = []
+    with kombu.Connection(url, connect_timeout=5) as conn:
+        try:
+            dlq(conn.default_channel).declare()
+            producer = conn.Producer()
+            producer.publish({"task": "poison"}, routing_key=qname, declare=[queue],
+                             delivery_mode=2)
+
+            def on_message(body, message):
+                seen.append(message.headers.get("x-delivery-count"))
+                message.reject(requeue=True)
+
+            with conn.Consumer(queue, callbacks=[on_message]):
+                deadline = time.monotonic() + 5
+                while len(seen) < 2 and time.monotonic() < deadline:
+                    try:
+                        conn.drain_events(timeout=0.2)
+                    except TimeoutError:
+                        pass
+            dead = None
+            for _ in range(50):
+                dead = dlq(conn.default_channel).get(accept=["json"])
+                if dead is not None:
+                    break
+                time.sleep(0.05)
+            assert seen == [None, 1]
+            assert dead is not None and dead.payload == {"task": "poison"}
+            assert dead.headers["x-death"][0]["reason"] == "delivery_limit"
+            dead.ack()
+        finally:
+            conn.default_channel.queue_delete(qname)

@@ -52,10 +52,15 @@ TICK = 1.0
 
 def track(channel: Channel, msg: Message) -> None:
     """``msg`` was just delivered, unacked, from a queue with a consumer timeout."""
-    msg.delivered_at = time.monotonic()
-    if channel.ack_timer is None:
-        loop = channel.conn.broker.loop
-        channel.ack_timer = loop.call_at(msg.delivered_at + _seconds(msg), _check, channel)
+    msg.delivered_at = now = time.monotonic()
+    deadline = now + _seconds(msg)
+    timer = channel.ack_timer
+    # One timer per channel, at the earliest moment something may have timed out (a
+    # queue with a shorter timeout may make that sooner than the timer armed).
+    if timer is None or timer.when() > deadline:
+        if timer is not None:
+            timer.cancel()
+        channel.ack_timer = channel.conn.broker.loop.call_at(deadline, _check, channel)
 
 
 def stop(channel: Channel) -> None:
