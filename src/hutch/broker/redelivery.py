@@ -91,11 +91,11 @@ def returned(queue: Queue, msgs: list[Message], failed: bool) -> list[Message]:
         counts[1] += 1
         if failed:
             counts[0] += 1
+        if limit is not None and counts[0] > limit:
+            queue.discard(msg, "delivery_limit")  # gone for good: an ACK, no count to keep
+            continue
         if msg.msg_id is not None:
             message_log.returned(queue, msg)
-        if limit is not None and counts[0] > limit:
-            queue.discard(msg, "delivery_limit")
-            continue
         msg.header = annotate(msg.header, counts[0], counts[1])
         keep.append(msg)
     return keep
