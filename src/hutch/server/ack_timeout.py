@@ -98,7 +98,7 @@ def _check(channel: Channel) -> None:
     if q is not None and q.queue_type == "quorum":
         _release_quorum(channel, now)
         if not channel.closing and channel.unacked:
-            channel.ack_timer = loop.call_at(now + TICK, _check, channel)
+            channel.ack_timer = loop.call_at(now, _check, channel)  # the new oldest's deadline
         return
     consumer = msg.consumer
     log.warning("Consumer '%s' on channel %d and %s has timed out waiting for a consumer "
