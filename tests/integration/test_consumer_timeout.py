@@ -49,6 +49,14 @@ def _closed_with(conn, ch, seconds: float) -> tuple[int, str] | None:
     return reason.reply_code, reason.reply_text
 
 
+def _run(conn, seconds: float) -> None:
+    """Serve the connection for ``seconds`` (process_data_events returns early once it
+    ran a callback)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        conn.process_data_events(time_limit=max(0.0, deadline - time.monotonic()))
+
+
 def _consume_one(ch, queue: str) -> list:
     got: list = []
     ch.basic_qos(prefetch_count=1)
@@ -231,3 +239,34 @@ async def test_aio_pika_channel_closed_and_message_requeued(broker):
         await msg.ack()
     finally:
         await conn.close()
+
+
+@pytest.mark.hutch_only
+def test_quorum_queue_returns_each_delivery_at_its_own_deadline(broker):
+    """The consumer is cancelled at the first timeout; a younger delivery it still
+    holds is returned when its own deadline passes (it may still be acked before)."""
+    conn = pika.BlockingConnection(pika.URLParameters(broker.url))
+    ch = conn.channel()
+    ch.queue_declare("qq", durable=True,
+                     arguments={"x-queue-type": "quorum", "x-consumer-timeout": 400})
+    got: list = []
+    ch.basic_qos(prefetch_count=2)
+    ch.basic_consume("qq", lambda c, m, p, b: got.append(b))
+    pub = pika.BlockingConnection(pika.URLParameters(broker.url)).channel()
+    pub.confirm_delivery()  # each publish is on the broker when it returns
+    pub.basic_publish("", "qq", b"first")
+    _run(conn, 0.25)
+    pub.basic_publish("", "qq", b"second")
+    _run(conn, 0.3)  # "first" timed out, "second" not yet
+    assert got == [b"first", b"second"]
+    counts = []
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        counts.append(ch.queue_declare("qq", passive=True).method.message_count)
+        if counts[-1] == 2:
+            break
+        conn.process_data_events(time_limit=0.05)
+    assert 1 in counts and counts[-1] == 2, counts
+    assert ch.is_open
+    pub.connection.close()
+    conn.close()
