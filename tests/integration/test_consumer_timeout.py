@@ -270,3 +270,18 @@ def test_quorum_queue_returns_each_delivery_at_its_own_deadline(broker):
     assert ch.is_open
     pub.connection.close()
     conn.close()
+
+
+@pytest.mark.hutch_only
+def test_embedded_broker_takes_a_consumer_timeout():
+    """``hutch.Broker(consumer_timeout=MS)``, as ``hutch serve --consumer-timeout``."""
+    import hutch
+
+    with hutch.Broker(management=False, consumer_timeout=300) as broker:
+        conn = pika.BlockingConnection(pika.URLParameters(broker.url))
+        ch = conn.channel()
+        ch.queue_declare("work")
+        ch.basic_publish("", "work", b"task")
+        _consume_one(ch, "work")
+        assert _closed_with(conn, ch, 5) == (406, text(ch.channel_number, 300))
+        conn.close()
