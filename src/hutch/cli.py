@@ -18,6 +18,17 @@ from .server.listener import ListenError, Server, check_can_listen
 from .version import RABBITMQ_VERSION, __version__
 
 
+def consumer_timeout(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid consumer timeout {text!r}: "
+                                         f"milliseconds, a non-negative integer")
+    return value
+
+
 def segment_size(text: str) -> int:
     value = size(text)
     # Offsets inside a segment are 32-bit and one batch may run past the size.
@@ -58,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--segment-size", type=segment_size, default=64 * 1024 * 1024,
                    help="size at which the message log starts a new segment file (default 64MiB; "
                         "small values make tests exercise rollover and reclaim)")
+    s.add_argument("--consumer-timeout", type=consumer_timeout, default=None, metavar="MS",
+                   help="delivery acknowledgement timeout in ms for every queue without its "
+                        "own (RabbitMQ's consumer_timeout; default: none, a task may take as "
+                        "long as it needs)")
     s.add_argument("--config", default=None, help="configuration file (reserved)")
     s.add_argument("--max-message-size", type=size, default=128 * 1024 * 1024,
                    help="largest accepted message body (default 128MiB, like RabbitMQ 3.x)")
@@ -132,6 +147,7 @@ async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     broker = Node(loop, max_message_size=args.max_message_size,
                     memory_high_watermark=args.memory_high_watermark)
+    broker.consumer_timeout = args.consumer_timeout
     lock = None
     if not args.in_memory:
         data_dir = default_data_dir() if args.data_dir is None else args.data_dir

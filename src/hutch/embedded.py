@@ -40,7 +40,8 @@ class Broker:
     def __init__(self, *, host: str = "localhost", port: int = 0, data_dir: str | None = None,
                  management: bool = True, http_port: int = 0, sync: str = "always",
                  max_message_size: int = 128 * 1024 * 1024,
-                 memory_high_watermark: int | None = None) -> None:
+                 memory_high_watermark: int | None = None,
+                 consumer_timeout: int | None = None) -> None:
         self.host = host
         self.port = port
         self.data_dir = data_dir
@@ -49,6 +50,8 @@ class Broker:
         self.sync = sync
         self.max_message_size = max_message_size
         self.memory_high_watermark = memory_high_watermark
+        # Delivery acknowledgement timeout in ms (``hutch serve --consumer-timeout``).
+        self.consumer_timeout = consumer_timeout
         self.broker: Any = None  # the hutch.broker.node.Node while running
         self._server: Any = None
         self._api: Any = None
@@ -81,6 +84,7 @@ class Broker:
         loop = asyncio.get_running_loop()
         core = Core(loop, max_message_size=self.max_message_size,
                     memory_high_watermark=self.memory_high_watermark)
+        core.consumer_timeout = self.consumer_timeout
         if self.data_dir is not None:
             self._lock = _lock(self.data_dir)
             await core.open_store(self.data_dir, sync=self.sync)

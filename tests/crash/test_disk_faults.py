@@ -25,6 +25,8 @@ def test_write_errors_nack_then_recover(tmp_path, errname: str) -> None:
         ch.queue_declare("jobs", durable=True)
         for i in range(3):
             ch.basic_publish("", "jobs", f"before-{i}".encode(), pika.BasicProperties(delivery_mode=2))
+        ch.queue_declare("poison", durable=True, arguments={"x-queue-type": "quorum"})
+        ch.basic_publish("", "poison", b"p", pika.BasicProperties(delivery_mode=2))
 
         marker.write_text(errname)
         with pytest.raises(pika.exceptions.NackError):
@@ -36,6 +38,10 @@ def test_write_errors_nack_then_recover(tmp_path, errname: str) -> None:
         method, _, body = cch.basic_get("jobs")
         assert body == b"before-0"
         cch.basic_ack(method.delivery_tag)
+        # Rejects while the disk fails: their RETURNED records wait for the disk.
+        for _ in range(2):
+            method, _, _body = cch.basic_get("poison")
+            cch.basic_reject(method.delivery_tag, requeue=True)
         # Transient messages do not touch the disk and are still accepted.
         ch.basic_publish("", "jobs", b"transient", pika.BasicProperties(delivery_mode=1))
 
@@ -66,6 +72,8 @@ def test_write_errors_nack_then_recover(tmp_path, errname: str) -> None:
         # never a loss); the nacked publish never reached the disk.
         rest = [b for b in bodies if b != b"before-0"]
         assert rest == [b"before-1", b"before-2", b"after"]
+        _method, props, body = ch.basic_get("poison")
+        assert body == b"p" and props.headers["x-delivery-count"] == 2
         conn.close()
     finally:
         proc.stop()

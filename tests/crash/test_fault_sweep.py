@@ -44,6 +44,11 @@ class Run:
         self.proc = HutchProcess("--segment-size", "16k", env=env)
         self.confirmed: dict[str, str] = {}  # tag -> queue
         self.acked: set[str] = set()
+        # Rejects (requeue) per tag in the counting queue "r": RETURNED records.
+        self.rejects: dict[str, int] = {}
+        # Those made while the disk failed, when a clean stop came before it recovered:
+        # never written (like the acks of acked_while_faulty), they may be lost.
+        self.rejects_lost: dict[str, int] = {}
         self.n = 0
 
     def connect(self) -> None:
@@ -73,6 +78,21 @@ class Run:
             self.cch.basic_ack(method.delivery_tag)
             self.acked.add(tag)
 
+    def reject(self, queue: str, count: int) -> None:
+        """Take up to ``count`` messages and reject them all with requeue: each one's
+        delivery count goes up by one (a RETURNED record, written while the disk fails
+        or after it recovers, but before the next confirm)."""
+        taken = []
+        for _ in range(count):
+            method, _props, body = self.cch.basic_get(queue)
+            if method is None:
+                break
+            taken.append(method.delivery_tag)
+            tag = body.split(b":", 1)[0].decode()
+            self.rejects[tag] = self.rejects.get(tag, 0) + 1
+        for delivery_tag in taken:
+            self.cch.basic_reject(delivery_tag, requeue=True)
+
     def declare(self, name: str) -> bool:
         """A durable declare on its own connection: a failed definitions write
         closes that connection with 541, as it must."""
@@ -96,12 +116,17 @@ class Run:
         seen: list[str] = []
         for queue in sorted(set(self.confirmed.values())):
             while True:
-                method, _props, body = ch.basic_get(queue, auto_ack=True)
+                method, props, body = ch.basic_get(queue, auto_ack=True)
                 if method is None:
                     break
                 tag = body.split(b":", 1)[0].decode()
                 assert body == body_of(tag), f"{tag} came back damaged"
                 seen.append(tag)
+                if queue == "r":  # every reject was followed by a confirmed publish
+                    count = (props.headers or {}).get("x-delivery-count") or 0
+                    most = self.rejects.get(tag, 0)
+                    assert most - self.rejects_lost.get(tag, 0) <= count <= most, \
+                        f"{tag}: count {count}, rejected {most}"
         conn.close()
         assert len(seen) == len(set(seen)), "a message came back twice"
         missing = {t for t in self.confirmed if t not in self.acked} - set(seen)
@@ -125,14 +150,21 @@ class Run:
         self.connect()
         self.ch.queue_declare("q1", durable=True)
         self.ch.queue_declare("q2", durable=True)
+        self.ch.queue_declare("r", durable=True, arguments={"x-queue-type": "quorum",
+                                                            "x-delivery-limit": 1000})
         for _ in range(40):  # q1 only: acking them empties whole segments
             assert self.publish("q1", "a")
+        for _ in range(4):
+            assert self.publish("r", "a")
         self.marker.write_text(json.dumps(spec))
         acked_before = set(self.acked)
+        rejects_before = dict(self.rejects)
         for i in range(30):
             self.publish("q2" if i % 3 else "q1", "b")
             if i % 3 == 0:
                 self.ack("q1", 4)  # acks while the disk fails: ACK records, reclaim
+            if i % 3 == 1:
+                self.reject("r", 1 + i % 4)  # RETURNED records while the disk fails
         self.declare("q3")
         if stop_while_faulty:
             # A clean stop that cannot write its snapshot (or anything else).
@@ -140,6 +172,7 @@ class Run:
             proc.stop()
             self.marker.unlink()
             self.acked_while_faulty = self.acked - acked_before
+            self.rejects_lost = {t: n - rejects_before.get(t, 0) for t, n in self.rejects.items()}
             proc.start()
             self.connect()
         else:
@@ -153,6 +186,8 @@ class Run:
             assert self.publish("q1" if i % 2 else "q2", "d")
             if i % 10 == 0:
                 self.ack("q2", 3)
+            if i % 10 == 5:
+                self.reject("r", 2)
         assert self.declare("q3")
         self.close()
         proc.kill()
@@ -217,6 +252,10 @@ def test_single_faults_walking_through_the_calls_lose_nothing_confirmed(tmp_path
         run.connect()
         run.ch.queue_declare("q1", durable=True)
         run.ch.queue_declare("q2", durable=True)
+        run.ch.queue_declare("r", durable=True, arguments={"x-queue-type": "quorum",
+                                                           "x-delivery-limit": 1000})
+        for _ in range(3):
+            assert run.publish("r", "a")
         run.acked_while_faulty = set()
         for n in range(40):
             before = set(run.acked)
@@ -228,6 +267,7 @@ def test_single_faults_walking_through_the_calls_lose_nothing_confirmed(tmp_path
             for i in range(3):
                 run.publish("q1" if (n + i) % 2 else "q2", "a")
             run.ack("q1" if n % 2 else "q2", 2)
+            run.reject("r", 1 + n % 3)
             if n % 10 == 0:
                 run.declare(f"extra{n}")
             run.acked_while_faulty |= run.acked - before

@@ -100,3 +100,65 @@ def test_power_loss_right_after_declare_keeps_the_queue(tmp_path) -> None:
         conn.close()
     finally:
         proc.stop()
+
+
+@pytest.mark.hutch_only
+def test_power_loss_keeps_delivery_counts_written_before_a_confirm(tmp_path) -> None:
+    """RETURNED records (a message's delivery count) go through the same group commit
+    as publishes: every reject made before a confirmed publish survives a power cut;
+    rejects after it may be lost, but a count never goes beyond the rejects made."""
+    rng = random.Random(7)
+    journal = str(tmp_path / "journal")
+    env = {"HUTCH_STORE_FILES": "tests.crash.seams:JournalFiles",
+           "HUTCH_POWERLOSS_JOURNAL": journal}
+    proc = HutchProcess("--segment-size", "4k", env=env)
+    proc.start()
+    data_dirs = [proc.data_dir, os.path.join(proc.data_dir, "msgs")]
+    rejects: dict[bytes, int] = {}
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(proc.url))
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare("pq", durable=True, arguments={"x-queue-type": "quorum",
+                                                        "x-delivery-limit": 10_000})
+        ch.queue_declare("sync", durable=True)
+        for i in range(5):
+            ch.basic_publish("", "pq", f"m{i}".encode(), pika.BasicProperties(delivery_mode=2))
+        conn.close()
+        for round_no in range(6):
+            conn = pika.BlockingConnection(pika.URLParameters(proc.url))
+            ch = conn.channel()
+            ch.confirm_delivery()
+            for _ in range(rng.randint(1, 20)):
+                taken = [ch.basic_get("pq") for _ in range(rng.randint(1, 5))]
+                for method, _props, body in taken:
+                    ch.basic_reject(method.delivery_tag, requeue=True)
+                    rejects[body] = rejects.get(body, 0) + 1
+            ch.basic_publish("", "sync", b"s", pika.BasicProperties(delivery_mode=2))
+            durable = dict(rejects)  # everything before the confirm is on disk
+            for _ in range(rng.randint(0, 10)):  # these may or may not make it
+                method, _props, body = ch.basic_get("pq")
+                ch.basic_nack(method.delivery_tag, requeue=True)  # not counted
+                method, _props, body = ch.basic_get("pq")
+                ch.basic_reject(method.delivery_tag, requeue=True)
+                rejects[body] = rejects.get(body, 0) + 1
+            time.sleep(rng.uniform(0.0, 0.05))
+            proc.kill()
+            simulate_power_loss(journal, data_dirs, rng)
+            proc.start()
+            conn = pika.BlockingConnection(pika.URLParameters(proc.url))
+            ch = conn.channel()
+            seen = {}
+            for _ in range(5):
+                method, props, body = ch.basic_get("pq")
+                seen[body] = (props.headers or {}).get("x-delivery-count") or 0
+            assert len(seen) == 5, f"round {round_no}: messages lost"
+            for body, count in seen.items():
+                assert durable.get(body, 0) <= count <= rejects.get(body, 0), (round_no, body)
+                rejects[body] = count  # what the broker now holds is the new truth
+            conn.close()  # the five go back unacked: a failed delivery each
+            for body in seen:
+                rejects[body] += 1
+            time.sleep(0.2)
+    finally:
+        proc.stop()

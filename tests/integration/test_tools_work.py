@@ -203,3 +203,51 @@ def test_concurrency_runs_commands_in_parallel(broker_url, qname, amqp, cmd, tmp
     ends = sorted(p.stat().st_mtime for p in (tmp_path / "runs").glob("*.done"))
     assert starts[1] < ends[0]
     amqp.wait_ready(qname, 0)
+
+
+def test_retries_rely_on_the_broker_for_a_quorum_queue(broker_url, qname, cmd, tmp_path):
+    """A quorum queue counts failed deliveries itself: the worker rejects with requeue
+    (no republished copies) and numbers attempts by the broker's x-delivery-count."""
+    amqp = Amqp(broker_url)
+    dead = qname + ".dead"
+    try:
+        amqp.declare(qname, **{"x-queue-type": "quorum"})
+        publish(amqp, qname, "fail always")
+        with tool("work", "--url", broker_url, "-q", qname, "--retries", "2",
+                  "--dead-letter-queue", dead, *cmd) as w:
+            w.wait_for("dead-lettered")
+            w.signal()
+            assert w.wait() == 0
+        failed = [line for line in w.lines if line.startswith(" [!]")]
+        assert failed == [
+            " [!] Failed (exit status 3); retry 1 of 2 (requeued, counted by the broker)",
+            " [!] Failed (exit status 3); retry 2 of 2 (requeued, counted by the broker)",
+            f" [!] Failed (exit status 3); dead-lettered to '{dead}' after 3 attempt(s)"]
+        assert [r["HUTCH_ATTEMPT"] for r in runs(tmp_path)] == ["1", "2", "3"]
+        assert [r["HUTCH_REDELIVERED"] for r in runs(tmp_path)] == ["0", "1", "1"]
+        amqp.wait_ready(qname, 0)
+        [(_, props, body)] = amqp.get_all(dead)
+        assert body == b"fail always" and props.headers["x-hutch-attempts"] == 3
+    finally:
+        amqp.close([qname, dead])
+
+
+def test_failures_reach_the_broker_delivery_limit(broker_url, qname, cmd, tmp_path):
+    """Without --retries a failure is a basic.reject with requeue, which the broker counts:
+    a poison message on a queue with a delivery limit is dead-lettered, not looped on."""
+    amqp = Amqp(broker_url)
+    dlq = qname + ".dlq"
+    try:
+        amqp.declare(dlq)
+        amqp.declare(qname, **{"x-queue-type": "quorum", "x-delivery-limit": 1,
+                               "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq})
+        publish(amqp, qname, "fail always")
+        with tool("work", "--url", broker_url, "-q", qname, *cmd) as w:
+            amqp.wait_ready(dlq, 1)
+            w.signal()
+            assert w.wait() == 0
+        assert len(runs(tmp_path)) == 2  # the first delivery and one redelivery
+        [(_, props, _body)] = amqp.get_all(dlq)
+        assert props.headers["x-death"][0]["reason"] == "delivery_limit"
+    finally:
+        amqp.close([qname, dlq])

@@ -41,7 +41,10 @@ TYPE_ARGS: dict[str, frozenset[str]] = {
         "x-queue-version", "x-single-active-consumer", "x-queue-type", "x-queue-master-locator",
         "x-queue-leader-locator",
         # Hutch extension (issue #14): the delivery limit on classic queues too.
-        "x-delivery-limit"}),
+        "x-delivery-limit",
+        # RabbitMQ 3.12-4.2 honoured it on classic queues (4.3 has no classic consumer
+        # timeout any more); Hutch follows 4.2 there (README, "Consumer timeout").
+        "x-consumer-timeout"}),
     "quorum": frozenset({
         "x-dead-letter-exchange", "x-dead-letter-routing-key", "x-dead-letter-strategy",
         "x-expires", "x-max-length", "x-max-length-bytes", "x-max-in-memory-length",
@@ -68,6 +71,7 @@ EQUIVALENCE_ARGS = (
     "x-expires", "x-message-ttl", "x-dead-letter-exchange", "x-dead-letter-routing-key",
     "x-max-length", "x-max-length-bytes", "x-max-priority", "x-overflow", "x-queue-mode",
     "x-single-active-consumer", "x-queue-type",
+    "x-consumer-timeout",  # compared since RabbitMQ 4.3 (declare_args)
 )
 
 
@@ -88,7 +92,7 @@ def _check(key: str, value: Any, args: dict[str, Any]) -> str | None:
     if key in ("x-max-length", "x-max-length-bytes", "x-max-in-memory-length",
                "x-max-in-memory-bytes", "x-message-ttl", "x-expires", "x-max-priority",
                "x-consumer-disconnected-timeout", "x-quorum-initial-group-size",
-               "x-queue-version"):
+               "x-queue-version", "x-consumer-timeout"):
         if not _is_int(value):
             return f'"expected integer, got {field_type_name(value)}"'
         if value < 0:

@@ -19,6 +19,7 @@ class Message:
     __slots__ = (
         "body",
         "consumer",
+        "delivered_at",
         "exchange",
         "expires_at",
         "header",
@@ -27,9 +28,12 @@ class Message:
         "position",
         "queue",
         "redelivered",
+        "returns",
         "routing_key",
         "store_pos",
     )
+
+    delivered_at: float  # see __init__
 
     def __init__(self, exchange: str, routing_key: str, header: bytes, body: bytes,
                  persistent: bool, expires_at: float | None = None) -> None:
@@ -43,6 +47,12 @@ class Message:
         # Monotonic deadline in seconds, or None for "never expires".
         self.expires_at = expires_at
         self.redelivered = False
+        # [delivery count, acquired count] once the message came back to a queue that
+        # counts returns (broker/redelivery.py); None until then.
+        self.returns: list[int] | None = None
+        # ``delivered_at`` (monotonic seconds) is only set, and only read, for deliveries
+        # from a queue with a consumer timeout (server/ack_timeout.py): left unset here
+        # so that the common path does not pay for it.
         # Its place in the queue's in-memory order: a requeued message goes back
         # before every message with a higher position (see broker/queue_store).
         self.position = 0

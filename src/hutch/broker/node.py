@@ -94,6 +94,10 @@ class Node:
         self.queues_deleted = 0
         self.started_at = time.time()
         self.max_message_size = max_message_size
+        # Delivery acknowledgement timeout in ms for queues without their own
+        # (``hutch serve --consumer-timeout``; RabbitMQ's ``consumer_timeout``).  None:
+        # off, unlike RabbitMQ's 30 minutes (server/ack_timeout.py).
+        self.consumer_timeout: int | None = None
         # RabbitMQ's default vm_memory_high_watermark is 0.4 of RAM.  Hutch measures
         # the bytes of queued message bodies, which is what grows without bound.
         self.memory_high_watermark = memory_high_watermark or int(total_memory() * 0.4)

@@ -31,6 +31,7 @@ from .queue_store import QueueStore
 from .queue_store.memory import MemoryStore
 from .queue_store.paged import WINDOW, WINDOW_BYTES, WINDOW_MAX, PagedStore
 from .queue_store.priority import PriorityStore, levels_for
+from .redelivery import counts_returns, returned
 
 # The window constants live in queue_store/paged.py.
 __all__ = ["WINDOW", "WINDOW_BYTES", "WINDOW_MAX", "Queue"]
@@ -118,6 +119,13 @@ class Queue:
         self.dlx = settings.dlx
         self.dlrk = settings.dlrk
         self.queue_type = settings.queue_type
+        # Returns counted, redeliveries annotated, delivery limit (redelivery.py).
+        self.counts_returns = counts_returns(settings)
+        # Delivery acknowledgement timeout in ms (server/ack_timeout.py): the queue's
+        # (argument or policy) or else the broker's; None: none.
+        self.ack_timeout = settings.consumer_timeout
+        if self.ack_timeout is None:
+            self.ack_timeout = getattr(self.vhost.broker, "consumer_timeout", None)
 
     # -- counts --------------------------------------------------------------
     @property
@@ -367,14 +375,18 @@ class Queue:
         self.acked += 1
         self.store.settle(msg)
 
-    def requeue(self, msgs: list[Message]) -> None:
-        """Put unacked messages back at their original positions."""
+    def requeue(self, msgs: list[Message], failed: bool = False) -> None:
+        """Put unacked messages back at their original positions.  ``failed``: the
+        return counts as a failed delivery (basic.reject, the holder went away), for
+        the delivery limit of a queue that counts returns."""
         for msg in msgs:
             self._release(msg)
         if self.deleted:
             for msg in msgs:
                 self.store.settle(msg)
             return
+        if self.counts_returns:
+            msgs = returned(self, msgs, failed)
         self.store.requeue(msgs)
         self._arm_ttl()
         if self.consumers:
@@ -397,6 +409,10 @@ class Queue:
                 self.vhost.broker.pump.queue_dirty(self)
         self.unacked_count -= 1
         self.unacked_bytes -= len(msg.body)
+
+    def discard(self, msg: Message, reason: str) -> None:
+        """A taken message leaves for good (over the delivery limit): dead-lettered or dropped."""
+        self._discard(msg, reason)
 
     def _discard(self, msg: Message, reason: str) -> None:
         """Drop a message (expired, over the limit, rejected), dead-lettering it if configured."""

@@ -48,6 +48,10 @@ def queue_settings(args: dict[str, Any]) -> QueueSettings:
     ttl = args.get("x-message-ttl")
     exp = args.get("x-expires")
     limit = args.get("x-delivery-limit")
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        # RabbitMQ 4.x does not validate it: a value that is not an integer means
+        # the default (rabbit_quorum_queue:get_delivery_limit).
+        limit = None
     if limit is None and qtype == "quorum":
         limit = QUORUM_DEFAULT_DELIVERY_LIMIT
     if limit is not None and limit < 0:

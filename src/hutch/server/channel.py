@@ -30,7 +30,7 @@ from ..protocol import methods as m
 from ..protocol.codec import DecodeError
 from ..protocol.frames import body_frames, header_frame, method_frame
 from ..protocol.properties import peek
-from . import direct_reply
+from . import ack_timeout, direct_reply
 from .confirms import Confirms
 from .content import ContentAssembler, Publish
 from .counters import fold_into_totals
@@ -66,6 +66,9 @@ class Channel:
         self.in_order = self._replies.in_order
         self._content = ContentAssembler(conn.broker, self._complete_publish)
         self._deliveries = Deliveries()
+        # The consumer-timeout timer while deliveries with a timeout are unacked
+        # (ack_timeout.py).
+        self.ack_timer: Any = None
         # While this channel deletes a queue: tags of its own consumers the deletion
         # cancelled, notified after queue.delete-ok (see _m_queue_delete).
         self._cancel_after_delete: list[str] | None = None
@@ -100,6 +103,10 @@ class Channel:
     @property
     def consumers(self) -> dict[str, Consumer]:
         return self._deliveries.consumers
+
+    @property
+    def deliveries(self) -> Deliveries:
+        return self._deliveries
 
     @property
     def unacked(self) -> OrderedDict[int, Message]:
@@ -276,6 +283,8 @@ class Channel:
         if not consumer.no_ack:
             d.unacked[tag] = msg
             self.stat_deliver += 1
+            if consumer.queue.ack_timeout is not None:
+                ack_timeout.track(self, msg)
         else:
             self.stat_deliver_no_ack += 1
         if msg.redelivered:
@@ -322,18 +331,22 @@ class Channel:
         self.stat_ack += len(taken)
         Deliveries.ack(taken)
 
-    def _negative(self, taken: Taken, requeue: bool) -> None:
+    def _negative(self, taken: Taken, requeue: bool, failed: bool = False) -> None:
+        # ``failed``: basic.reject's requeue counts as a failed delivery, nack's does
+        # not (RabbitMQ 4.3, broker/redelivery.py).
         if self.tx:
-            self._tx.hold_settle("requeue" if requeue else "reject", taken)
+            self._tx.hold_settle(("retry" if failed else "requeue") if requeue else "reject",
+                                 taken)
             return
-        Deliveries.settle_negative([msg for _t, msg in taken], requeue)
+        Deliveries.settle_negative([msg for _t, msg in taken], requeue, failed)
 
     # -- channel teardown -----------------------------------------------------------
     def release(self) -> None:
         """Forget consumers and requeue everything unacked (channel or connection closing)."""
         self._deliveries.cancel_all()
+        ack_timeout.stop(self)
         direct_reply.forget(self)
-        self._deliveries.requeue_all()
+        self._deliveries.requeue_all(failed=True)
         self._tx.release()
         self._content.reset()
         fold_into_totals(self)
@@ -524,6 +537,8 @@ class Channel:
         d.next_tag += 1
         if not method.no_ack:
             d.unacked[tag] = msg
+            if q.ack_timeout is not None:
+                ack_timeout.track(self, msg)
         n = self.number
         frames = [
             method_frame(n, m.BasicGetOk(delivery_tag=tag, redelivered=msg.redelivered,
@@ -539,7 +554,8 @@ class Channel:
         self._on_ack(method.delivery_tag, method.multiple)
 
     def _m_basic_reject(self, method: Any) -> None:
-        self._negative(self._deliveries.take(method.delivery_tag, False), method.requeue)
+        self._negative(self._deliveries.take(method.delivery_tag, False), method.requeue,
+                       failed=True)
 
     def _m_basic_nack(self, method: Any) -> None:
         self._negative(self._deliveries.take(method.delivery_tag, method.multiple), method.requeue)

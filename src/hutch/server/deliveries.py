@@ -21,13 +21,16 @@ Taken = list[tuple[int, Message]]
 
 
 class Deliveries:
-    __slots__ = ("consumers", "next_tag", "unacked")
+    __slots__ = ("consumers", "next_tag", "released", "unacked")
 
     def __init__(self) -> None:
         self.consumers: dict[str, Consumer] = {}
         # delivery tag -> Message, in tag order (OrderedDict pops from the front in O(1)).
         self.unacked: OrderedDict[int, Message] = OrderedDict()
         self.next_tag = 1
+        # Tags whose messages the queue took back (a quorum consumer timeout,
+        # ack_timeout.py): settling one later is ignored, as RabbitMQ ignores it.
+        self.released: set[int] = set()
 
     def take(self, tag: int, multiple: bool) -> Taken:
         """Remove and return (tag, message) for every unacked message an
@@ -48,6 +51,9 @@ class Deliveries:
             return taken
         msg = unacked.pop(tag, None)
         if msg is None:
+            if tag in self.released:
+                self.released.discard(tag)
+                return []
             raise ChannelError(rc.PRECONDITION_FAILED, f"unknown delivery tag {tag}")
         return [(tag, msg)]
 
@@ -59,26 +65,28 @@ class Deliveries:
                 q.ack(msg)
 
     @staticmethod
-    def settle_negative(msgs: list[Message], requeue: bool) -> None:
-        """Requeue (each queue's in one go, back at their places) or reject ``msgs``."""
+    def settle_negative(msgs: list[Message], requeue: bool, failed: bool = False) -> None:
+        """Requeue (each queue's in one go, back at their places) or reject ``msgs``.
+        ``failed``: a requeue that counts as a failed delivery (broker/redelivery.py)."""
         if requeue:
             by_queue: dict[Any, list[Message]] = {}
             for msg in msgs:
                 if msg.queue is not None:
                     by_queue.setdefault(msg.queue, []).append(msg)
             for q, group in by_queue.items():
-                q.requeue(group)
+                q.requeue(group, failed)
         else:
             for msg in msgs:
                 if msg.queue is not None:
                     msg.queue.reject(msg)
 
-    def requeue_all(self) -> None:
-        """Every unacked message goes back to its queue (basic.recover, channel closed)."""
+    def requeue_all(self, failed: bool = False) -> None:
+        """Every unacked message goes back to its queue (basic.recover; channel closed,
+        which counts as a failed delivery)."""
         if self.unacked:
             msgs = list(self.unacked.values())
             self.unacked.clear()
-            self.settle_negative(msgs, requeue=True)
+            self.settle_negative(msgs, requeue=True, failed=failed)
 
     def restore(self, taken: Taken) -> None:
         """Acks undone (tx.rollback): the messages are unacked again, under their old

@@ -22,7 +22,8 @@ class Transaction:
 
     def __init__(self) -> None:
         self._publishes: list[HeldPublish] = []
-        # ("ack" | "reject" | "requeue", what the ack/reject/nack took from the unacked)
+        # ("ack" | "reject" | "requeue" | "retry", what the ack/reject/nack took from the
+        # unacked); "retry" is basic.reject's requeue, a failed delivery (redelivery.py).
         self._acks: list[tuple[str, Taken]] = []
 
     @property
@@ -54,7 +55,8 @@ class Transaction:
             if kind == "ack":
                 Deliveries.ack(taken)
             else:
-                Deliveries.settle_negative([msg for _t, msg in taken], kind == "requeue")
+                Deliveries.settle_negative([msg for _t, msg in taken], kind != "reject",
+                                           failed=kind == "retry")
         return bool(stored)
 
     def rollback(self, deliveries: Deliveries) -> None:
@@ -64,8 +66,9 @@ class Transaction:
         deliveries.restore([pair for _kind, taken in acks for pair in taken])
 
     def release(self) -> None:
-        """The channel is going away: what the held acks took goes back to its queues."""
+        """The channel is going away: what the held acks took goes back to its queues
+        (still unsettled when its holder went away: a failed delivery)."""
         for _kind, taken in self._acks:
-            Deliveries.settle_negative([msg for _t, msg in taken], requeue=True)
+            Deliveries.settle_negative([msg for _t, msg in taken], requeue=True, failed=True)
         self._acks.clear()
         self._publishes.clear()

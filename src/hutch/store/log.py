@@ -51,7 +51,7 @@ LARGE_BODY = 64 * 1024  # bodies at least this big are written without being cop
 
 class _Batch:
     __slots__ = ("acks", "callbacks", "carried", "data", "defs", "delivers", "msgs", "offsets",
-                 "segment", "start")
+                 "returns", "segment", "start")
 
     def __init__(self) -> None:
         self.data: list[bytes | tuple[bytes, bytes]] = []
@@ -66,6 +66,7 @@ class _Batch:
         # fails they go back into the next one (so an ack is not forgotten by a hiccup).
         self.acks: list[tuple[int, int]] = []
         self.delivers: list[tuple[int, int]] = []
+        self.returns: list[records.Counts] = []  # its RETURNED entries, likewise
 
 
 class MessageLog(RecoveryMixin, ReclaimMixin):
@@ -95,6 +96,11 @@ class MessageLog(RecoveryMixin, ReclaimMixin):
         self._pending_dead = 0  # messages published *and* removed before being written
         self._acks: list[tuple[int, int]] = []
         self._delivers: list[tuple[int, int]] = []
+        self._returns: list[records.Counts] = []
+        # Return counts of live messages that have any (msg id -> (delivery count,
+        # acquired count)), as the log holds them: kept up to date on the loop, filled
+        # by recovery, written into the shutdown snapshot (broker/redelivery.py).
+        self.counts: dict[int, tuple[int, int]] = {}
         self._assigned_upto = 0  # highest seq already placed in a segment
         # Messages living outside their seq range's segment (salvaged from a
         # quarantined segment into a newer one): id -> segment.
@@ -145,6 +151,8 @@ class MessageLog(RecoveryMixin, ReclaimMixin):
     def remove(self, queue: Any, msg: Any) -> None:
         msg_id = msg.msg_id
         msg.msg_id = None
+        if self.counts:
+            self.counts.pop(msg_id, None)
         self._acks.append((queue.store_id, msg_id))
         if msg_id > self._assigned_upto:
             self._pending_dead += 1
@@ -166,6 +174,21 @@ class MessageLog(RecoveryMixin, ReclaimMixin):
         if not self._scheduled:
             self._schedule()
 
+    def returned(self, queue: Any, msg: Any) -> None:
+        """``msg`` (with a ``msg_id``) came back to ``queue`` with new return counts
+        (``msg.returns``): record them so they survive a restart."""
+        msg_id = msg.msg_id
+        delivery_count, acquired_count = msg.returns
+        self.counts[msg_id] = (delivery_count, acquired_count)
+        self._returns.append((queue.store_id, msg_id, min(delivery_count, _U32_MAX),
+                              min(acquired_count, _U32_MAX)))
+        if msg_id <= self._assigned_upto:
+            seg = self._segment_of(msg_id, pop=False)
+            if seg is not None:
+                self._note_target(seg)
+        if not self._scheduled:
+            self._schedule()
+
     def _note_target(self, seg: Segment) -> None:
         if self._pending_target is None or seg.first_seq < self._pending_target:
             self._pending_target = seg.first_seq
@@ -178,7 +201,7 @@ class MessageLog(RecoveryMixin, ReclaimMixin):
         if since is not None and since != self.failures:
             self.loop.call_soon(callback, False)
             return
-        if self._pending.data or self._acks or self._delivers:
+        if self._pending.data or self._acks or self._delivers or self._returns:
             self._pending.callbacks.append(callback)
         elif self._inflight is not None:
             self._inflight.callbacks.append(callback)
@@ -211,6 +234,10 @@ class MessageLog(RecoveryMixin, ReclaimMixin):
             self.seq += 1
             batch.data.append(records.encode_pairs(records.DELIVER, self.seq, self._delivers))
             batch.delivers, self._delivers = self._delivers, []
+        if self._returns:
+            self.seq += 1
+            batch.data.append(records.encode_returned(self.seq, self._returns))
+            batch.returns, self._returns = self._returns, []
         if not batch.data:
             for cb in batch.callbacks:
                 cb(self.error is None)
@@ -378,12 +405,13 @@ class MessageLog(RecoveryMixin, ReclaimMixin):
                 for cb in batch.callbacks:
                     cb(True)
             if batch.carried is not None:
-                # Its ACK/DELIVER references now live in this (newer) batch too.
+                # Its ACK/DELIVER/RETURNED references now live in this (newer) batch too.
                 batch.carried.oldest_target = None
                 batch.carried.pinned = False
                 self._carrying = False
             self._reclaim()
-        if self._pending.data or self._acks or self._delivers or self._pending.callbacks:
+        if (self._pending.data or self._acks or self._delivers or self._returns
+                or self._pending.callbacks):
             self._flush()
 
     def _fail(self, batch: _Batch) -> None:
@@ -393,10 +421,13 @@ class MessageLog(RecoveryMixin, ReclaimMixin):
         books): they were nacked, will not come back after a restart, and must not
         hold up paging or pin a segment.  Its acks and deliveries go into a later
         batch, written once the disk takes writes again."""
-        if batch.acks or batch.delivers:
+        if batch.acks or batch.delivers or batch.returns:
             self._acks[:0] = batch.acks
             self._delivers[:0] = batch.delivers
-            for _qid, mid in batch.acks + batch.delivers:
+            self._returns[:0] = batch.returns
+            mids = [mid for _qid, mid in batch.acks + batch.delivers]
+            mids += [r[1] for r in batch.returns]
+            for mid in mids:
                 seg = self._segment_of(mid, pop=False)
                 if seg is not None:
                     self._note_target(seg)
@@ -483,6 +514,8 @@ class MessageLog(RecoveryMixin, ReclaimMixin):
         """Message ``msg_id`` of queue ``queue_id`` is gone: a paged-out entry purged,
         or a record of a queue that no longer exists (recovery)."""
         self._acks.append((queue_id, msg_id))
+        if self.counts:
+            self.counts.pop(msg_id, None)
         seg = self._segment_of(msg_id)
         if seg is not None:
             seg.live -= 1
@@ -518,7 +551,12 @@ class MessageLog(RecoveryMixin, ReclaimMixin):
         try:
             if self._fd is not None and self.sync != "always":
                 self.files.fsync(self._fd)  # the sizes recorded must be the sizes on disk
-            snapshot.write(self.dir, self.files, snapshot.Snapshot(self.seq, segs, queues, delivered))
+            counts = self.counts
+            if counts:  # only the live messages' (a failed write may leave others)
+                live = {e >> 32 for q in queues for e in q.entries}
+                counts = {m: c for m, c in counts.items() if m in live}
+            snapshot.write(self.dir, self.files,
+                           snapshot.Snapshot(self.seq, segs, queues, delivered, counts))
         except OSError as exc:
             log.warning("could not write the shutdown snapshot (the next start scans the log): %s",
                         exc)
@@ -527,7 +565,8 @@ class MessageLog(RecoveryMixin, ReclaimMixin):
 
     def _idle(self) -> bool:
         return (self._inflight is None and not self._pending.data and not self._pending.callbacks
-                and not self._acks and not self._delivers and not self._carrying)
+                and not self._acks and not self._delivers and not self._returns
+                and not self._carrying)
 
     async def settle(self) -> None:
         """Wait until nothing is pending or being written, carry-forwards included."""
@@ -550,6 +589,9 @@ class MessageLog(RecoveryMixin, ReclaimMixin):
         self.when_durable(written)
         self._schedule()
         await done
+
+
+_U32_MAX = 0xFFFFFFFF
 
 
 def _rlen(rec: bytes | tuple[bytes, bytes]) -> int:

@@ -23,12 +23,12 @@ from .recovery import SEGMENT_HEADER, Segment
 
 log = logging.getLogger("hutch.store")
 
-# A segment's ACK and DELIVER (queue id, message id) pairs.
-Refs = tuple[list[tuple[int, int]], list[tuple[int, int]]]
+# A segment's ACK, DELIVER and RETURNED (queue id, message id) pairs.
+Refs = tuple[list[tuple[int, int]], list[tuple[int, int]], list[tuple[int, int]]]
 
 
 def references(files: Files, path: str, first_seq: int, moved: frozenset[int]) -> Refs | None:
-    """On the writer thread: the ACK and DELIVER references of the segment at ``path``
+    """On the writer thread: the ACK, DELIVER and RETURNED references of the segment at ``path``
     that may point to an older segment (a message id below ``first_seq``, or one of
     the ``moved`` ones), in file order; None if a record is damaged.  Picking them
     out here keeps a segment of acks from becoming millions of pairs on the loop."""
@@ -36,6 +36,7 @@ def references(files: Files, path: str, first_seq: int, moved: frozenset[int]) -
     off = len(SEGMENT_HEADER)
     acks: list[tuple[int, int]] = []
     delivers: list[tuple[int, int]] = []
+    returned: list[tuple[int, int]] = []
     while off < len(data):
         try:
             rec = records.read_record(data, off)
@@ -48,8 +49,11 @@ def references(files: Files, path: str, first_seq: int, moved: frozenset[int]) -
             keep = acks if rtype == records.ACK else delivers
             keep.extend(p for p in records.decode_pairs(data, start)
                         if p[1] < first_seq or p[1] in moved)
+        elif rtype == records.RETURNED:
+            returned.extend((r[0], r[1]) for r in records.decode_returned(data, start)
+                            if r[1] < first_seq or r[1] in moved)
         off = end
-    return acks, delivers
+    return acks, delivers, returned
 
 
 class ReclaimMixin:
@@ -64,6 +68,8 @@ class ReclaimMixin:
     _executor: concurrent.futures.ThreadPoolExecutor
     _acks: list[tuple[int, int]]
     _delivers: list[tuple[int, int]]
+    _returns: list[records.Counts]
+    counts: dict[int, tuple[int, int]]
     _carry: Segment | None
     _carrying: bool
     _scan: asyncio.Future[Refs | None] | None
@@ -78,7 +84,7 @@ class ReclaimMixin:
         raise NotImplementedError
 
     def _reclaim(self) -> None:
-        """Delete every segment that holds no live message and whose ACK/DELIVER
+        """Delete every segment that holds no live message and whose ACK/DELIVER/RETURNED
         records refer to no older segment still on disk (never the head).
 
         So one message nobody consumes pins its own segment, not the log after it.
@@ -110,7 +116,7 @@ class ReclaimMixin:
             del self._firsts[i]
 
     def _carry_forward(self, seg: Segment) -> None:
-        """``seg`` holds no live message but some of its ACK/DELIVER records may refer
+        """``seg`` holds no live message but some of its ACK/DELIVER/RETURNED records may refer
         to older segments still on disk.  Copy just those references into the next
         batch; once it is synced ``seg`` can go.  Without this, acks that crossed a
         segment boundary would chain every later segment to one long-lived message.
@@ -151,7 +157,16 @@ class ReclaimMixin:
                 if target is not None and target.first_seq < seg.first_seq:
                     keep.append((qid, mid))
                     self._note_target(target)
-        if not acks and not delivers:
+        # A RETURNED reference is carried as the message's counts now (newer than the
+        # record read, if it came back again since); a message gone since has none.
+        returns: list[records.Counts] = []
+        for qid, mid in dict.fromkeys(refs[2]):
+            counts = self.counts.get(mid)
+            target = self._segment_of(mid, pop=False)
+            if counts is not None and target is not None and target.first_seq < seg.first_seq:
+                returns.append((qid, mid, min(counts[0], 0xFFFFFFFF), min(counts[1], 0xFFFFFFFF)))
+                self._note_target(target)
+        if not acks and not delivers and not returns:
             # Its targets were deleted since (an empty carry would also never be
             # written: an empty batch is not flushed): it can go now.
             seg.oldest_target = None
@@ -159,6 +174,7 @@ class ReclaimMixin:
             return
         self._acks.extend(acks)
         self._delivers.extend(delivers)
+        self._returns.extend(returns)
         seg.pinned = True
         self._carry = seg
         self._carrying = True

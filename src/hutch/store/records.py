@@ -31,6 +31,22 @@ DELIVER (3) — messages handed to a consumer for the first time (so they come
 back with redelivered=true after a restart)::
 
     count(4) then count x [queue_id(8) msg_id(8)]
+
+RETURNED (4) — a message's return counts, as they are now (``broker/redelivery.py``:
+the delivery limit and ``x-delivery-count``)::
+
+    count(4) then count x [queue_id(8) msg_id(8) delivery_count(4) acquired_count(4)]
+
+  Written on every counted return of a persistent message in a durable queue
+  (only queues that count returns: quorum queues, classic ones with a delivery
+  limit), through the same group commit as the other records.  The counts are
+  absolute, not increments, so the newest record of a message wins and a record
+  repeated (carried forward, salvaged) changes nothing.  A RETURNED record is a
+  reference like ACK and DELIVER: its segment stays while the message's PUBLISH
+  lives in an older one (carried forward with the message's current counts).
+  Added after version 1 of the format without changing it: a log written by an
+  older Hutch has none (every count starts at zero), and an older Hutch skips
+  them (a reader skips record types it does not know).
 """
 
 from __future__ import annotations
@@ -43,11 +59,13 @@ from typing import NamedTuple
 PUBLISH = 1
 ACK = 2
 DELIVER = 3
+RETURNED = 4
 
 _head = struct.Struct(">IIBQ")  # length, crc, type, seq
 HEAD_SIZE = _head.size  # 17
 _pub_fixed = struct.Struct(">QBQ")  # queue_id, flags, expires_ms
 _pair = struct.Struct(">QQ")
+_returned = struct.Struct(">QQII")
 _u32 = struct.Struct(">I")
 
 FLAG_DELIVERED = 1
@@ -165,3 +183,17 @@ def read_length(buf: bytes | memoryview, off: int) -> int:
 def decode_pairs(buf: bytes | memoryview, start: int) -> list[tuple[int, int]]:
     (count,) = _u32.unpack_from(buf, start)
     return [_pair.unpack_from(buf, start + 4 + 16 * i) for i in range(count)]
+
+
+# (queue id, message id, delivery count, acquired count)
+Counts = tuple[int, int, int, int]
+
+
+def encode_returned(seq: int, entries: list[Counts]) -> bytes:
+    payload = _u32.pack(len(entries)) + b"".join(_returned.pack(*e) for e in entries)
+    return _frame(RETURNED, seq, payload)
+
+
+def decode_returned(buf: bytes | memoryview, start: int) -> list[Counts]:
+    (count,) = _u32.unpack_from(buf, start)
+    return [_returned.unpack_from(buf, start + 4 + 24 * i) for i in range(count)]

@@ -38,7 +38,7 @@ class Segment:
         self.first_seq = first_seq
         self.size = size  # bytes written (or handed to the writer)
         self.live = 0  # PUBLISH records in it whose message is still in a queue
-        # first_seq of the oldest *other* segment one of its ACK/DELIVER records
+        # first_seq of the oldest *other* segment one of its ACK/DELIVER/RETURNED records
         # refers to (None: only to itself).  While that segment exists, this one
         # must stay, or a restart would bring an acked message back.
         self.oldest_target: int | None = None
@@ -63,6 +63,7 @@ class RecoveryMixin:
     _moved: dict[int, Segment]
     _assigned_upto: int
     recovered_delivered: set[int]
+    counts: dict[int, tuple[int, int]]
     recovered_from = ""
 
     def _segment_of(self, msg_id: int, pop: bool = True) -> Segment | None:
@@ -94,6 +95,7 @@ class RecoveryMixin:
         per_queue: dict[int, _Scan] = {}
         acked: set[int] = set()
         delivered: set[int] = set()
+        counts: dict[int, tuple[int, int]] = {}  # RETURNED: the newest counts win
         salvage: dict[int, records.Publish] = {}
         damaged: list[tuple[str, str]] = []  # moved aside once their salvage is durable
         read_record = records.read_record
@@ -150,6 +152,17 @@ class RecoveryMixin:
                                 oldest is None or target.first_seq < oldest):
                             oldest = target.first_seq
                     seg.oldest_target = oldest
+                elif rtype == records.RETURNED:
+                    oldest = seg.oldest_target
+                    for _qid, mid, dcount, acount in records.decode_returned(data, start):
+                        old = counts.get(mid)
+                        counts[mid] = (dcount, acount) if old is None else (
+                            max(old[0], dcount), max(old[1], acount))
+                        target = self._segment_of(mid, pop=False)
+                        if target is not None and target is not seg and (
+                                oldest is None or target.first_seq < oldest):
+                            oldest = target.first_seq
+                    seg.oldest_target = oldest
                 off = end
             if problem is None:
                 continue
@@ -189,6 +202,10 @@ class RecoveryMixin:
             present = {mid for scan in per_queue.values() for mid in scan.ids}
             live_salvage = [p for p in live_salvage if p.seq not in present]
         self._assigned_upto = self.seq
+        if counts:
+            live = {mid for scan in per_queue.values() for mid in scan.ids}
+            live.update(p.seq for p in live_salvage)
+            self.counts = {m: c for m, c in counts.items() if m in live and m not in acked}
         if live_salvage:
             for qid, entries in self._rewrite(live_salvage, delivered, classify).items():
                 out.setdefault(qid, Recovered()).merge(entries)
@@ -236,6 +253,7 @@ class RecoveryMixin:
         self._firsts = [s.first_seq for s in self.segments]
         self.seq = self._assigned_upto = snap.seq
         self.recovered_delivered = snap.delivered
+        self.counts = snap.counts
         out: dict[int, Recovered] = {}
         for q in snap.queues:
             rec = out[q.queue_id] = Recovered()
@@ -272,6 +290,12 @@ class RecoveryMixin:
                 entry(p.seq, off), len(p.body), None if level_of is None else level_of(p.header))
             off += len(rec)
         self.seq += 1  # reserve the segment's first seq (its name)
+        counted = [(p.queue_id, p.seq, *self.counts[p.seq]) for p in pubs if p.seq in self.counts]
+        if counted:
+            # Their return counts go along, in a RETURNED record under the reserved seq.
+            rec = records.encode_returned(self.seq, counted)
+            parts.append(rec)
+            off += len(rec)
         self._assigned_upto = self.seq
         fd = self.files.open_new(path)
         try:

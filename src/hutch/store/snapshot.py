@@ -22,19 +22,21 @@ Layout (integers big-endian; ``u64[n]`` is n unsigned 64-bit integers)::
       n_queues u32, then per durable queue:
         queue_id u64  count u64  body_bytes u64  ids u64[count]  offsets u32[count]
       n_delivered u64  ids u64[n_delivered]   (live messages already delivered once)
-      version 2 only -- priority queues (``broker/queue_store/priority.py``):
-      n_priority_queues u32, then per priority queue:
+      version 2 only:
+      n_counted u64  ids u64[n]  delivery_counts u32[n]  acquired_counts u32[n]
+                                       (live messages' return counts: the RETURNED
+                                       records' state, see records.py)
+      n_priority_queues u32, then per priority queue (``broker/queue_store/priority.py``):
         queue_id u64  n_runs u32, then per run: level u8  count u64  body_bytes u64
 
 Entries are listed in queue order (which is publish order, requeued messages back
 in their original places).  A priority queue's entries are listed highest level
 first, and its runs say which consecutive entries belong to which level.
 
-Version 2 is written only when a priority queue has messages, so a data dir without
-one keeps writing (and reading) version 1.  A version 1 snapshot still loads; if a
-priority queue's entries are in it without runs (written before Hutch honoured
-``x-max-priority``), recovery scans the log instead, which reads every message's
-priority from its header.
+Version 2 is always written.  A version 1 snapshot still loads (no counts, no
+runs); if a priority queue's entries are in it without runs (written before Hutch
+honoured ``x-max-priority``), recovery scans the log instead, which reads every
+message's priority from its header.
 """
 
 from __future__ import annotations
@@ -54,8 +56,7 @@ log = logging.getLogger("hutch.store")
 
 NAME = "snapshot"
 MAGIC = b"HUTCHSNP"
-VERSION = 1
-VERSION_PRIORITIES = 2
+VERSION = 2  # 2 added return counts and priority runs; a version 1 snapshot is still read
 _head = struct.Struct(">8sIQI")
 _seg = struct.Struct(">QQQQ")
 _queue = struct.Struct(">QQQ")
@@ -90,6 +91,7 @@ class Snapshot:
     segments: list[SegmentState] = field(default_factory=list)
     queues: list[QueueState] = field(default_factory=list)
     delivered: set[int] = field(default_factory=set)
+    counts: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 def _pack_array(typecode: str, values: Any) -> bytes:
@@ -110,7 +112,7 @@ def _unpack_array(typecode: str, data: bytes | memoryview, off: int, count: int)
     return a, end
 
 
-def encode(snap: Snapshot) -> bytes:
+def encode(snap: Snapshot, version: int = VERSION) -> bytes:
     parts = [_u64.pack(snap.seq), _u32.pack(len(snap.segments))]
     for s in snap.segments:
         parts.append(_seg.pack(s.first_seq, s.size, s.live, s.oldest_target or 0))
@@ -121,15 +123,21 @@ def encode(snap: Snapshot) -> bytes:
         parts.append(_pack_array(_U32_TYPECODE, [e & 0xFFFFFFFF for e in q.entries]))
     parts.append(_u64.pack(len(snap.delivered)))
     parts.append(_pack_array("Q", sorted(snap.delivered)))
-    version = VERSION
-    prio = [q for q in snap.queues if q.runs is not None]
-    if prio:
-        version = VERSION_PRIORITIES
+    if version >= 2:
+        counted = sorted(snap.counts)
+        parts.append(_u64.pack(len(counted)))
+        parts.append(_pack_array("Q", counted))
+        parts.append(_pack_array(_U32_TYPECODE, [snap.counts[m][0] for m in counted]))
+        parts.append(_pack_array(_U32_TYPECODE, [snap.counts[m][1] for m in counted]))
+        prio = [q for q in snap.queues if q.runs is not None]
         parts.append(_u32.pack(len(prio)))
         for q in prio:
             assert q.runs is not None
             parts.append(_prio_queue.pack(q.queue_id, len(q.runs)))
             parts.extend(_run.pack(*run) for run in q.runs)
+    else:
+        # Only tests write version 1 (what an older Hutch wrote).
+        assert not snap.counts and all(q.runs is None for q in snap.queues)
     payload = b"".join(parts)
     return _head.pack(MAGIC, version, len(payload), zlib.crc32(payload)) + payload
 
@@ -139,7 +147,7 @@ def decode(data: bytes) -> Snapshot:
     if len(data) < _head.size:
         raise ValueError("too short")
     magic, version, length, crc = _head.unpack_from(data)
-    if magic != MAGIC or version not in (VERSION, VERSION_PRIORITIES):
+    if magic != MAGIC or version not in (1, VERSION):
         raise ValueError("bad magic or version")
     payload = memoryview(data)[_head.size:]
     if len(payload) != length or zlib.crc32(payload) != crc:
@@ -166,7 +174,13 @@ def decode(data: bytes) -> Snapshot:
     off += 8
     delivered, off = _unpack_array("Q", payload, off, n)
     snap.delivered = set(delivered)
-    if version == VERSION_PRIORITIES:
+    if version >= 2:
+        (n,) = _u64.unpack_from(payload, off)
+        off += 8
+        ids, off = _unpack_array("Q", payload, off, n)
+        dcs, off = _unpack_array(_U32_TYPECODE, payload, off, n)
+        acs, off = _unpack_array(_U32_TYPECODE, payload, off, n)
+        snap.counts = dict(zip(ids, zip(dcs, acs, strict=True), strict=True))
         by_id = {q.queue_id: q for q in snap.queues}
         (n,) = _u32.unpack_from(payload, off)
         off += 4

@@ -8,12 +8,14 @@ from typing import Any
 from .common import EX_UNAVAILABLE, ToolError
 
 
-async def declare_queue(connection: Any, channel: Any, name: str) -> Any:
+async def declare_queue(connection: Any, channel: Any, name: str,
+                        seen: dict[str, Any] | None = None) -> Any:
     """``queue_declare(name, durable=True)`` as the seeds do.  If the queue already
     exists with other properties (say an ``x-dead-letter-exchange`` set by whoever
     created it), the broker answers 406 and closes the channel; then we use the queue
     as it is (a passive declare on a fresh channel) rather than refuse to work.
-    Returns the channel to go on with."""
+    Returns the channel to go on with.  ``seen["quorum"]`` becomes True when the 406
+    says the queue is a quorum queue (then the broker counts deliveries: retry.py)."""
     from aio_pika import exceptions as ex
     from aiormq.exceptions import ChannelAccessRefused
 
@@ -21,6 +23,9 @@ async def declare_queue(connection: Any, channel: Any, name: str) -> Any:
         await channel.declare_queue(name, durable=True)
         return channel
     except ex.ChannelPreconditionFailed as exc:
+        text = _text(exc)
+        if seen is not None and "'x-queue-type'" in text and "'quorum'" in text:
+            seen["quorum"] = True
         print(f"hutch: note: using the existing queue '{name}' as it is ({_text(exc)})",
               file=sys.stderr, flush=True)
     except ChannelAccessRefused as exc:

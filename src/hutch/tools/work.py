@@ -35,7 +35,7 @@ from .common import (
     show,
 )
 from .declare import declare_queue
-from .retry import ATTEMPTS_HEADER, Retrier
+from .retry import Retrier
 from .runner import message_env, run_command
 
 
@@ -56,8 +56,10 @@ def add_work_parser(sub: Any) -> None:
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds a command may run; then it is killed and the message fails")
     p.add_argument("--retries", type=int, default=None,
-                   help="retry a failed message N times (republished with an attempt counter "
-                        "header), then dead-letter it; default: requeue failures forever")
+                   help="retry a failed message N times (on a quorum queue requeued and "
+                        "counted by the broker, elsewhere republished with an attempt counter "
+                        "header), then dead-letter it; default: requeue failures (until the "
+                        "queue's delivery limit, if it has one)")
     p.add_argument("--dead-letter-queue", default=None, metavar="QUEUE",
                    help="durable queue for messages that failed every attempt (default: reject "
                         "them, which uses the queue's own x-dead-letter-exchange if any)")
@@ -107,13 +109,15 @@ class Worker:
         try:
             # Confirms on: retries and dead letters are acked only once the copy is safe.
             channel = await connection.channel(publisher_confirms=True)
-            channel = await declare_queue(connection, channel, args.queue)
+            seen: dict[str, Any] = {}
+            channel = await declare_queue(connection, channel, args.queue, seen)
             if args.dead_letter_queue:
                 channel = await declare_queue(connection, channel, args.dead_letter_queue)
             await channel.set_qos(prefetch_count=args.concurrency if args.prefetch is None
                                   else args.prefetch)
             queue = await channel.get_queue(args.queue, ensure=False)
-            self.retrier = Retrier(channel, args.queue, args.retries, args.dead_letter_queue)
+            self.retrier = Retrier(channel, args.queue, args.retries, args.dead_letter_queue,
+                                   broker_counts=seen.get("quorum", False))
             connection.close_callbacks.add(self._on_close)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self._on_signal)
@@ -205,7 +209,7 @@ class Worker:
                 self.busy -= 1
 
     async def _handle(self, message: Any) -> None:
-        attempt = _attempts(message) + 1
+        attempt = self.retrier.attempts(message) + 1
         say(f" [x] Received {show(message.body)}")
         if self.command:
             env = message_env(message, self.args.queue, attempt)
@@ -223,9 +227,3 @@ class Worker:
             print(f"hutch: could not settle message {show(message.body)}: {exc}",
                   file=sys.stderr, flush=True)
 
-
-def _attempts(message: Any) -> int:
-    try:
-        return int((message.headers or {}).get(ATTEMPTS_HEADER, 0))
-    except (TypeError, ValueError):
-        return 0

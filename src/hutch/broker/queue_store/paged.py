@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 from ...store.log import MessageLog
 from ...store.records import Publish
 from ..message import Message
+from ..redelivery import restore as restore_counts
 from .memory import requeue_into
 
 if TYPE_CHECKING:
@@ -369,6 +370,7 @@ class PagedStore:
     def _decode(self, run: list[int], pubs: list[Publish | None]) -> tuple[list[Message], int]:
         """Messages from the records read for ``run``; their bodies count as in memory."""
         delivered = self._delivered
+        counts = self.log.counts  # return counts recovered or recorded (redelivery.py)
         now_wall, now_mono = time.time(), time.monotonic()
         out = []
         size = 0
@@ -389,6 +391,8 @@ class PagedStore:
             if delivered and pub.seq in delivered:
                 delivered.discard(pub.seq)
                 msg.redelivered = True
+            if counts and (c := counts.get(pub.seq)) is not None:
+                restore_counts(msg, c)
             size += len(pub.body)
             out.append(msg)
         self._account(size)
