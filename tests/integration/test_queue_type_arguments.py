@@ -113,3 +113,33 @@ def test_accepted(broker_url, conn, qname, args):
     ok = expect_ok(broker_url, conn, conn.channel(),
                    lambda c: c.queue_declare(qname, durable=True, arguments=args))
     assert ok.method.queue == qname
+
+
+def _consume_refused(broker_url, conn, qname, qargs, cargs, detail):
+    conn.channel().queue_declare(qname, durable=True, arguments=qargs)
+
+    def consume(c):
+        c.basic_consume(qname, lambda *a: None, arguments=cargs)
+    expect_channel_error(broker_url, conn, conn.channel(), consume, 406,
+                         PF + detail.format(q=f"queue '{qname}' in vhost '/'"))
+
+
+@pytest.mark.parametrize("qargs", [{}, QQ], ids=["classic", "quorum"])
+def test_stream_consumer_argument_is_refused(broker_url, conn, qname, qargs):
+    qtype = "quorum" if qargs else "classic"
+    _consume_refused(broker_url, conn, qname, qargs, {"x-stream-offset": "first"},
+                     f"invalid arg 'x-stream-offset' for {{q}} of queue type rabbit_{qtype}_queue")
+
+
+@pytest.mark.hutch_only  # 4.3 lists it for quorum consumers only; 3.10 knew no such argument
+def test_consumer_timeout_consumer_argument(broker_url, conn, qname):
+    _consume_refused(broker_url, conn, qname, {}, {"x-consumer-timeout": 1000},
+                     "invalid arg 'x-consumer-timeout' for {q} of queue type rabbit_classic_queue")
+
+
+@pytest.mark.hutch_only  # RabbitMQ 4.3 honours it on quorum queues; Hutch refuses, not ignores
+def test_consumer_timeout_consumer_argument_on_quorum_is_refused(broker_url, conn, qname):
+    _consume_refused(broker_url, conn, qname, QQ, {"x-consumer-timeout": 1000},
+                     "invalid arg 'x-consumer-timeout' for {q}: \"a consumer's own timeout "
+                     "(RabbitMQ 4.3) is not supported by Hutch; use the queue's "
+                     "x-consumer-timeout or a consumer-timeout policy\"")

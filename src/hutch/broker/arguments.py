@@ -145,6 +145,44 @@ def _check(key: str, value: Any, args: dict[str, Any]) -> str | None:
     return None
 
 
+# RabbitMQ 4.3's consumer arguments per queue type (the same capabilities()).
+CONSUMER_ARGS: dict[str, frozenset[str]] = {
+    "classic": frozenset({"x-priority"}),
+    "quorum": frozenset({"x-priority", "x-consumer-timeout"}),
+    "stream": frozenset({"x-stream-offset", "x-stream-filter", "x-stream-match-unfiltered"}),
+}
+TYPED_CONSUMER_ARGS = frozenset().union(*CONSUMER_ARGS.values())
+UNSUPPORTED_CONSUMER_ARGS = {
+    "x-consumer-timeout": "a consumer's own timeout (RabbitMQ 4.3) is not supported by Hutch; "
+                          "use the queue's x-consumer-timeout or a consumer-timeout policy",
+}
+
+
+def check_consume_args(queue: Any, args: dict[str, Any], exclusive: bool) -> None:
+    """basic.consume's arguments as RabbitMQ 4.3's ``check_consume_arguments``: another
+    queue type's consumer argument is refused naming the type, ``x-priority`` must be an
+    integer (``check_int_arg``, same 406 text); and an exclusive consumer is refused on
+    a single-active-consumer queue (``rabbit_amqqueue_process``:
+    ``exclusive_consume_unavailable``, the 403 the channel gives when another consumer
+    holds the queue)."""
+    allowed = CONSUMER_ARGS[queue.queue_type]
+    for key in args:
+        if key not in allowed and key in TYPED_CONSUMER_ARGS:
+            raise ChannelError(rc.PRECONDITION_FAILED, f"invalid arg '{key}' for "
+                               f"{queue.describe()} of queue type {TYPE_MODULE[queue.queue_type]}")
+        if key in UNSUPPORTED_CONSUMER_ARGS:
+            raise ChannelError(rc.PRECONDITION_FAILED, f"invalid arg '{key}' for "
+                               f"{queue.describe()}: \"{UNSUPPORTED_CONSUMER_ARGS[key]}\"")
+    value = args.get("x-priority")
+    if value is not None and (not isinstance(value, int) or isinstance(value, (bool, Timestamp))):
+        raise ChannelError(rc.PRECONDITION_FAILED,
+                           f"invalid arg 'x-priority' for {queue.describe()}: "
+                           f'"expected integer, got {field_type_name(value)}"')
+    if exclusive and queue.settings.single_active:
+        raise ChannelError(rc.ACCESS_REFUSED, f"{queue.describe()} in exclusive use")
+
+
+
 def validate_queue_args(vhost: str, name: str, durable: bool, exclusive: bool,
                         auto_delete: bool, args: dict[str, Any]) -> None:
     what = f"queue '{name}' in vhost '{vhost}'"

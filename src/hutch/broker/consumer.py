@@ -37,7 +37,7 @@ class Consumer:
         self.prefetch = prefetch
         self.unacked = 0
         self.arguments = arguments
-        # x-priority (validated by consumer_order.check_consume_args); 0 when absent.
+        # x-priority (validated by arguments.check_consume_args); 0 when absent.
         self.priority = consumer_priority(arguments)
         self.delivered = 0
 

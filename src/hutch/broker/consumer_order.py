@@ -39,27 +39,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ChannelError
-from ..protocol import constants as rc
-from ..protocol.codec import Timestamp, field_type_name
-
 if TYPE_CHECKING:
     from .consumer import Consumer
-
-
-def check_consume_args(queue: Any, args: dict[str, Any], exclusive: bool) -> None:
-    """basic.consume's ``x-priority`` must be an integer (RabbitMQ's
-    ``rabbit_amqqueue:check_consume_arguments`` / ``check_int_arg``, same 406 text), and
-    an exclusive consumer is refused on a single-active-consumer queue
-    (``rabbit_amqqueue_process``: ``exclusive_consume_unavailable``, the 403 the channel
-    gives when another consumer holds the queue)."""
-    value = args.get("x-priority")
-    if value is not None and (not isinstance(value, int) or isinstance(value, (bool, Timestamp))):
-        raise ChannelError(rc.PRECONDITION_FAILED,
-                           f"invalid arg 'x-priority' for {queue.describe()}: "
-                           f'"expected integer, got {field_type_name(value)}"')
-    if exclusive and queue.settings.single_active:
-        raise ChannelError(rc.ACCESS_REFUSED, f"{queue.describe()} in exclusive use")
 
 
 def consumer_priority(args: dict[str, Any]) -> int:

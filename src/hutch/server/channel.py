@@ -17,8 +17,8 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from ..broker.arguments import check_consume_args
 from ..broker.consumer import Consumer
-from ..broker.consumer_order import check_consume_args
 from ..broker.expiration import parse_expiration
 from ..broker.message import Message
 from ..broker.permissions import CONFIGURE, READ, WRITE
@@ -66,9 +66,7 @@ class Channel:
         self.in_order = self._replies.in_order
         self._content = ContentAssembler(conn.broker, self._complete_publish)
         self._deliveries = Deliveries()
-        # The consumer-timeout timer while deliveries with a timeout are unacked
-        # (ack_timeout.py).
-        self.ack_timer: Any = None
+        self.ack_timer: Any = None  # while timed deliveries are unacked (ack_timeout.py)
         # While this channel deletes a queue: tags of its own consumers the deletion
         # cancelled, notified after queue.delete-ok (see _m_queue_delete).
         self._cancel_after_delete: list[str] | None = None
@@ -87,17 +85,10 @@ class Channel:
         # channel message_stats).  Plain ints keep the hot path cheap; release()
         # folds them into the broker-wide totals (counters.py), once.
         self.stats_folded = False
-        self.stat_publish = 0
-        self.stat_confirm = 0
-        self.stat_deliver = 0
-        self.stat_deliver_no_ack = 0
-        self.stat_get = 0
-        self.stat_get_no_ack = 0
-        self.stat_get_empty = 0
-        self.stat_ack = 0
-        self.stat_redeliver = 0
-        self.stat_return_unroutable = 0
-        self.stat_drop_unroutable = 0
+        self.stat_publish = self.stat_confirm = self.stat_ack = self.stat_redeliver = 0
+        self.stat_deliver = self.stat_deliver_no_ack = 0
+        self.stat_get = self.stat_get_no_ack = self.stat_get_empty = 0
+        self.stat_return_unroutable = self.stat_drop_unroutable = 0
 
     # -- what the management API and /metrics read ------------------------------------
     @property
