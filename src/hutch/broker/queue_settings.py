@@ -2,10 +2,9 @@
 
 Every limit and behaviour switch a queue obeys is read from one ``QueueSettings``,
 computed here and nowhere else, so that a policy change (``policies.py``) can
-recompute it for a live queue.  Arguments alone today; how policies and operator
-policies combine with them follows RabbitMQ 4.x (``rabbit_policy``/
-``rabbit_amqqueue``): for limits the lower value wins, for the dead-letter
-settings and overflow the argument wins.
+recompute it for a live queue: ``queue_settings`` reads the arguments alone,
+``combine`` adds the effective policy definition the way RabbitMQ 4.x does (for
+limits the lower value wins, for the dead-letter settings the argument wins).
 """
 
 from __future__ import annotations
