@@ -356,3 +356,43 @@ def test_kombu_reject_until_dead_lettered(broker_url, qname):
             dead.ack()
         finally:
             conn.default_channel.queue_delete(qname)
+
+
+@pytest.mark.hutch_only  # RabbitMQ 3.10 counts every requeue; the 4.3 rule is what is tested
+@pytest.mark.parametrize("ackmode", ["reject_requeue_true", "ack_requeue_true"])
+def test_management_get_with_requeue_is_a_failed_delivery(hutch_http, ackmode):
+    """rabbit_mgmt_wm_queue_get: reject_requeue_true is a basic.reject with requeue,
+    ack_requeue_true closes the channel that holds the messages: failed deliveries."""
+    from tests.mgmt import Api
+
+    api = Api(hutch_http.http_url)
+    _conn, ch = _channel(hutch_http.url)
+    _quorum(ch, "mg", **{"x-delivery-limit": 2})
+    ch.basic_publish("", "mg", b"m", pika.BasicProperties(delivery_mode=2))
+    for _ in range(3):
+        r = api.post("queues/%2F/mg/get", json={"count": 1, "ackmode": ackmode, "encoding": "auto"})
+        assert r.status_code == 200, r.text
+    m, props, _body = ch.basic_get("mg", auto_ack=True)
+    assert m is None, props.headers  # three failures > limit 2: dropped (no DLX)
+
+
+@pytest.mark.hutch_only  # needs the broker's log (no traceback) and its policy API
+def test_policy_limit_over_a_non_integer_argument(hutch_http):
+    """RabbitMQ does not validate x-delivery-limit; a policy's limit then applies
+    (rabbit_quorum_queue:resolve_delivery_limit: a number orders before a binary)."""
+    from tests.mgmt import Api
+
+    api = Api(hutch_http.http_url)
+    _conn, ch = _channel(hutch_http.url)
+    _quorum(ch, "pl", **{"x-delivery-limit": "abc"})
+    r = api.put("policies/%2F/pl", json={"pattern": "^pl$", "definition": {"delivery-limit": 1},
+                                        "apply-to": "queues"})
+    assert r.status_code in (201, 204), r.text
+    _quorum(ch, "pl", **{"x-delivery-limit": "abc"})  # a redeclare under the policy
+    ch.basic_publish("", "pl", b"m", pika.BasicProperties(delivery_mode=2))
+    for _ in range(2):
+        m, _p, _b = _get(ch, "pl")
+        ch.basic_reject(m.delivery_tag, requeue=True)
+    ch.queue_declare("pl", passive=True)  # a round trip: the rejects are handled
+    assert ch.basic_get("pl", auto_ack=True)[0] is None  # 2 failures > the policy's 1
+    assert "Traceback" not in hutch_http.log_text()

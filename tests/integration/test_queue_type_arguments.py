@@ -143,3 +143,38 @@ def test_consumer_timeout_consumer_argument_on_quorum_is_refused(broker_url, con
                      "invalid arg 'x-consumer-timeout' for {q}: \"a consumer's own timeout "
                      "(RabbitMQ 4.3) is not supported by Hutch; use the queue's "
                      "x-consumer-timeout or a consumer-timeout policy\"")
+
+
+REDECLARE = [
+    # Every argument of the queue type's list is compared (rabbit_misc:assert_args_equivalence
+    # over rabbit_queue_type:arguments(queue_arguments, Type), 3.10 and 4.3 alike).
+    pytest.param({"x-delivery-limit": 5}, {"x-delivery-limit": 6},
+                 "inequivalent arg 'x-delivery-limit' for {q}: received '6' but current is '5'",
+                 id="delivery-limit"),
+    pytest.param({"x-delivery-limit": 5}, {},
+                 "inequivalent arg 'x-delivery-limit' for {q}: received none but current is the "
+                 "value '5' of type 'signedint'", id="delivery-limit-absent"),
+    pytest.param({"x-dead-letter-strategy": "at-most-once"}, {"x-dead-letter-strategy": "at-least-once"},
+                 "inequivalent arg 'x-dead-letter-strategy' for {q}: received 'at-least-once' but "
+                 "current is 'at-most-once'", id="dlx-strategy"),
+]
+
+
+@pytest.mark.parametrize(("first", "second", "detail"), REDECLARE)
+def test_redeclare_compares_the_types_arguments(broker_url, conn, qname, first, second, detail):
+    conn.channel().queue_declare(qname, durable=True, arguments={**QQ, **first})
+    _refused(broker_url, conn, qname, dict(durable=True, arguments={**QQ, **second}), detail)
+
+
+def test_void_consumer_priority_is_refused(broker_url, conn, qname):
+    _consume_refused(broker_url, conn, qname, {}, {"x-priority": None},
+                     "invalid arg 'x-priority' for {q}: \"expected integer, got void\"")
+
+
+def test_basic_get_on_a_single_active_consumer_quorum_queue(broker_url, conn, qname):
+    args = {**QQ, "x-single-active-consumer": True}
+    conn.channel().queue_declare(qname, durable=True, arguments=args)
+    expect_channel_error(
+        broker_url, conn, conn.channel(), lambda c: c.basic_get(qname), 405,
+        f"RESOURCE_LOCKED - cannot obtain access to locked queue '{qname}' in vhost '/'. "
+        "basic.get operations are not supported by quorum queues with single active consumer")

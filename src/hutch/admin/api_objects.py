@@ -179,6 +179,7 @@ async def get_messages(req: Request) -> web.Response:
         q = vhost.queues.get(name)
         if q is None:
             raise ChannelError(rc.NOT_FOUND, f"no queue '{name}' in vhost '{vhost.name}'")
+        q.check_get()
     taken: list[Message] = []
     out = []
     try:
@@ -201,8 +202,10 @@ async def get_messages(req: Request) -> web.Response:
     finally:
         # Settled whatever happens above: a message taken must never stay unacked.
         if ackmode.endswith("requeue_true"):
+            # A failed delivery for the delivery limit (RabbitMQ 4.3): reject_requeue_true
+            # is basic.reject with requeue, ack_requeue_true closes the channel holding it.
             if taken:
-                q.requeue(taken)
+                q.requeue(taken, failed=True)
         else:
             for msg in taken:
                 q.ack(msg) if ackmode.startswith("ack") else q.reject(msg)

@@ -33,9 +33,11 @@ LEADER_LOCATORS = ("client-local", "balanced", "random", "least-leaders", "min-m
 TYPE_MODULE = {"classic": "rabbit_classic_queue", "quorum": "rabbit_quorum_queue",
                "stream": "rabbit_stream_queue"}
 
-# RabbitMQ 4.3's queue arguments per type.
-TYPE_ARGS: dict[str, frozenset[str]] = {
-    "classic": frozenset({
+# RabbitMQ 4.3's queue arguments per type, in its order: a redeclare compares them in
+# this order (rabbit_misc:assert_args_equivalence over the type's list), so the first
+# difference is the one reported.
+TYPE_ARGS: dict[str, tuple[str, ...]] = {
+    "classic": ((
         "x-expires", "x-message-ttl", "x-dead-letter-exchange", "x-dead-letter-routing-key",
         "x-max-length", "x-max-length-bytes", "x-max-priority", "x-overflow", "x-queue-mode",
         "x-queue-version", "x-single-active-consumer", "x-queue-type", "x-queue-master-locator",
@@ -44,17 +46,17 @@ TYPE_ARGS: dict[str, frozenset[str]] = {
         "x-delivery-limit",
         # RabbitMQ 3.12-4.2 honoured it on classic queues (4.3 has no classic consumer
         # timeout any more); Hutch follows 4.2 there (README, "Consumer timeout").
-        "x-consumer-timeout"}),
-    "quorum": frozenset({
+        "x-consumer-timeout")),
+    "quorum": ((
         "x-dead-letter-exchange", "x-dead-letter-routing-key", "x-dead-letter-strategy",
         "x-expires", "x-max-length", "x-max-length-bytes", "x-max-in-memory-length",
         "x-max-in-memory-bytes", "x-overflow", "x-single-active-consumer", "x-queue-type",
         "x-quorum-initial-group-size", "x-delivery-limit", "x-message-ttl",
         "x-queue-leader-locator", "x-consumer-disconnected-timeout", "x-consumer-timeout",
-        "x-delayed-retry-type", "x-delayed-retry-min", "x-delayed-retry-max"}),
-    "stream": frozenset({
+        "x-delayed-retry-type", "x-delayed-retry-min", "x-delayed-retry-max")),
+    "stream": ((
         "x-max-length-bytes", "x-queue-type", "x-max-age", "x-stream-max-segment-size-bytes",
-        "x-stream-filter-size-bytes", "x-initial-cluster-size", "x-queue-leader-locator"}),
+        "x-stream-filter-size-bytes", "x-initial-cluster-size", "x-queue-leader-locator")),
 }
 TYPED_ARGS = frozenset().union(*TYPE_ARGS.values())
 
@@ -65,15 +67,6 @@ UNSUPPORTED = {
     "x-delayed-retry-min": "delayed retry of quorum queues (RabbitMQ 4.3) is not supported by Hutch",
     "x-delayed-retry-max": "delayed retry of quorum queues (RabbitMQ 4.3) is not supported by Hutch",
 }
-
-# Arguments compared on redeclare (RabbitMQ's declare_args()).
-EQUIVALENCE_ARGS = (
-    "x-expires", "x-message-ttl", "x-dead-letter-exchange", "x-dead-letter-routing-key",
-    "x-max-length", "x-max-length-bytes", "x-max-priority", "x-overflow", "x-queue-mode",
-    "x-single-active-consumer", "x-queue-type",
-    "x-consumer-timeout",  # compared since RabbitMQ 4.3 (declare_args)
-)
-
 
 def _is_int(v: Any) -> bool:
     # RabbitMQ's ?INTEGER_ARG_TYPES: every integer field type ('b' 'B' 's' 'u' 'I' 'i',
@@ -174,7 +167,7 @@ def check_consume_args(queue: Any, args: dict[str, Any], exclusive: bool) -> Non
             raise ChannelError(rc.PRECONDITION_FAILED, f"invalid arg '{key}' for "
                                f"{queue.describe()}: \"{UNSUPPORTED_CONSUMER_ARGS[key]}\"")
     value = args.get("x-priority")
-    if value is not None and (not isinstance(value, int) or isinstance(value, (bool, Timestamp))):
+    if "x-priority" in args and not _is_int(value):  # a void one too (RabbitMQ: "got void")
         raise ChannelError(rc.PRECONDITION_FAILED,
                            f"invalid arg 'x-priority' for {queue.describe()}: "
                            f'"expected integer, got {field_type_name(value)}"')
@@ -254,7 +247,7 @@ def check_queue_equivalence(q: Any, durable: bool, auto_delete: bool,
                 f"inequivalent arg '{field}' for {what}: received '{_plain(received)}' "
                 f"but current is '{_plain(current)}'",
             )
-    for key in EQUIVALENCE_ARGS:
+    for key in TYPE_ARGS[q.queue_type]:
         new = args.get(key)
         old = q.arguments.get(key)
         if key == "x-queue-type" and {new, old} <= {None, "classic"}:

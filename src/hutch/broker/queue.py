@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ChannelError
+from ..protocol import constants as rc
 from .consumer_order import Picker, PriorityLine, SingleActive
 from .message import Message
 from .queue_settings import DROP_HEAD, QueueSettings, queue_settings
@@ -328,8 +330,17 @@ class Queue:
             consumer.channel.deliver(consumer, msg)
         self._arm_ttl()
 
+    def check_get(self) -> None:
+        """basic.get is refused on a single-active-consumer quorum queue
+        (rabbit_quorum_queue:dequeue, 3.10 and 4.x alike)."""
+        if self.settings.single_active and self.queue_type == "quorum":
+            raise ChannelError(rc.RESOURCE_LOCKED, f"cannot obtain access to locked "
+                               f"{self.describe()}. basic.get operations are not supported "
+                               "by quorum queues with single active consumer")
+
     def get(self, no_ack: bool) -> Message | None:
         """basic.get: the head message, or None when the queue is empty."""
+        self.check_get()
         self.touch()
         msg = self._take(time.monotonic())
         if msg is not None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..protocol.codec import Timestamp
+
 # x-overflow values
 DROP_HEAD = "drop-head"
 REJECT_PUBLISH = "reject-publish"
@@ -41,16 +43,23 @@ class QueueSettings:
     single_active: bool = False
 
 
+def _delivery_limit_arg(args: dict[str, Any]) -> int | None:
+    """``x-delivery-limit`` if it is an integer.  RabbitMQ 4.x does not validate it: a
+    value that is not an integer means the default (rabbit_quorum_queue:
+    get_delivery_limit), and loses to a policy's (Erlang orders numbers before
+    anything else, so resolve_delivery_limit's min/2 picks the policy's number)."""
+    limit = args.get("x-delivery-limit")
+    if not isinstance(limit, int) or isinstance(limit, (bool, Timestamp)):
+        return None
+    return limit
+
+
 def queue_settings(args: dict[str, Any]) -> QueueSettings:
     """The settings a queue declared with ``args`` runs with."""
     qtype = args.get("x-queue-type", "classic")
     ttl = args.get("x-message-ttl")
     exp = args.get("x-expires")
-    limit = args.get("x-delivery-limit")
-    if not isinstance(limit, int) or isinstance(limit, bool):
-        # RabbitMQ 4.x does not validate it: a value that is not an integer means
-        # the default (rabbit_quorum_queue:get_delivery_limit).
-        limit = None
+    limit = _delivery_limit_arg(args)
     if limit is None and qtype == "quorum":
         limit = QUORUM_DEFAULT_DELIVERY_LIMIT
     if limit is not None and limit < 0:
@@ -127,7 +136,7 @@ def combine(args: dict[str, Any], policy: dict[str, Any]) -> QueueSettings:
         s.dlx = policy["dead-letter-exchange"]
     if get("x-dead-letter-routing-key") is None and "dead-letter-routing-key" in policy:
         s.dlrk = policy["dead-letter-routing-key"]
-    limit = _delivery_limit(policy.get("delivery-limit"), get("x-delivery-limit"))
+    limit = _delivery_limit(policy.get("delivery-limit"), _delivery_limit_arg(args))
     if limit is None and s.queue_type == "quorum":
         limit = QUORUM_DEFAULT_DELIVERY_LIMIT
     s.delivery_limit = limit if limit is None or limit >= 0 else None
