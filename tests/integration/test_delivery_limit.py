@@ -396,3 +396,36 @@ def test_policy_limit_over_a_non_integer_argument(hutch_http):
     ch.queue_declare("pl", passive=True)  # a round trip: the rejects are handled
     assert ch.basic_get("pl", auto_ack=True)[0] is None  # 2 failures > the policy's 1
     assert "Traceback" not in hutch_http.log_text()
+
+
+@pytest.mark.hutch_only  # a private broker, killed while a consumer holds the message
+@pytest.mark.parametrize("qtype", ["quorum", "classic-priority"])
+def test_a_holder_lost_in_a_crash_counts(tmp_path, qtype):
+    """RabbitMQ 4.3's quorum queues count a consumer that is down after a restart as a
+    failed delivery (rabbit_fifo: {down, Pid, noproc} -> return_all with reason down), so
+    a poison message that takes the broker down with it is dead-lettered in the end."""
+    proc = HutchProcess(data_dir=str(tmp_path / "d"))
+    proc.start()
+    try:
+        conn, ch = _channel(proc.url)
+        args = {"x-delivery-limit": 2}
+        args.update({"x-queue-type": "quorum"} if qtype == "quorum" else {"x-max-priority": 3})
+        ch.queue_declare("q", durable=True, arguments=args)
+        ch.confirm_delivery()
+        ch.basic_publish("", "q", b"poison", pika.BasicProperties(delivery_mode=2, priority=1))
+        conn.close()
+        seen: list[object] = []
+        for _ in range(4):
+            conn, ch = _channel(proc.url)
+            m, props, _body = ch.basic_get("q")
+            if m is None:
+                seen.append("gone")
+                break
+            seen.append(_counts(props)[0])
+            _sync(ch)  # a confirmed publish after it: the delivery's record is on disk
+            proc.kill()
+            proc.start()
+        # three failed deliveries (> limit 2): dropped (no DLX) before the fourth
+        assert seen == [None, 1, 2, "gone"]
+    finally:
+        proc.stop()

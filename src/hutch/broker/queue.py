@@ -33,7 +33,7 @@ from .queue_store import QueueStore
 from .queue_store.memory import MemoryStore
 from .queue_store.paged import WINDOW, WINDOW_BYTES, WINDOW_MAX, PagedStore
 from .queue_store.priority import PriorityStore, levels_for
-from .redelivery import counts_returns, returned
+from .redelivery import counts_returns, held, over_limit, returned
 
 # The window constants live in queue_store/paged.py.
 __all__ = ["WINDOW", "WINDOW_BYTES", "WINDOW_MAX", "Queue"]
@@ -327,6 +327,8 @@ class Queue:
                 consumer.unacked += 1
                 self.unacked_count += 1
                 self.unacked_bytes += len(msg.body)
+                if self.counts_returns and msg.msg_id is not None:
+                    held(self, msg)
             consumer.channel.deliver(consumer, msg)
         self._arm_ttl()
 
@@ -351,6 +353,8 @@ class Queue:
                 msg.consumer = None
                 self.unacked_count += 1
                 self.unacked_bytes += len(msg.body)
+                if self.counts_returns and msg.msg_id is not None:
+                    held(self, msg)
         self._arm_ttl()
         return msg
 
@@ -366,6 +370,8 @@ class Queue:
             if msg.expires_at is not None and msg.expires_at <= now:
                 self._discard(msg, "expired")
                 continue
+            if msg.returns is not None and over_limit(self, msg):
+                continue  # dead-lettered or dropped (a crash counted its lost holder)
             if msg.msg_id is not None and not msg.redelivered:
                 store.mark_delivered(msg)
             return msg

@@ -101,6 +101,29 @@ def returned(queue: Queue, msgs: list[Message], failed: bool) -> list[Message]:
     return keep
 
 
+def held(queue: Queue, msg: Message) -> None:
+    """A persistent ``msg`` of a counting queue was just handed out unacked: the log
+    records the counts it will have if its holder is lost.  RabbitMQ 4.3's quorum
+    queues count a consumer that is down after a restart as a failed delivery
+    (``rabbit_fifo``: ``{down, Pid, noproc}`` returns its messages with reason
+    ``down``); here a crash while the message is held leaves this record as the newest,
+    so the restart counts that delivery as failed.  An ack removes the message, and any
+    return records its real counts after this one (the newest record wins)."""
+    counts = msg.returns or (0, 0)
+    queue.vhost.broker.store.returned(queue, msg, (counts[0] + 1, counts[1] + 1))
+
+
+def over_limit(queue: Queue, msg: Message) -> bool:
+    """Whether ``msg``, about to be handed out, already failed more often than the
+    limit allows (its holder was lost in a crash, or a policy lowered the limit): then
+    it is dead-lettered or dropped here instead, as on a failed return."""
+    limit = queue.settings.delivery_limit
+    if limit is None or msg.returns is None or msg.returns[0] <= limit:
+        return False
+    queue.discard(msg, "delivery_limit")
+    return True
+
+
 def restore(msg: Message, counts: tuple[int, int]) -> None:
     """A message read back after a restart, with the counts the log kept for it."""
     msg.returns = [counts[0], counts[1]]

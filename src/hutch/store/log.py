@@ -174,11 +174,12 @@ class MessageLog(RecoveryMixin, ReclaimMixin):
         if not self._scheduled:
             self._schedule()
 
-    def returned(self, queue: Any, msg: Any) -> None:
+    def returned(self, queue: Any, msg: Any, counts: tuple[int, int] | None = None) -> None:
         """``msg`` (with a ``msg_id``) came back to ``queue`` with new return counts
-        (``msg.returns``): record them so they survive a restart."""
+        (``msg.returns``), or is held and would have ``counts`` if its holder were lost
+        (``broker/redelivery.held``): record them so they survive a restart."""
         msg_id = msg.msg_id
-        delivery_count, acquired_count = msg.returns
+        delivery_count, acquired_count = counts if counts is not None else msg.returns
         self.counts[msg_id] = (delivery_count, acquired_count)
         self._returns.append((queue.store_id, msg_id, min(delivery_count, _U32_MAX),
                               min(acquired_count, _U32_MAX)))

@@ -155,9 +155,11 @@ class RecoveryMixin:
                 elif rtype == records.RETURNED:
                     oldest = seg.oldest_target
                     for _qid, mid, dcount, acount in records.decode_returned(data, start):
-                        old = counts.get(mid)
-                        counts[mid] = (dcount, acount) if old is None else (
-                            max(old[0], dcount), max(old[1], acount))
+                        # Records are met in the order they were written (carried
+                        # forward and salvaged copies hold the counts of their time), and
+                        # counts may go down: a held message's record says "if its holder
+                        # is lost", a nack after it the real counts (redelivery.held).
+                        counts[mid] = (dcount, acount)
                         target = self._segment_of(mid, pop=False)
                         if target is not None and target is not seg and (
                                 oldest is None or target.first_seq < oldest):
