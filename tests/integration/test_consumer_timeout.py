@@ -285,3 +285,68 @@ def test_embedded_broker_takes_a_consumer_timeout():
         _consume_one(ch, "work")
         assert _closed_with(conn, ch, 5) == (406, text(ch.channel_number, 300))
         conn.close()
+
+
+@pytest.mark.hutch_only  # RabbitMQ 4.3's quorum-queue consumer timeout; 3.10 has none
+@pytest.mark.parametrize("first_type", ["classic", "quorum"])
+def test_quorum_timeout_fires_behind_an_older_untimed_delivery(broker, first_type):
+    """Each quorum queue times out its own deliveries (RabbitMQ 4.3, rabbit_fifo
+    evaluate_consumer_timeout), whatever older delivery the channel still holds."""
+    conn = pika.BlockingConnection(pika.URLParameters(broker.url))
+    ch = conn.channel()
+    ch.queue_declare("untimed", durable=True, arguments={"x-queue-type": first_type})
+    ch.queue_declare("qq", durable=True,
+                     arguments={"x-queue-type": "quorum", "x-consumer-timeout": 300})
+    cancelled: list = []
+    got: list = []
+    ch.add_on_cancel_callback(lambda frame: cancelled.append(frame.method.consumer_tag))
+    ch.basic_publish("", "untimed", b"old")
+    ch.basic_consume("untimed", lambda c, m, p, b: got.append(b), consumer_tag="untimed")
+    _run(conn, 0.2)
+    ch.basic_publish("", "qq", b"young")
+    ch.basic_consume("qq", lambda c, m, p, b: got.append(b), consumer_tag="timed")
+    deadline = time.monotonic() + 5
+    while not cancelled and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.05)
+    assert got == [b"old", b"young"]
+    assert cancelled == ["timed"]
+    assert ch.is_open
+    assert ch.queue_declare("qq", durable=True, passive=True).method.message_count == 1
+    conn.close()
+
+
+@pytest.mark.hutch_only  # RabbitMQ 4.3: basic.get takes a 'once' consumer with the timeout
+def test_quorum_basic_get_timeout_closes_the_channel(broker):
+    """A timed-out basic.get delivery has no consumer to cancel: RabbitMQ 4.3's channel
+    takes its fallback and closes (it prints -1 ms; Hutch prints the queue's value)."""
+    conn = pika.BlockingConnection(pika.URLParameters(broker.url))
+    ch = conn.channel()
+    ch.queue_declare("qq", durable=True,
+                     arguments={"x-queue-type": "quorum", "x-consumer-timeout": 300})
+    ch.basic_publish("", "qq", b"task")
+    assert ch.basic_get("qq")[0] is not None
+    assert _closed_with(conn, ch, 5) == (406, text(ch.channel_number, 300))
+    other = conn.channel()
+    assert other.queue_declare("qq", durable=True, passive=True).method.message_count == 1
+    conn.close()
+
+
+@pytest.mark.hutch_only  # RabbitMQ 4.3's quorum-queue consumer timeout; 3.10 has none
+def test_quorum_timeout_after_the_client_cancelled_closes_the_channel(broker):
+    """The client cancelled its consumer but still holds a delivery: on its timeout
+    the tag is no longer the channel's, and RabbitMQ 4.3 closes the channel."""
+    conn = pika.BlockingConnection(pika.URLParameters(broker.url))
+    ch = conn.channel()
+    ch.queue_declare("qq", durable=True,
+                     arguments={"x-queue-type": "quorum", "x-consumer-timeout": 300})
+    ch.basic_publish("", "qq", b"task")
+    got = _consume_one(ch, "qq")
+    deadline = time.monotonic() + 2
+    while not got and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.05)
+    assert len(got) == 1
+    ch.basic_cancel(got[0][0].consumer_tag)
+    assert _closed_with(conn, ch, 5) == (406, text(ch.channel_number, 300))
+    other = conn.channel()
+    assert other.queue_declare("qq", durable=True, passive=True).method.message_count == 1
+    conn.close()
