@@ -142,6 +142,56 @@ def test_invalid_fields_are_refused(api: Api, vhost: str) -> None:
     assert api.ok("GET", f"policies/{v}") == [] and api.ok("GET", f"operator-policies/{v}") == []
 
 
+# rabbit_policy:set/8 defaults only an ABSENT priority / apply-to; a present null (or
+# "") is validated like any value.  A non-string pattern: rabbit_parameter_validation:regex/2.
+BAD_FIELDS = [
+    ({"priority": None}, "priority should be a number, actually was null"),
+    ({"priority": True}, "priority should be a number, actually was true"),
+    ({"pattern": 5}, "pattern should be a binary but was 5"),
+    ({"pattern": None}, "pattern should be a binary but was null"),
+    ({"pattern": [1]}, "pattern should be a binary but was [1]"),
+    ({"pattern": {"a": 1}}, 'pattern should be a binary but was #{<<"a">> => 1}'),
+    # The rest of these texts is 3.10's or 4.x's list of apply-to values.
+    ({"apply-to": ""}, "apply-to '' unrecognised; should be "),
+    ({"apply-to": None}, "apply-to 'null' unrecognised; should be "),
+    ({"apply-to": True}, "apply-to 'true' unrecognised; should be "),
+]
+
+
+@pytest.mark.parametrize("kind", ["policies", "operator-policies"])
+@pytest.mark.parametrize(("fields", "text"), BAD_FIELDS)
+def test_present_but_invalid_fields_are_refused(api: Api, vhost: str, kind: str,
+                                                fields: dict[str, Any], text: str) -> None:
+    body = {"pattern": ".*", "definition": {"max-length": 1}, **fields}
+    r = api.put(f"{kind}/{seg(vhost)}/bad", body)
+    assert r.status_code == 400, r.text
+    got = reason(r)
+    assert got.startswith(f"Validation failed\n\n{text}") and got.count("\n") == 3, got
+    assert api.ok("GET", f"{kind}/{seg(vhost)}") == []
+
+
+@pytest.mark.parametrize("kind", ["policies", "operator-policies"])
+def test_every_invalid_field_is_reported(api: Api, vhost: str, kind: str) -> None:
+    """All the errors, one a line, definition first and priority last."""
+    r = api.put(f"{kind}/{seg(vhost)}/bad", {"pattern": None, "definition": {"foo": 1},
+                                             "priority": None, "apply-to": "bogus"})
+    assert r.status_code == 400, r.text
+    lines = reason(r).split("\n")
+    assert lines[:3] == ["Validation failed", "", '[{<<"foo">>,1}] are not recognised policy '
+                                                  "settings"]
+    assert lines[3].startswith("apply-to 'bogus' unrecognised; should be ")
+    assert lines[4:] == ["pattern should be a binary but was null",
+                         "priority should be a number, actually was null", ""]
+    r = api.put(f"{kind}/{seg(vhost)}/bad", {"pattern": "(", "definition": {"max-length": "x"},
+                                             "priority": "p"})
+    lines = reason(r).split("\n")
+    assert lines[2] == '<<"x">> is not a valid maximum length'
+    # PCRE's own words for the regex error (Python's differ: Hutch compiles with re).
+    assert lines[3].startswith("pattern should be regular expression but is invalid: ")
+    assert lines[4:] == ['priority should be a number, actually was <<"p">>', ""]
+    assert api.ok("GET", f"{kind}/{seg(vhost)}") == []
+
+
 @pytest.mark.hutch_only  # RabbitMQ 4.x texts and keys 3.10 does not have
 def test_hutch_follows_rabbitmq_4_keys(api: Api, vhost: str) -> None:
     v = seg(vhost)
@@ -151,6 +201,11 @@ def test_hutch_follows_rabbitmq_4_keys(api: Api, vhost: str) -> None:
     r = api.put(f"policies/{v}/bad", {"pattern": ".*", "definition": {"max-length": 1},
                                       "apply-to": "bogus"})
     assert reason(r) == ("Validation failed\n\napply-to 'bogus' unrecognised; should be one of: "
+                         "'queues', 'classic_queues',  'quorum_queues', 'streams', 'exchanges', "
+                         "or 'all'\n")
+    r = api.put(f"policies/{v}/bad", {"pattern": ".*", "definition": {"max-length": 1},
+                                      "apply-to": ""})
+    assert reason(r) == ("Validation failed\n\napply-to '' unrecognised; should be one of: "
                          "'queues', 'classic_queues',  'quorum_queues', 'streams', 'exchanges', "
                          "or 'all'\n")
     # ha-* is gone in 4.x (no classic mirroring).

@@ -279,3 +279,86 @@ def test_huge_times_in_a_policy_do_not_break_the_queue(ch, pol, qname) -> None:
         assert bodies(ch, qname) == [b"kept"]
     finally:
         ch.queue_delete(qname)
+
+
+# -- a key the queue's type does not support keeps the whole policy off that queue --------
+# (rabbit_queue_type:is_policy_applicable and each type's unsupported_policies; RabbitMQ
+# 3.10 and 4.3 alike): the next matching policy down applies instead.
+def test_a_policy_with_a_key_the_type_does_not_support_skips_that_queue(ch, pol, qname) -> None:
+    classic, quorum = qname + ".c", qname + ".q"
+    ch.queue_declare(classic, durable=True)
+    ch.queue_declare(quorum, durable=True, arguments={"x-queue-type": "quorum"})
+    try:
+        low = pol.set(only(classic, quorum), {"max-length": 2}, priority=1)
+        # queue-mode is a classic-queue key: not for a quorum queue.
+        lazy = pol.set(only(classic, quorum), {"queue-mode": "lazy", "max-length": 1},
+                       priority=5)
+        assert pol.wait(classic, "policy", lazy)["effective_policy_definition"] == {
+            "queue-mode": "lazy", "max-length": 1}
+        assert pol.wait(quorum, "policy", low)["effective_policy_definition"] == {
+            "max-length": 2}
+        publish(ch, classic, b"1", b"2", b"3")
+        publish(ch, quorum, b"1", b"2", b"3")
+        assert (count(ch, classic), count(ch, quorum)) == (1, 2)
+        # dead-letter-strategy is a quorum-queue key: not for a classic queue.
+        pol.clear(lazy)
+        strategy = pol.set(only(classic, quorum), {"dead-letter-strategy": "at-least-once",
+                                                   "max-length": 1}, priority=5)
+        pol.wait(quorum, "policy", strategy)
+        pol.wait(classic, "policy", low)
+        for q in (classic, quorum):
+            ch.queue_purge(q)
+            publish(ch, q, b"1", b"2", b"3")
+        assert (count(ch, classic), count(ch, quorum)) == (2, 1)
+    finally:
+        for q in (classic, quorum):
+            ch.queue_delete(q)
+
+
+@pytest.mark.hutch_only  # 3.10's operator policies take neither key; 4.3's take both
+def test_an_operator_policy_with_a_key_the_type_does_not_support_skips_it(ch, pol,
+                                                                          qname) -> None:
+    classic, quorum = qname + ".c", qname + ".q"
+    ch.queue_declare(classic, durable=True)
+    ch.queue_declare(quorum, durable=True, arguments={"x-queue-type": "quorum"})
+    try:
+        low = pol.set(only(classic, quorum), {"max-length": 2}, priority=1, operator=True)
+        # queue-master-locator: not for a quorum queue.
+        high = pol.set(only(classic, quorum), {"queue-master-locator": "client-local",
+                                               "max-length": 1}, priority=5, operator=True)
+        pol.wait(classic, "operator_policy", high)
+        pol.wait(quorum, "operator_policy", low)
+        publish(ch, classic, b"1", b"2", b"3")
+        publish(ch, quorum, b"1", b"2", b"3")
+        assert (count(ch, classic), count(ch, quorum)) == (1, 2)
+        # target-group-size: not for a classic queue (4.3).
+        pol.clear(high)
+        group = pol.set(only(classic, quorum), {"target-group-size": 3, "max-length": 1},
+                        priority=5, operator=True)
+        pol.wait(quorum, "operator_policy", group)
+        pol.wait(classic, "operator_policy", low)
+        for q in (classic, quorum):
+            ch.queue_purge(q)
+            publish(ch, q, b"1", b"2", b"3")
+        assert (count(ch, classic), count(ch, quorum)) == (2, 1)
+    finally:
+        for q in (classic, quorum):
+            ch.queue_delete(q)
+
+
+@pytest.mark.hutch_only  # Hutch's classic queues honour delivery-limit (a Hutch extension);
+# RabbitMQ lists it among a classic queue's unsupported keys and skips such a policy
+def test_a_delivery_limit_policy_applies_to_a_classic_queue(ch, pol, qname) -> None:
+    ch.queue_declare(qname)
+    try:
+        name = pol.set(only(qname), {"delivery-limit": 0, "max-length": 1})
+        assert pol.wait(qname, "policy", name)["effective_policy_definition"] == {
+            "delivery-limit": 0, "max-length": 1}
+        publish(ch, qname, b"1", b"2")
+        method, _, body = ch.basic_get(qname)
+        assert body == b"2"
+        ch.basic_reject(method.delivery_tag, requeue=True)
+        # The limit of 0 redeliveries: the returned message is dropped.
+        assert ch.basic_get(qname, auto_ack=True)[0] is None
+    finally:
+        ch.queue_delete(qname)

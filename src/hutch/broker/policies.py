@@ -10,9 +10,22 @@ Follows RabbitMQ 4.3 (``rabbit_policy.erl``, ``rabbit_policies.erl``,
   and only that one (definitions are not merged across policies).  RabbitMQ leaves
   the choice between equal priorities unspecified; Hutch takes the one whose name
   sorts first, so the choice is at least stable;
+* a policy whose definition holds a key the queue's type does not support does not
+  match that queue at all, and a lower-priority policy can apply instead
+  (rabbit_queue_type:is_policy_applicable with each type's ``unsupported_policies``,
+  ``UNSUPPORTED`` below; operator policies the same).  So ``{"queue-mode": "lazy",
+  "max-length": 1}`` does nothing to a quorum queue, ``{"dead-letter-strategy": ...}``
+  nothing to a classic one.  The one deliberate difference: Hutch's classic queues
+  honour ``delivery-limit`` (a Hutch extension, README), so for them it is not an
+  unsupported key and such a policy applies, where RabbitMQ skips it;
 * operator policies are a second, separate set; an object gets one of each, and the
   two definitions merge key by key (``merge`` below: the lower value for limits, the
   operator's for ``overflow``);
+* a policy's fields are validated as rabbit_policy:set/8 and
+  rabbit_runtime_parameters do it: only an ABSENT priority / apply-to defaults (0,
+  ``all``), a present ``null`` or ``""`` is refused; every field is checked and all
+  the errors are reported, one a line, in RabbitMQ's order (definition, apply-to,
+  pattern, priority);
 * a set or clear re-evaluates every queue and exchange of the vhost at once
   (``refresh``); how the merged values combine with the queue's own ``x-``
   arguments is ``queue_settings.combine``'s business.
@@ -41,6 +54,27 @@ OPERATOR = "operator_policy"
 APPLY_TO = ("all", "queues", "exchanges", "classic_queues", "quorum_queues", "streams")
 _QUEUE_TYPE_APPLY_TO = {"classic": "classic_queues", "quorum": "quorum_queues",
                         "stream": "streams"}
+
+# Keys that keep a policy off a queue of that type: RabbitMQ 4.3's
+# unsupported_policies (rabbit_classic_queue / rabbit_quorum_queue / rabbit_stream_queue
+# capabilities/0), except delivery-limit for classic queues, which Hutch honours.
+_HA = ("ha-mode", "ha-params", "ha-sync-mode", "ha-promote-on-shutdown",
+       "ha-promote-on-failure")
+_JMS = ("selector-fields", "selector-field-max-bytes")
+UNSUPPORTED: dict[str, frozenset[str]] = {
+    "classic": frozenset({"max-age", "stream-max-segment-size-bytes", "initial-cluster-size",
+                          # RabbitMQ lists delivery-limit here too (Hutch: see above)
+                          "dead-letter-strategy", "max-in-memory-length",
+                          "max-in-memory-bytes", "target-group-size", *_JMS}),
+    "quorum": frozenset({"max-priority", "queue-mode", *_HA, "queue-master-locator",
+                         "max-age", "stream-max-segment-size-bytes", "initial-cluster-size",
+                         *_JMS}),
+    "stream": frozenset({"expires", "message-ttl", "dead-letter-exchange",
+                         "dead-letter-routing-key", "max-length", "max-in-memory-length",
+                         "max-in-memory-bytes", "max-priority", "overflow", "queue-mode",
+                         "delivery-limit", *_HA, "queue-master-locator",
+                         "dead-letter-strategy", "target-group-size", *_JMS}),
+}
 
 
 @dataclass
@@ -71,6 +105,8 @@ class Policy:
                 return False
         elif a not in ("all", "queues") and a != _QUEUE_TYPE_APPLY_TO.get(queue_type):
             return False
+        elif not UNSUPPORTED.get(queue_type, frozenset()).isdisjoint(self.definition):
+            return False  # rabbit_queue_type:is_policy_applicable
         return self.regex.search(name) is not None
 
 
@@ -199,9 +235,9 @@ def check_definition(definition: Any, operator: bool) -> None:
 
 
 def check_pattern(pattern: Any) -> None:
+    """rabbit_parameter_validation:regex/2."""
     if not isinstance(pattern, str):
-        raise PolicyError(f"pattern should be regular expression but is invalid: "
-                          f"{erl(pattern)}")
+        raise PolicyError(f"pattern should be a binary but was {erl(pattern)}")
     try:
         re.compile(pattern)
     except re.error as exc:
@@ -209,23 +245,46 @@ def check_pattern(pattern: Any) -> None:
                           f'{{"{exc.msg}",{exc.pos or 0}}}') from None
 
 
+def _ts(value: Any) -> str:
+    """A JSON value as Erlang's ``~ts`` prints it: a string as itself, the atoms
+    ``true`` / ``false`` / ``null`` bare, a list of strings joined (chardata).  RabbitMQ
+    fails with a 500 on anything else (a number); Hutch prints it as ``~tp`` would."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "".join(value)
+    return erl(value)
+
+
 def make_policy(vhost: str, name: str, body: dict[str, Any], operator: bool) -> Policy:
-    """A policy from an HTTP body / definitions entry / ctl arguments, validated in
-    RabbitMQ's order (priority, pattern, apply-to, definition)."""
+    """A policy from an HTTP body / definitions entry / ctl arguments, validated as
+    rabbit_policy:set/8 does: a missing priority is 0 and a missing apply-to ``all``
+    (only missing: ``null`` is refused), then every field is checked and the errors
+    of all of them are reported, in the order RabbitMQ lists them (definition,
+    apply-to, pattern, priority; rabbit_parameter_validation:proplist collects them
+    last field first)."""
+    errors: list[str] = []
+    definition = body.get("definition")
+    try:
+        check_definition(definition, operator)
+    except PolicyError as exc:
+        errors.append(str(exc))
+    apply_to = body.get("apply-to", "all")
+    if apply_to not in APPLY_TO:
+        errors.append(f"apply-to '{_ts(apply_to)}' unrecognised; should be one of: "
+                      "'queues', 'classic_queues',  'quorum_queues', 'streams', "
+                      "'exchanges', or 'all'")
+    pattern = body.get("pattern")
+    try:
+        check_pattern(pattern)
+    except PolicyError as exc:
+        errors.append(str(exc))
     priority = body.get("priority", 0)
-    if priority is None:
-        priority = 0
     # Any number (rabbit_parameter_validation:number/2): 1.5 is a valid priority.
     if not isinstance(priority, (int, float)) or isinstance(priority, bool):
-        raise PolicyError(f"priority should be a number, actually was {erl(priority)}")
-    pattern = body.get("pattern")
-    check_pattern(pattern)
-    apply_to = body.get("apply-to") or "all"
-    if apply_to not in APPLY_TO:
-        raise PolicyError(f"apply-to '{apply_to}' unrecognised; should be one of: 'queues', "
-                          "'classic_queues',  'quorum_queues', 'streams', 'exchanges', or 'all'")
-    definition = body.get("definition")
-    check_definition(definition, operator)
+        errors.append(f"priority should be a number, actually was {erl(priority)}")
+    if errors:
+        raise PolicyError("\n".join(errors))
     assert isinstance(pattern, str) and isinstance(definition, dict)  # checked above
     return Policy(vhost, name, pattern, apply_to, priority, dict(definition))
 
