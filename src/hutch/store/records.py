@@ -39,8 +39,11 @@ the delivery limit and ``x-delivery-count``)::
 
   Written on every counted return of a persistent message in a durable queue
   (only queues that count returns: quorum queues, classic ones with a delivery
-  limit), through the same group commit as the other records.  The counts are
-  absolute, not increments, so the newest record of a message wins and a record
+  limit), and at each unacked delivery with the counts the message will have if
+  its holder is lost (so a crash counts that delivery as failed; a later return
+  writes the real counts), through the same group commit as the other records.
+  The counts are absolute, not increments, so the newest record of a message wins
+  (recovery takes the last one it meets) and a record
   repeated (carried forward, salvaged) changes nothing.  A RETURNED record is a
   reference like ACK and DELIVER: its segment stays while the message's PUBLISH
   lives in an older one (carried forward with the message's current counts).
