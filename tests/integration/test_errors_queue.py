@@ -309,6 +309,8 @@ INVALID_ARGS = [
                  "{{max_value_exceeded,300}}", id="max-priority-300"),
     pytest.param({"x-max-priority": -1}, "invalid arg 'x-max-priority' for queue '{q}' in vhost '/': "
                  "{{value_negative,-1}}", id="max-priority-negative"),
+    pytest.param({"x-dead-letter-exchange": None}, "invalid type 'void' for arg "
+                 "'x-dead-letter-exchange' in queue '{q}' in vhost '/'", id="dlx-void"),
     pytest.param({"x-dead-letter-exchange": 1}, "invalid type 'signedint' for arg "
                  "'x-dead-letter-exchange' in queue '{q}' in vhost '/'", id="dlx-int"),
     pytest.param({"x-dead-letter-routing-key": "rk"}, "invalid arg 'x-dead-letter-routing-key' for "

@@ -351,3 +351,32 @@ def test_bad_x_match_is_refused_at_bind(broker_url, value, text):
             406, "PRECONDITION_FAILED - " + text, 50, 20)
     finally:
         conn.close_socket()
+
+
+def test_x_death_count_is_a_long(broker_url, topology):
+    """RabbitMQ writes x-death's count as a long ('l'), whatever size it is."""
+    conn = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        ch = conn.channel()
+        ch.basic_publish(topology["hx"], "", b"m", pika.BasicProperties(headers={"route": "yes"}))
+        method, _p, _b = ch.basic_get(topology["rej"])
+        ch.basic_reject(method.delivery_tag, requeue=False)
+        _wait_get(ch, topology["dlq"])
+        ch.basic_recover(requeue=True)  # back in the dead-letter queue, for the raw read
+    finally:
+        conn.close()
+    raw = raw_session(broker_url)
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            raw.send_bytes(raw_frame(1, 1, struct.pack(">HHH", 60, 70, 0)
+                                     + _ss(topology["dlq"].encode()) + b"\x01"))
+            _ftype, _ch, payload = _read_raw(raw)
+            if payload[3] == 71:
+                break
+            assert time.monotonic() < deadline, "the dead letter did not come back"
+            time.sleep(0.02)
+        _ftype, _ch, header = _read_raw(raw)
+        assert b"\x05countl" in header and b"\x05countI" not in header
+    finally:
+        raw.close()

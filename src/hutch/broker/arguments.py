@@ -180,7 +180,7 @@ def validate_queue_args(vhost: str, name: str, durable: bool, exclusive: bool,
                         auto_delete: bool, args: dict[str, Any]) -> None:
     what = f"queue '{name}' in vhost '{vhost}'"
     dlx = args.get("x-dead-letter-exchange")
-    if dlx is not None and not isinstance(dlx, str):
+    if "x-dead-letter-exchange" in args and not isinstance(dlx, str):  # a void one too
         raise ChannelError(rc.PRECONDITION_FAILED,
                            f"invalid type '{field_type_name(dlx)}' for arg 'x-dead-letter-exchange' "
                            f"in {what}")

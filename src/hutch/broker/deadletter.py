@@ -25,7 +25,7 @@ import datetime
 import logging
 from typing import Any
 
-from ..protocol.codec import DecodeError
+from ..protocol.codec import DecodeError, Int64
 from ..protocol.frames import content_header_payload
 from ..protocol.properties import decode_properties, encode_properties
 
@@ -55,25 +55,25 @@ def dead_letter_header(header: bytes, body_size: int, reason: str, queue: str, e
         headers["x-first-death-reason"] = reason
         headers["x-first-death-queue"] = queue
         headers["x-first-death-exchange"] = exchange
-        headers["x-death"] = [{"count": 1, **info}]
+        headers["x-death"] = [{"count": Int64(1), **info}]
     elif isinstance(deaths, list):
         match = next((i for i, d in enumerate(deaths) if isinstance(d, dict)
                       and d.get("queue") == queue and d.get("reason") == reason), None)
         if match is None:
-            entry = {"count": 1, **info}
+            entry = {"count": Int64(1), **info}
         else:
             entry = dict(deaths.pop(match))
             count = entry.get("count")
             if isinstance(count, int) and not isinstance(count, bool):
                 # A long, as in RabbitMQ, whose 64-bit encoding wraps around.
-                entry["count"] = (count + 1 + 2**63) % 2**64 - 2**63
+                entry["count"] = Int64((count + 1 + 2**63) % 2**64 - 2**63)
             else:
-                entry["count"] = 1
+                entry["count"] = Int64(1)
         headers["x-death"] = [entry, *deaths]
     else:
         log.warning("Message has invalid x-death header (type: %s). Resetting header",
                     type(deaths).__name__)
-        headers["x-death"] = [{"count": 1, **info}]
+        headers["x-death"] = [{"count": Int64(1), **info}]
     props["headers"] = headers
     return content_header_payload(body_size, encode_properties(props))
 
