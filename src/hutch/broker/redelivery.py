@@ -25,7 +25,10 @@ extension: RabbitMQ 4.x refuses ``x-delivery-limit`` on classic queues and 3.x
 ignores it), so a classic queue without one pays nothing and sends no header.
 
 The counts of a persistent message in a durable queue are written to the message
-log (a RETURNED record, ``store/records.py``) so they survive a restart.  The
+log (a RETURNED record, ``store/records.py``) so they survive a restart; each
+unacked delivery also records the counts the message will have if its holder is
+lost (``held``), so a crash counts that delivery as failed, and a message already
+over the limit when it is next taken is dead-lettered then (``over_limit``).  The
 header is re-encoded once per return, never per delivery: the common path still
 sends the publisher's bytes unchanged.
 """
