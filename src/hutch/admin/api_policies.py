@@ -13,6 +13,8 @@ operator policy needs an administrator.  A refused policy is 400 with RabbitMQ's
 
 from __future__ import annotations
 
+from functools import partial
+
 from aiohttp import web
 
 from ..broker import policies
@@ -88,46 +90,13 @@ async def _delete(req: Request, operator: bool) -> web.Response:
     return no_content()
 
 
-async def list_policies(req: Request) -> web.Response:
-    return await _list(req, False)
-
-
-async def get_policy(req: Request) -> web.Response:
-    return await _get(req, False)
-
-
-async def put_policy(req: Request) -> web.Response:
-    return await _put(req, False)
-
-
-async def delete_policy(req: Request) -> web.Response:
-    return await _delete(req, False)
-
-
-async def list_operator_policies(req: Request) -> web.Response:
-    return await _list(req, True)
-
-
-async def get_operator_policy(req: Request) -> web.Response:
-    return await _get(req, True)
-
-
-async def put_operator_policy(req: Request) -> web.Response:
-    return await _put(req, True)
-
-
-async def delete_operator_policy(req: Request) -> web.Response:
-    return await _delete(req, True)
-
-
 def register(router: Router) -> None:
     add = router.add
-    for base, lst, get, put, delete in (
-            ("policies", list_policies, get_policy, put_policy, delete_policy),
-            ("operator-policies", list_operator_policies, get_operator_policy,
-             put_operator_policy, delete_operator_policy)):
+    # The same handlers serve both tables; ``operator`` picks the one.
+    for base, operator in (("policies", False), ("operator-policies", True)):
+        lst = partial(_list, operator=operator)
         add("GET", base, lst, sort=POLICY_SORT)
         add("GET", f"{base}/{{vhost}}", lst, sort=POLICY_SORT)
-        add("GET", f"{base}/{{vhost}}/{{name}}", get)
-        add("PUT", f"{base}/{{vhost}}/{{name}}", put)
-        add("DELETE", f"{base}/{{vhost}}/{{name}}", delete)
+        add("GET", f"{base}/{{vhost}}/{{name}}", partial(_get, operator=operator))
+        add("PUT", f"{base}/{{vhost}}/{{name}}", partial(_put, operator=operator))
+        add("DELETE", f"{base}/{{vhost}}/{{name}}", partial(_delete, operator=operator))
