@@ -1,0 +1,33 @@
+"""Fixtures for the framework tests: real worker processes against the session broker
+(``broker_url``: Hutch, or RabbitMQ when HUTCH_TEST_AMQP_URL is set).
+
+``workers`` is a pool killed at the end of the test; ``module_workers`` one shared by a
+test module, so a module pays a worker's start-up once.  See workerproc.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.frameworks.workerproc import Workers
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(tmp_path)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture(scope="module")
+def module_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
+    pool = Workers(tmp_path_factory.mktemp("workers"))
+    try:
+        yield pool
+    finally:
+        pool.close()
