@@ -10,22 +10,21 @@ tests/integration/test_direct_reply.py for that).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
 
 pytest.importorskip("celery")
 
-from celery import chain, chord, group  # noqa: E402
+from celery import chain, chord, group
 
-from tests.frameworks.celery_support import CeleryApp, lateness  # noqa: E402
-from tests.frameworks.workerproc import Workers, forget_app, import_app, wait_until  # noqa: E402
+from tests.frameworks.celery_support import CeleryApp, lateness
+from tests.frameworks.workerproc import Workers, forget_app, import_app, wait_until
 
 # Issue #16: a countdown task runs within 100 ms of its due time.
 ON_TIME = 0.100
@@ -45,6 +44,7 @@ def celery(module_workers: Workers, broker_url: str) -> Iterator[SimpleNamespace
     app = CeleryApp(module_workers.directory, broker_url, prefix="classic",
                     worker_prefetch_multiplier=4)
     mod = import_app(module_workers.directory, app.module)
+    module_workers.graceful = False  # teardown: SIGKILL, no 2 s warm shutdown
     try:
         worker = app.worker(module_workers, "-E", "--without-heartbeat")
         yield SimpleNamespace(app=app, mod=mod, worker=worker, workers=module_workers)
@@ -66,7 +66,7 @@ def test_delay_runs_the_task_and_returns_over_rpc(celery):
 def test_countdown_and_eta_tasks_run_within_100ms_of_due(celery):
     sent = {f"cd{c}": celery.mod.stamp.apply_async((f"cd{c}",), countdown=c)
             for c in (0.3, 1, 1.5, 2)}
-    eta = datetime.now(timezone.utc) + timedelta(seconds=1.2)
+    eta = datetime.now(UTC) + timedelta(seconds=1.2)
     sent["eta"] = celery.mod.stamp.apply_async(("eta",), eta=eta)
     # a plain task sent after them runs at once: the held countdown tasks block nothing
     t0 = time.time()
@@ -138,7 +138,7 @@ def test_task_events_reach_an_event_receiver(celery):
             while "task-succeeded" not in seen and time.monotonic() < deadline:
                 try:
                     connection.drain_events(timeout=0.2)
-                except (TimeoutError, socket.timeout):
+                except TimeoutError:
                     pass
     assert "task-succeeded" in seen, (seen, celery.worker.output()[-2000:])
     assert seen["task-succeeded"]["result"] == "5"

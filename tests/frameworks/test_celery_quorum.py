@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -48,6 +48,7 @@ def celery(module_workers: Workers, broker_url: str) -> Iterator[SimpleNamespace
         broker_transport_options={"confirm_publish": True},
         worker_prefetch_multiplier=4)
     mod = import_app(module_workers.directory, app.module)
+    module_workers.graceful = False  # teardown: SIGKILL, no 2 s warm shutdown
     try:
         worker = app.worker(module_workers)
         yield SimpleNamespace(app=app, mod=mod, worker=worker, url=broker_url)
@@ -97,7 +98,7 @@ def test_native_delayed_delivery_countdowns_within_100ms(celery):
     sent = {f"cd{c}": celery.mod.stamp.apply_async((f"cd{c}",), countdown=c)
             for c in (1, 1.5, 2, 3)}
     sent["eta"] = celery.mod.stamp.apply_async(
-        ("eta",), eta=datetime.now(timezone.utc) + timedelta(seconds=2.5))
+        ("eta",), eta=datetime.now(UTC) + timedelta(seconds=2.5))
     # The broker holds them, not the worker: 2 s, 2.5 s and 3 s (0b10, 0b10, 0b11) sit
     # in the 2 s level; 1 s and 1.5 s in the 1 s level.
     time.sleep(0.3)

@@ -72,6 +72,9 @@ class Workers:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.started: list[Worker] = []
+        # False: close() SIGKILLs at once (the broker requeues what they held, as for
+        # any lost connection) instead of waiting out each framework's warm shutdown.
+        self.graceful = True
 
     def spawn(self, *args: str, env: dict[str, str] | None = None, name: str = "worker") -> Worker:
         """``python -m ARGS...`` (e.g. ``celery -A app worker``) with the app dir (and the
@@ -86,7 +89,10 @@ class Workers:
 
     def close(self) -> None:
         for worker in self.started:
-            worker.stop(timeout=5)
+            if self.graceful:
+                worker.stop(timeout=5)
+            else:
+                worker.kill()
 
 
 def write_app(directory: Path, module: str, source: str) -> Path:

@@ -5,15 +5,12 @@ whose ``product`` is not ``RabbitMQ`` (or a RabbitMQ older than 3.3) is taken to
 the spec, where ``global=false`` limits the whole channel
 (kombu.transport.pyamqp.Connection.qos_semantics_matches_spec).  Celery then raises its
 prefetch with ``global=false``; Hutch, as RabbitMQ, applies that to consumers created
-later only, so a worker holding countdown tasks never takes another task.
+later only, so a worker holding countdown tasks never takes another task.  The same
+with a real Celery worker: tests/frameworks/test_celery_delivery.py (prefetch test).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 import time
 import uuid
 
@@ -72,70 +69,3 @@ def _drain_until(conn, done, timeout: float = 10.0) -> None:
             conn.drain_events(timeout=0.2)
         except TimeoutError:
             pass
-
-
-CELERY_APP = textwrap.dedent("""
-    import os
-    from celery import Celery
-
-    app = Celery("dialectapp", broker=os.environ["DIALECT_BROKER"])
-    app.conf.update(worker_prefetch_multiplier=1, task_default_queue=os.environ["DIALECT_QUEUE"],
-                    broker_connection_retry_on_startup=True, worker_hijack_root_logger=False)
-
-    @app.task
-    def mark(name):
-        with open(os.path.join(os.environ["DIALECT_DIR"], name), "w") as f:
-            f.write("done")
-""")
-
-
-def test_celery_countdown_task_does_not_block_other_tasks(broker_url, tmp_path):
-    """worker_prefetch_multiplier=1, one worker process: a countdown task is held by the
-    worker (it raises its prefetch to make room), and a plain task sent after it still
-    runs, well before the countdown is due."""
-    pytest.importorskip("celery")
-    (tmp_path / "dialectapp.py").write_text(CELERY_APP)
-    queue = f"dialect.celery.{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "DIALECT_BROKER": broker_url, "DIALECT_QUEUE": queue,
-           "DIALECT_DIR": str(tmp_path), "PYTHONPATH": str(tmp_path)}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "dialectapp", "worker", "--pool=solo",
-         "--concurrency=1", "--without-gossip", "--without-mingle", "--without-heartbeat",
-         "-Q", queue, "--loglevel=INFO"],
-        cwd=tmp_path, env=env, stdout=(tmp_path / "worker.log").open("wb"),
-        stderr=subprocess.STDOUT)
-    try:
-        sys.path.insert(0, str(tmp_path))
-        os.environ.update({k: env[k] for k in ("DIALECT_BROKER", "DIALECT_QUEUE", "DIALECT_DIR")})
-        try:
-            import dialectapp  # type: ignore[import-not-found]
-        finally:
-            sys.path.remove(str(tmp_path))
-        dialectapp.mark.apply_async(("later",), countdown=600)
-        dialectapp.mark.apply_async(("warmup",))
-        _wait_for(tmp_path / "warmup", worker)  # the worker is up and took the held task
-        dialectapp.mark.apply_async(("now",))
-        _wait_for(tmp_path / "now", worker)
-        assert not (tmp_path / "later").exists()
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-        sys.modules.pop("dialectapp", None)
-        with kombu.Connection(broker_url, connect_timeout=5) as conn:
-            conn.channel().queue_delete(queue)
-
-
-def _wait_for(path, worker: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if worker.poll() is not None or time.monotonic() > deadline:
-            worker.kill()
-            worker.wait()
-            out = (path.parent / "worker.log").read_text(errors="replace")
-            raise AssertionError(f"task {path.name} did not run; worker output:\n{out[-4000:]}")
-        time.sleep(0.05)
-
