@@ -65,7 +65,7 @@ def stamp(self, tag):
           max_retries=3)
 def flaky(self, tag, failures):
     """Fails ``failures`` times; autoretry waits 1 s, 2 s, 4 s... between attempts."""
-    record(f"{{tag}}-{{self.request.retries}}")
+    record(f"{{tag}}-{{self.request.retries}}", eta=self.request.eta)
     if self.request.retries < failures:
         raise ValueError("not yet")
     return self.request.retries
@@ -73,7 +73,7 @@ def flaky(self, tag, failures):
 
 @app.task(bind=True, max_retries=3)
 def retry_once(self, tag, countdown):
-    record(f"{{tag}}-{{self.request.retries}}")
+    record(f"{{tag}}-{{self.request.retries}}", eta=self.request.eta)
     if self.request.retries < 1:
         raise self.retry(countdown=countdown)
     return self.request.retries

