@@ -9,13 +9,25 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from tests.frameworks.workerproc import Worker, Workers, wait_until, write_app
+
+# Issue #16: a countdown task runs within 100 ms of its due time.
+ON_TIME = 0.100
+
+
+def delete_objects(app: Any, *queues: str, exchanges: tuple[str, ...] = ()) -> None:
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        for name in queues:
+            channel.queue_delete(name)
+        for name in exchanges:
+            channel.exchange_delete(name)
+
 
 APP_TEMPLATE = '''\
 import json
@@ -136,12 +148,3 @@ def lateness(rec: dict[str, Any]) -> float:
     """Seconds between the ETA Celery put on the message and the moment the task ran."""
     return rec["t"] - datetime.fromisoformat(rec["eta"]).timestamp()
 
-
-def wait_ready_count(channel_factory: Any, queue: str, want: int, timeout: float = 10.0) -> int:
-    """Polls the queue's ready count (passive declare) until it is ``want``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        count = channel_factory(queue)
-        if count == want or time.monotonic() > deadline:
-            return int(count)
-        time.sleep(0.02)

@@ -23,20 +23,8 @@ pytest.importorskip("celery")
 
 from celery import chain, chord, group
 
-from tests.frameworks.celery_support import CeleryApp, lateness
+from tests.frameworks.celery_support import ON_TIME, CeleryApp, delete_objects, lateness
 from tests.frameworks.workerproc import Workers, forget_app, import_app, wait_until
-
-# Issue #16: a countdown task runs within 100 ms of its due time.
-ON_TIME = 0.100
-
-
-def delete_objects(app, *queues: str, exchanges: tuple[str, ...] = ()) -> None:
-    with app.connection_for_write() as conn:
-        channel = conn.default_channel
-        for name in queues:
-            channel.queue_delete(name)
-        for name in exchanges:
-            channel.exchange_delete(name)
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,7 @@ import pytest
 
 pytest.importorskip("celery")
 
-from tests.frameworks.celery_support import CeleryApp
-from tests.frameworks.test_celery import delete_objects
+from tests.frameworks.celery_support import CeleryApp, delete_objects
 from tests.frameworks.workerproc import Workers, forget_app, import_app, wait_until
 
 

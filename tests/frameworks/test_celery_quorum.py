@@ -26,8 +26,7 @@ pika = pytest.importorskip("pika")
 
 from celery import chord  # noqa: E402
 
-from tests.frameworks.celery_support import CeleryApp, lateness  # noqa: E402
-from tests.frameworks.test_celery import ON_TIME, delete_objects  # noqa: E402
+from tests.frameworks.celery_support import ON_TIME, CeleryApp, delete_objects, lateness  # noqa: E402
 from tests.frameworks.workerproc import Workers, forget_app, import_app  # noqa: E402
 
 TREE_QUEUES = tuple(f"celery_delayed_{level}" for level in range(28))
