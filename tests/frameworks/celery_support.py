@@ -8,6 +8,7 @@ process reads them.  Times are ``time.time()`` of the same machine on both sides
 from __future__ import annotations
 
 import json
+import os
 import socket
 import uuid
 from datetime import datetime
@@ -16,8 +17,11 @@ from typing import Any
 
 from tests.frameworks.workerproc import Worker, Workers, wait_until, write_app
 
-# Issue #16: a countdown task runs within 100 ms of its due time.
-ON_TIME = 0.100
+# Issue #16: on Hutch a countdown task runs within 100 ms of its due time.  Against
+# RabbitMQ (HUTCH_TEST_AMQP_URL) these tests prove the same behaviour, not Hutch's
+# figure: RabbitMQ 3.10's quorum TTL path was measured up to 84 ms late on an idle
+# machine and beyond 100 ms under load, so it gets 250 ms.
+ON_TIME = 0.250 if os.environ.get("HUTCH_TEST_AMQP_URL") else 0.100
 
 
 def delete_objects(app: Any, *queues: str, exchanges: tuple[str, ...] = ()) -> None:
