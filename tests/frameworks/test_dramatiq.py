@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -38,34 +39,49 @@ TASKS = "tests.frameworks._dq_dramatiq_tasks"
 QUEUES = ("work", "retry", "prio", "quorum")
 
 
+class Dq:
+    """The module's state: the tasks module (the test process's producer), the
+    results file, and the worker (a test may replace it)."""
+
+    def __init__(self, tasks: ModuleType, results: Results, env: dict[str, str]) -> None:
+        self.tasks, self.results, self.env = tasks, results, env
+        self.worker: WorkerProcess | None = None
+
+    def start_worker(self) -> None:
+        self.worker = WorkerProcess(
+            python_m("dramatiq", TASKS, "--processes", "1", "--threads", "2"),
+            dict(self.env, dramatiq_queue_prefetch="1", dramatiq_worker_timeout="50"),
+            ready="Worker process is ready for action")
+
+
 @pytest.fixture(scope="module")
-def dq(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ModuleType, Results]]:
-    """(the tasks module, as the test process's producer; the results file), with a
-    worker consuming every queue of the module."""
+def dq_state(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dq]:
     prefix = f"dq.{uuid.uuid4().hex[:8]}"
     out = str(tmp_path_factory.mktemp("dramatiq") / "results.jsonl")
     env = {"DQ_TEST_AMQP_URL": broker_url, "DQ_TEST_PREFIX": prefix, "DQ_TEST_OUT": out}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    tasks = importlib.import_module(TASKS)
-    worker = None
+    state = Dq(importlib.import_module(TASKS), Results(out), env)
     try:
-        worker = WorkerProcess(
-            python_m("dramatiq", TASKS, "--processes", "1", "--threads", "2"),
-            dict(env, dramatiq_queue_prefetch="1", dramatiq_worker_timeout="50"),
-            ready="Worker process is ready for action")
-        yield tasks, Results(out)
+        state.start_worker()
+        yield state
     finally:
-        if worker is not None:
-            code = worker.stop()
-            print(f"dramatiq worker exited {code}; its last lines:\n{worker.output()[-3000:]}")
-        tasks.broker.close()
+        if state.worker is not None:
+            code = state.worker.stop()
+            print(f"dramatiq worker exited {code}; its last lines:\n{state.worker.output()[-3000:]}")
+        state.tasks.broker.close()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
         delete_queues(broker_url, [f"{prefix}-{q}{s}" for q in QUEUES for s in ("", ".DQ", ".XQ")])
+
+
+@pytest.fixture
+def dq(dq_state: Dq) -> tuple[ModuleType, Results]:
+    """(the tasks module, the results file), with a worker consuming every queue."""
+    return dq_state.tasks, dq_state.results
 
 
 def _get_dead(url: str, queue: str, timeout: float = 10.0) -> tuple[Any, dict[str, Any]]:
@@ -184,3 +200,30 @@ def test_quorum_queues(dq, broker_url):
     props, body = _get_dead(broker_url, queue + ".XQ")
     assert body["actor_name"] == "qflaky" and body["options"]["retries"] == 1
     assert props.headers["x-death"][0]["queue"] == queue
+
+
+def test_worker_killed_while_holding_a_delayed_message(dq_state, broker_url):
+    """The broker's part in Dramatiq's delays: a worker that dies (kill -9) holding a
+    delayed message unacked gives it back to Q.DQ, and the next worker runs it once,
+    not before its eta."""
+    tasks, results = dq_state.tasks, dq_state.results
+    queue = tasks.echo.queue_name
+    sent = time.time()
+    tasks.echo.send_with_options(args=("survivor",), delay=1500)
+    deadline = time.monotonic() + 5
+    while _counts(broker_url, queue + ".DQ") != (0, 1):
+        assert time.monotonic() < deadline, "the worker did not take the delayed message"
+        time.sleep(0.02)
+    assert dq_state.worker is not None
+    os.killpg(dq_state.worker.proc.pid, signal.SIGKILL)
+    dq_state.worker.stop()
+    deadline = time.monotonic() + 5
+    while _counts(broker_url, queue + ".DQ") != (1, 0):
+        assert time.monotonic() < deadline, "the killed worker's delayed message did not come back"
+        time.sleep(0.02)
+    dq_state.start_worker()
+    rows = results.wait_for(lambda rs: any(r.get("tag") == "survivor" for r in rs), what="the survivor")
+    assert next(r["t"] for r in rows if r.get("tag") == "survivor") - sent >= 1.5
+    time.sleep(0.3)
+    assert [r["tag"] for r in results.read() if r.get("tag") == "survivor"] == ["survivor"]
+    assert _counts(broker_url, queue + ".DQ") == (0, 1) and _counts(broker_url, queue) == (0, 1)
