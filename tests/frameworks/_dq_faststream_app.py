@@ -41,6 +41,14 @@ async def quorum(body: str) -> dict[str, str]:
     return {"quorum": body}
 
 
+@broker.subscriber(RabbitQueue(f"{P}.fragile", arguments={
+    "x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{P}.dead"}))
+async def fragile(body: str) -> None:
+    """Fails: FastStream's default ack policy (reject on error) rejects the message
+    without requeue, so the broker dead-letters it to PREFIX.dead."""
+    raise ValueError(f"cannot handle {body!r}")
+
+
 @broker.subscriber(f"{P}.rpc")
 async def upper(body: str) -> str:
     """Answers the request's ``reply_to`` (direct reply-to for ``broker.request``)."""

@@ -25,6 +25,7 @@ from tests.frameworks._dq_procs import WorkerProcess, channel, delete_queues, py
 pytestmark = pytest.mark.timeout(60)
 
 APP = "tests.frameworks._dq_faststream_app:app"
+QUEUES = ("out", "in", "orders", "quorum", "rpc", "fragile", "dead")
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,7 @@ def app(broker_url: str) -> Iterator[str]:
     prefix = f"fs.{uuid.uuid4().hex[:8]}"
     with channel(broker_url) as ch:
         ch.queue_declare(f"{prefix}.out", durable=True)
+        ch.queue_declare(f"{prefix}.dead")
     proc = None
     try:
         proc = WorkerProcess(python_m("faststream", "run", APP),
@@ -43,7 +45,7 @@ def app(broker_url: str) -> Iterator[str]:
         if proc is not None:
             code = proc.stop()
             print(f"faststream run exited {code}; its last lines:\n{proc.output()[-3000:]}")
-        delete_queues(broker_url, [f"{prefix}.{q}" for q in ("out", "in", "orders", "quorum", "rpc")])
+        delete_queues(broker_url, [f"{prefix}.{q}" for q in QUEUES])
         with channel(broker_url) as ch:
             ch.exchange_delete(f"{prefix}.events")
 
@@ -81,6 +83,24 @@ async def test_faststream_run_app_subscribers_and_publishers(app, broker_url):
     time.sleep(0.1)
     with channel(broker_url) as ch:
         assert ch.queue_declare(f"{prefix}.out", passive=True).method.message_count == 0
+
+
+async def test_a_failing_handler_rejects_to_the_dead_letter_queue(app, broker_url):
+    prefix = app
+    async with RabbitBroker(broker_url) as client:
+        await client.publish("poison", queue=f"{prefix}.fragile")
+    deadline = time.monotonic() + 10
+    with channel(broker_url) as ch:
+        while True:
+            method, props, body = ch.basic_get(f"{prefix}.dead", auto_ack=True)
+            if method is not None:
+                break
+            assert time.monotonic() < deadline, "nothing dead-lettered"
+            time.sleep(0.02)
+        assert body == b"poison"
+        death = props.headers["x-death"][0]
+        assert death["reason"] == "rejected" and death["queue"] == f"{prefix}.fragile"
+        assert ch.queue_declare(f"{prefix}.fragile", passive=True).method.message_count == 0
 
 
 async def test_request_rpc_uses_direct_reply_to(app, broker_url):
