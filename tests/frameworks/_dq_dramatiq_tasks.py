@@ -51,6 +51,11 @@ def echo(tag: str) -> None:
     record(OUT, kind="echo", tag=tag)
 
 
+@dramatiq.actor(queue_name=f"{PREFIX}-phoenix")
+def phoenix(tag: str) -> None:
+    record(OUT, kind="phoenix", tag=tag)
+
+
 @dramatiq.actor(queue_name=f"{PREFIX}-retry", max_retries=2, min_backoff=100, max_backoff=400)
 def flaky(tag: str) -> None:
     record(OUT, kind="flaky", tag=tag)

@@ -36,7 +36,7 @@ from tests.frameworks._dq_procs import Results, WorkerProcess, channel, delete_q
 pytestmark = pytest.mark.timeout(60)
 
 TASKS = "tests.frameworks._dq_dramatiq_tasks"
-QUEUES = ("work", "retry", "prio", "quorum")
+QUEUES = ("work", "phoenix", "retry", "prio", "quorum")
 
 
 class Dq:
@@ -50,7 +50,8 @@ class Dq:
     def start_worker(self) -> None:
         self.worker = WorkerProcess(
             python_m("dramatiq", TASKS, "--processes", "1", "--threads", "2"),
-            dict(self.env, dramatiq_queue_prefetch="1", dramatiq_worker_timeout="50"),
+            dict(self.env, dramatiq_queue_prefetch="1", dramatiq_worker_timeout="50",
+                 dramatiq_restart_delay="200"),
             ready="Worker process is ready for action")
 
 
@@ -125,6 +126,19 @@ def test_send_with_delay_goes_through_the_delay_queue(dq, broker_url):
     # Dramatiq's delay is kept by the worker (it polls its held messages every
     # dramatiq_worker_timeout = 50 ms here): anything near that is the broker's due.
     assert late < 0.5
+
+
+def test_a_deleted_queue_is_declared_again(dq, broker_url):
+    """confirm_delivery: a send to a deleted queue comes back unroutable (mandatory),
+    so Dramatiq declares the queue again and resends; the worker's consumer, cancelled
+    with the queue, starts again and runs it."""
+    tasks, results = dq
+    tasks.phoenix.send("first")
+    results.wait_for(lambda rs: any(r["kind"] == "phoenix" for r in rs), what="phoenix('first')")
+    with channel(broker_url) as ch:
+        ch.queue_delete(tasks.phoenix.queue_name)
+    tasks.phoenix.send("again")
+    results.wait_for(lambda rs: any(r.get("tag") == "again" for r in rs), what="phoenix('again')")
 
 
 def test_retries_with_backoff_then_dead_letter_queue(dq, broker_url):
