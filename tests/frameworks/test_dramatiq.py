@@ -12,7 +12,9 @@ requeue, which dead-letters it to Q.XQ. ``max_priority`` adds ``x-max-priority``
 
 One worker (1 process, 2 threads) serves the whole module: ``dramatiq_queue_prefetch=1``
 so the priority test sees the broker's order, ``dramatiq_worker_timeout=50`` so the
-worker looks at its held delayed messages every 50 ms rather than every second.
+worker looks at its held delayed messages every 50 ms rather than every second,
+``dramatiq_restart_delay=200`` so a consumer whose queue was deleted starts again after
+0.2 s rather than 3 s.
 """
 
 from __future__ import annotations
