@@ -69,6 +69,9 @@ def test_delayed_messages_survive_a_restart_and_fire_once(tmp_path, how):
             proc.stop()
         time.sleep(0.5)
         proc.start()
+        if how == "stop":  # the snapshot lists the waiting messages: no log scan
+            assert "(shutdown snapshot)" in proc.log_text()
+        assert "recovered 2 delayed messages" in proc.log_text()
         conn, ch = connect(proc)
         got = collect(ch, time.monotonic() + 3.5)
         bodies = [b for b, _at, _h in got]
