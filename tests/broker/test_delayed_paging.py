@@ -75,7 +75,7 @@ def test_paged_delayed_messages_fire_in_order_and_on_time(tmp_path, fast_paging)
     assert [body for body, _at in got] == sorted(due)  # due order, not publish order
     late = [at - due[body] for body, at in got]
     assert min(late) >= -0.002  # never early (clock granularity)
-    assert max(late) < 0.05, late  # read back in time (the 10 ms target is bench/delayed.py's)
+    assert max(late) < 0.1, late  # read back in time (bench/delayed.py measures the 10 ms target)
 
 
 def test_paged_delayed_messages_survive_a_clean_restart(tmp_path, fast_paging) -> None:

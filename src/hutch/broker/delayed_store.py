@@ -45,6 +45,11 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ChannelError
+from ..protocol.properties import peek
+from .expiration import parse_expiration
+from .message import Message
+
 if TYPE_CHECKING:
     from .exchanges.delayed import DelayedExchange
 
@@ -58,10 +63,22 @@ PAGE_AFTER_MS = 5000  # a logged message due later than this keeps no body in me
 READ_AHEAD_MS = 2000  # paged messages are read back this long before they are due
 READ_CHUNK = 4096  # entries per read on the reader thread
 RETRY_READ_S = 1.0  # after a failed read
+RETRY_FIRE_MS = 200  # a fire the disk refused is tried again this much later
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def fired_expiry(header: bytes) -> float | None:
+    """A per-message TTL starts in the queue, after the delay: its deadline now."""
+    expiration = peek(header[12:])[1]
+    if expiration is None:
+        return None
+    try:
+        return time.monotonic() + parse_expiration(expiration) / 1000.0
+    except ChannelError:
+        return None
 
 
 class Delayed:
@@ -183,24 +200,13 @@ class DelayStore:
         heap = self._mem
         now = now_ms()
         fired = 0
-        store = self.node.store
         while heap and heap[0] >> SEQ_BITS <= now and fired < FIRE_BATCH:
             msg = self._msgs.pop(heapq.heappop(heap) & SEQ_MASK, None)
             if msg is None:
                 continue
             fired += 1
             self.node.account(-len(msg.body))
-            if msg.msg_id is None:
-                self.vhost.fire_delayed(self.exchange, msg.exchange, msg.routing_key,
-                                        msg.header, msg.body, msg.persistent)
-                continue
-            store.begin_fire(self.store_id, msg.msg_id)
-            try:
-                self.vhost.fire_delayed(self.exchange, msg.exchange, msg.routing_key,
-                                        msg.header, msg.body, msg.persistent)
-            finally:
-                store.end_fire()
-                store.remove(self, msg)
+            self._fire_one(msg)
         self.fired += fired
         if heap:
             if heap[0] >> SEQ_BITS <= now:  # more due than one turn's share
@@ -208,6 +214,56 @@ class DelayStore:
                 self._timer = self.loop.call_soon(self._fire)
             else:
                 self._arm(heap[0] >> SEQ_BITS)
+
+    def _fire_one(self, msg: Delayed) -> None:
+        """Route a due message and give each queue it reaches a copy.  A logged one's
+        copies in durable queues are written first, with the FIRED record and its ACK
+        in one batch (store/fired.py), and handed to their queues only once that batch
+        is durable: a consumer never sees a copy a crash could take back."""
+        queues = self.vhost.route_fired(self.exchange, msg.exchange, msg.routing_key,
+                                        msg.header, msg.body, msg.persistent)
+        expires_at = fired_expiry(msg.header)
+        copies = [(q, Message(msg.exchange, msg.routing_key, msg.header, msg.body,
+                              msg.persistent, expires_at)) for q in queues]
+        msg_id = msg.msg_id
+        if msg_id is None:
+            self._enqueue(copies)
+            return
+        store = self.node.store
+        store.begin_fire(self.store_id, msg_id)
+        try:
+            for q, copy in copies:
+                if q.durable and copy.persistent:  # what PagedStore.push would log
+                    store.add(q, copy)
+        finally:
+            store.end_fire()
+            store.remove(self, msg)
+        store.when_durable(lambda ok: self._fire_written(ok, msg, msg_id, copies))
+
+    def _fire_written(self, ok: bool, msg: Delayed, msg_id: int,
+                      copies: list[tuple[Any, Message]]) -> None:
+        store = self.node.store
+        if not ok and not self.closed and store.unremove(self, msg, msg_id):
+            # Not on disk: the delayed message stays (its ACK taken back) and fires
+            # again, late but once, when the disk takes writes (the log refuses them
+            # at once until its retry pause is over); the copies were never queued.
+            self.fired -= 1
+            self._push(msg, now_ms() + RETRY_FIRE_MS)
+            return
+        self._enqueue(copies)
+
+    def _enqueue(self, copies: list[tuple[Any, Message]]) -> None:
+        """Each queue still there with room takes its copy (a full reject-publish queue
+        drops it, as it drops any message nobody publishes: the plugin's
+        stateless delivery)."""
+        store = self.node.store
+        queues = self.vhost.queues
+        for q, copy in copies:
+            if queues.get(q.name) is not q or q.would_overflow(len(copy.body)):
+                if copy.msg_id is not None:
+                    store.remove(q, copy)
+                continue
+            q.enqueue(copy)
 
     # -- reading paged messages back ---------------------------------------------------
     def _arm_read(self, due: int) -> None:
