@@ -120,3 +120,13 @@ async def _in_vhost(node) -> None:
 
 async def _drop_vhost(node) -> None:
     node.delete_vhost("dxv")
+
+
+def test_a_paged_item_keeps_a_log_id_past_32_bits() -> None:
+    """Log ids are 63-bit seqs: the packing must not cut them once the log has
+    written more than 2**32 records."""
+    due, msg_id, offset = 1_900_000_000_000, (1 << 62) + 12345, 0xFFFFFFF0
+    item = (due << delayed_store.ENTRY_BITS) | (msg_id << 32) | offset
+    assert item >> delayed_store.ENTRY_BITS == due
+    assert (item & delayed_store.ENTRY_MASK) >> 32 == msg_id
+    assert item & 0xFFFFFFFF == offset

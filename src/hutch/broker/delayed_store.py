@@ -13,8 +13,8 @@ Two heaps of plain ints, so a waiting message costs one int, not an object:
   for the soonest, fires them (at most ``FIRE_BATCH`` per loop turn, so a million
   due at once do not stall the loop).
 * ``_paged``: logged messages due later than ``PAGE_AFTER_MS`` from now, their body
-  only in the message log: ``(due_ms << 64) | entry`` (``entry`` = log id << 32 |
-  offset, store/recovery.entry), about 50 bytes each.  A second timer reads them
+  only in the message log: ``(due_ms << 96) | entry`` (``entry`` = log id << 32 |
+  offset, store/recovery.entry), about 55 bytes each.  A second timer reads them
   back on the log's reader thread ``READ_AHEAD_MS`` before they are due, a chunk at
   a time, into ``_mem``.
 
@@ -57,7 +57,10 @@ log = logging.getLogger("hutch.delayed")
 
 SEQ_BITS = 40
 SEQ_MASK = (1 << SEQ_BITS) - 1
-ENTRY_MASK = (1 << 64) - 1
+# An entry is log id << 32 | offset, and a log id is a 63-bit seq: 95 bits, so the due
+# time goes above 96 (a 64-bit field would cut the id once the log passed 2**32 records).
+ENTRY_BITS = 96
+ENTRY_MASK = (1 << ENTRY_BITS) - 1
 FIRE_BATCH = 2000  # messages fired per loop turn at most
 PAGE_AFTER_MS = 5000  # a logged message due later than this keeps no body in memory
 READ_AHEAD_MS = 2000  # paged messages are read back this long before they are due
@@ -175,7 +178,7 @@ class DelayStore:
                 continue
             self.node.account(-len(msg.body))
             if msg.msg_id is not None and msg.store_pos is not None:
-                self._page((due << 64) | (msg.msg_id << 32) | msg.store_pos)
+                self._page((due << ENTRY_BITS) | (msg.msg_id << 32) | msg.store_pos)
             else:  # the write failed: a transient message now (its publish was nacked)
                 self._push(msg, due)
         if self._unwritten:
@@ -183,7 +186,7 @@ class DelayStore:
 
     def _page(self, item: int) -> None:
         heapq.heappush(self._paged, item)
-        due = item >> 64
+        due = item >> ENTRY_BITS
         if self._read_timer is None or due < self._read_due:
             self._arm_read(due)
 
@@ -279,11 +282,11 @@ class DelayStore:
             return  # the read under way re-arms when done
         paged = self._paged
         horizon = now_ms() + READ_AHEAD_MS
-        while paged and paged[0] >> 64 <= horizon and len(self._reading) < READ_CHUNK:
+        while paged and paged[0] >> ENTRY_BITS <= horizon and len(self._reading) < READ_CHUNK:
             self._reading.append(heapq.heappop(paged))
         if not self._reading:
             if paged:
-                self._arm_read(paged[0] >> 64)
+                self._arm_read(paged[0] >> ENTRY_BITS)
             return
         try:
             fut = self.node.store.read_entries_soon([i & ENTRY_MASK for i in self._reading])
@@ -307,9 +310,9 @@ class DelayStore:
             msg = Delayed(rec.exchange, rec.routing_key, rec.header, rec.body, True)
             msg.msg_id = rec.seq
             msg.store_pos = item & 0xFFFFFFFF
-            self._push(msg, item >> 64)
+            self._push(msg, item >> ENTRY_BITS)
         if self._paged:
-            self._arm_read(self._paged[0] >> 64)
+            self._arm_read(self._paged[0] >> ENTRY_BITS)
 
     def _read_failed(self, exc: BaseException) -> None:
         """A disk that fails a read must not cost the messages: back into the heap,
@@ -336,7 +339,7 @@ class DelayStore:
                     continue
                 back += 1
                 if rec.expires_ms > horizon:
-                    self._page((rec.expires_ms << 64) | e)
+                    self._page((rec.expires_ms << ENTRY_BITS) | e)
                     continue
                 msg = Delayed(rec.exchange, rec.routing_key, rec.header, rec.body, True)
                 msg.msg_id = rec.seq
