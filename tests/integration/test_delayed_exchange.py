@@ -325,3 +325,22 @@ def test_management_messages_delayed_and_definitions(ch, http_url):
     again = api.get(f"exchanges/%2F/{seg(y)}").json()
     assert (again["type"], again["arguments"]) == ("x-delayed-message", {"x-delayed-type": "topic"})
     ch.exchange_delete(y)
+
+
+def test_dead_lettered_into_a_delayed_exchange_is_delayed(ch):
+    """Dead-lettering routes through rabbit_exchange:route too, so a delayed exchange
+    as the DLX delays a message that carries x-delay."""
+    x = delayed(ch)
+    target = bound_queue(ch, x, "dead")
+    src = ch.queue_declare(name("src"), exclusive=True, arguments={
+        "x-dead-letter-exchange": x, "x-dead-letter-routing-key": "dead"}).method.queue
+    ch.basic_publish("", src, b"dl", pika.BasicProperties(headers={"x-delay": 250}))
+    method, _props, _body = ch.basic_get(src)
+    rejected = time.monotonic()
+    ch.basic_reject(method.delivery_tag, requeue=False)
+    got = get(ch, target)
+    assert got is not None
+    assert got[0] - rejected >= 0.25
+    assert got[1].headers["x-delay"] == -250
+    assert got[1].headers["x-death"][0]["reason"] == "rejected"
+    ch.exchange_delete(x)
