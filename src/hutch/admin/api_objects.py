@@ -25,6 +25,7 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web
 
+from ..broker.exchanges.delayed import DelayHeaderError
 from ..broker.message import Message
 from ..broker.permissions import CONFIGURE, READ, WRITE
 from ..errors import ChannelError
@@ -290,7 +291,12 @@ async def publish(req: Request) -> web.Response:
         except ValueError:
             raise bad_request("invalid expiration") from None
     routing_key = body.get("routing_key", "")
-    queues = ex.vhost.route(ex, routing_key, header)
+    try:
+        queues = ex.vhost.route(ex, routing_key, header)
+    except DelayHeaderError:
+        ex.vhost.take_delayed(None)
+        raise bad_request("x-delay header is not an integer") from None
+    ex.vhost.take_delayed((ex.name, routing_key, header, data, persistent))
     routed = False
     for q in queues:
         if q.would_overflow(len(data)):

@@ -126,11 +126,14 @@ class Ctl(PolicyCommands):
     def list_exchanges(self, cols: list[str]) -> None:
         cols = check_columns(cols or ["name", "type"],
                              ["name", "type", "durable", "auto_delete", "internal", "arguments",
-                              "policy"], "list_exchanges [-p <vhost>] [<column> ...]")
+                              "policy", "messages_delayed"],
+                             "list_exchanges [-p <vhost>] [<column> ...]")
         self._need_vhost(self.vhost)
         self.out.info(f"Listing exchanges for vhost {self.vhost} ...")
-        self.out.table(cols, [dict(e, policy=e.get("policy", "")) for e in
-                              self.client.get(f"exchanges/{q(self.vhost)}")])
+        # messages_delayed: the delayed-message exchange's info item (blank for others).
+        self.out.table(cols, [dict(e, policy=e.get("policy", ""),
+                                   messages_delayed=e.get("messages_delayed", ""))
+                              for e in self.client.get(f"exchanges/{q(self.vhost)}")])
 
     def list_bindings(self, cols: list[str]) -> None:
         allowed = ["source_name", "source_kind", "destination_name", "destination_kind",

@@ -115,6 +115,8 @@ def exchange_info(ex: Any) -> dict[str, Any]:
     }
     if ex.policy is not None:  # RabbitMQ shows the key only when one applies
         info["policy"] = ex.policy.name
+    if ex.delays:  # the plugin's info/2 item, shown for its exchanges only
+        info["messages_delayed"] = ex.store.count
     return info
 
 
@@ -314,8 +316,10 @@ def overview(broker: Any, rates: Rates, listeners: list[dict[str, Any]]) -> dict
         "management_version": __version__,
         "rates_mode": "basic",
         "exchange_types": [
-            {"name": t, "description": f"AMQP {t} exchange, as per the AMQP specification",
-             "enabled": True} for t in ("direct", "fanout", "headers", "topic")],
+            *({"name": t, "description": f"AMQP {t} exchange, as per the AMQP specification",
+               "enabled": True} for t in ("direct", "fanout", "headers", "topic")),
+            {"name": "x-delayed-message", "description": "Delayed Message Exchange.",
+             "enabled": True}],
         "product_version": __version__,
         "product_name": "Hutch",
         "rabbitmq_version": RABBITMQ_VERSION,

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ChannelError
+from ..errors import ChannelError, HardError
 from ..protocol import constants as rc
 from ..protocol.codec import DecodeError
-from ..protocol.properties import decode_properties
+from ..protocol.properties import decode_properties, peek
 from .arguments import check_exchange_equivalence, check_queue_equivalence, validate_queue_args
 from .deadletter import dead_letter_header
+from .delayed_store import DelayStore
 from .exchanges import EXCHANGE_TYPES, Exchange
+from .exchanges.delayed import DelayedExchange, DelayHeaderError, swap_delay_header
+from .expiration import parse_expiration
 from .message import Message
 from .policies import Policy, apply_to_exchange, apply_to_queue
 from .queue import Queue
@@ -76,6 +80,9 @@ class Vhost:
         # name -> Policy (policies.py); the two kinds are separate sets, as in RabbitMQ.
         self.policies: dict[str, Policy] = {}
         self.operator_policies: dict[str, Policy] = {}
+        # (exchange, delay ms) for each x-delayed-message exchange that kept the message
+        # being routed (filled by ``route``, emptied by ``_hold_delayed``).
+        self._delayed: list[tuple[Any, int]] = []
         self.default_exchange = DefaultExchange(self, "", durable=True)
         self.exchanges[""] = self.default_exchange
         for name_, type_ in STANDARD_EXCHANGES:
@@ -139,6 +146,8 @@ class Vhost:
         ex = cls(self, name, durable=durable, auto_delete=auto_delete, internal=internal,
                  arguments=arguments)
         self.exchanges[name] = ex
+        if isinstance(ex, DelayedExchange):
+            ex.store = DelayStore(ex)
         if self.policies or self.operator_policies:
             apply_to_exchange(self, ex)
         if durable:
@@ -163,6 +172,8 @@ class Vhost:
     def _remove_exchange(self, ex: Exchange) -> None:
         del self.exchanges[ex.name]
         ex.deleted = True
+        if isinstance(ex, DelayedExchange):
+            ex.store.close()  # its waiting messages are dropped (README: delayed messages)
         if ex.durable:
             self.broker.definitions_changed()
         for binding in list(ex.bindings.values()):
@@ -345,11 +356,66 @@ class Vhost:
             return ROUTED if msg.msg_id is None else ROUTED | STORED
         if ex is None:
             return 0
-        queues = self.route(ex, routing_key, header)
+        try:
+            queues = self.route(ex, routing_key, header)
+        except DelayHeaderError as exc:
+            self._delayed.clear()
+            # The plugin's binary_to_integer fails in the channel process, which
+            # RabbitMQ answers by closing the connection with 541.
+            raise HardError(rc.INTERNAL_ERROR,
+                            f"x-delay header is not an integer: {str(exc)[:64]!r}") from None
+        result = 0
+        if self._delayed:
+            result = self._hold_delayed(exchange, routing_key, header, body, persistent)
         if not queues:
-            return 0
-        return self._enqueue(queues, exchange, routing_key, header, body, persistent, expires_at,
-                             fed)
+            return result
+        return result | self._enqueue(queues, exchange, routing_key, header, body, persistent,
+                                      expires_at, fed)
+
+    def _hold_delayed(self, exchange: str, routing_key: str, header: bytes, body: bytes,
+                      persistent: bool) -> PublishResult:
+        """Give the message ``route`` left with delayed exchanges to their stores.  Not
+        ROUTED (the plugin routes it nowhere now: a mandatory one is returned)."""
+        held, self._delayed = self._delayed, []
+        for ex, delay in held:
+            ex.store.add(exchange, routing_key, swap_delay_header(header, delay), body,
+                         persistent, delay)
+        return 0
+
+    def take_delayed(self, msg: tuple[str, str, bytes, bytes, bool] | None) -> None:
+        """After ``route`` outside ``publish`` (the management API's publish): hold
+        the message (exchange, routing key, header, body, persistent) for the
+        delayed exchanges that kept it, or (None) forget them."""
+        if msg is None:
+            self._delayed.clear()
+        elif self._delayed:
+            self._hold_delayed(*msg)
+
+    def fire_delayed(self, ex: Exchange, exchange: str, routing_key: str, header: bytes,
+                     body: bytes, persistent: bool) -> None:
+        """A delayed message is due: route it from its delayed exchange (its ``x-delay``
+        is negative now, so it is not delayed again), as the plugin's route/3 does
+        with rabbit_exchange:route — exchange-to-exchange bindings and alternate
+        exchanges included.  Nobody is told if it reaches no queue."""
+        if ex.deleted:
+            return
+        try:
+            queues = self.route(ex, routing_key, header)
+        except DelayHeaderError:
+            queues = []
+        if self._delayed:  # delayed again by a second delayed exchange bound to this one
+            self._hold_delayed(exchange, routing_key, header, body, persistent)
+        if not queues:
+            return
+        # A per-message TTL starts in the queue, after the delay.
+        expiration = peek(header[12:])[1]
+        expires_at = None
+        if expiration is not None:
+            try:
+                expires_at = time.monotonic() + parse_expiration(expiration) / 1000.0
+            except ChannelError:
+                pass
+        self._enqueue(queues, exchange, routing_key, header, body, persistent, expires_at, None)
 
     def _enqueue(self, queues: list[Queue], exchange: str, routing_key: str, header: bytes,
                  body: bytes, persistent: bool, expires_at: float | None,
@@ -402,7 +468,8 @@ class Vhost:
                     props_cache.append({})
             return props_cache[0].get("headers")
 
-        dests = ex.route(routing_key, headers)
+        dests = ex.route(routing_key, headers) if not ex.delays else \
+            self._route_delayed(ex, routing_key, headers)
         if len(dests) == 1 and not dests[0].is_exchange:
             return dests
         queues: dict[Queue, None] = {}
@@ -411,7 +478,12 @@ class Vhost:
         first = True
         while pending:
             current = pending.pop()
-            found = dests if first else current.route(routing_key, headers)
+            if first:
+                found = dests
+            elif current.delays:
+                found = self._route_delayed(current, routing_key, headers)
+            else:
+                found = current.route(routing_key, headers)
             first = False
             for d in found:
                 if d.is_exchange:
@@ -428,6 +500,15 @@ class Vhost:
                     pending.append(alt)
         return list(queues)
 
+    def _route_delayed(self, ex: Any, routing_key: str, headers: Any) -> list[Any]:
+        """An x-delayed-message exchange routes a message whose ``x-delay`` asks for
+        a delay nowhere (``_hold_delayed`` stores it), any other through its type."""
+        delay = ex.delay_of(headers())
+        if delay:
+            self._delayed.append((ex, delay))
+            return []
+        return ex.route(routing_key, headers)
+
     # -- dead lettering ----------------------------------------------------------
     def dead_letter(self, source: Queue, msg: Message, reason: str) -> None:
         """Republish a dropped message to the queue's dead-letter exchange with an
@@ -439,7 +520,13 @@ class Vhost:
         header = dead_letter_header(msg.header, len(msg.body), reason, source.name, msg.exchange,
                                     msg.routing_key)
         routing_key = source.dlrk if source.dlrk is not None else msg.routing_key
-        queues = self.route(ex, routing_key, header)
+        try:
+            queues = self.route(ex, routing_key, header)
+        except DelayHeaderError:  # a delayed DLX and a bad x-delay: dropped
+            self._delayed.clear()
+            return
+        if self._delayed:
+            self._hold_delayed(ex.name, routing_key, header, msg.body, msg.persistent)
         if reason != "rejected":
             # A dead-letter cycle without rejection: RabbitMQ drops it.  (A new list:
             # route may answer with an exchange's cached one.)

@@ -1,6 +1,7 @@
 """Exchange types, by the name clients declare them with."""
 
 from .base import Binding, Exchange, args_key
+from .delayed import DelayedExchange
 from .direct import DirectExchange
 from .fanout import FanoutExchange
 from .headers import HeadersExchange
@@ -11,11 +12,13 @@ EXCHANGE_TYPES: dict[str, type[Exchange]] = {
     "fanout": FanoutExchange,
     "topic": TopicExchange,
     "headers": HeadersExchange,
+    "x-delayed-message": DelayedExchange,
 }
 
 __all__ = [
     "EXCHANGE_TYPES",
     "Binding",
+    "DelayedExchange",
     "DirectExchange",
     "Exchange",
     "FanoutExchange",
