@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+import uuid
 from pathlib import Path
 
 import pika
@@ -105,6 +106,9 @@ def test_retry_delay_stops_at_the_queue_delivery_limit(broker_url, qname, cmd, t
     """No --retries: the queue's own x-delivery-limit bounds the delayed retries (a copy
     is a new message to the broker, so the worker counts), then the message is rejected
     into the queue's dead-letter exchange."""
+    # A short name: the worker reads the queue's arguments from 406 texts, which a long
+    # name plus a long routing key would cut (see src/hutch/tools/declare.py).
+    qname = f"test.work.{uuid.uuid4().hex[:8]}"
     amqp = Amqp(broker_url)
     dlq, exchange = qname + ".dlq", qname + ".retry"
     try:

@@ -56,7 +56,7 @@ async def declare_queue(connection: Any, channel: Any, name: str,
     except ex.ChannelPreconditionFailed as exc:
         text = _text(exc)
         if seen is not None:
-            seen["arguments"] = await probe_arguments(connection, name, text)
+            seen["arguments"] = await probe_arguments(connection, name, text, seen)
         print(f"hutch: note: using the existing queue '{name}' as it is ({text})",
               file=sys.stderr, flush=True)
     except ChannelAccessRefused as exc:
@@ -70,10 +70,12 @@ async def declare_queue(connection: Any, channel: Any, name: str,
     return fresh
 
 
-async def probe_arguments(connection: Any, name: str, first_refusal: str) -> dict[str, Any]:
+async def probe_arguments(connection: Any, name: str, first_refusal: str,
+                          seen: dict[str, Any] | None = None) -> dict[str, Any]:
     """The existing durable queue's arguments, learned from successive 406s (each on a
     fresh channel, as a 406 closes it).  Only those learned so far when a refusal is
-    not one we can read (cut short, or the queue is not durable) or the tries run out."""
+    not one we can read (cut short, or the queue is not durable) or the tries run out;
+    then ``seen["unreadable"]`` is that refusal's text."""
     from aio_pika import exceptions as ex
 
     arguments: dict[str, Any] = {}
@@ -81,6 +83,8 @@ async def probe_arguments(connection: Any, name: str, first_refusal: str) -> dic
     for _ in range(MAX_PROBES):
         learned = _learn(text)
         if learned is None:
+            if seen is not None:
+                seen["unreadable"] = text
             return arguments
         key, value = learned
         if value is None:

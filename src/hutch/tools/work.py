@@ -151,6 +151,11 @@ class Worker:
                                   else args.prefetch)
             queue = await channel.get_queue(args.queue, ensure=False)
             counts, limit = broker_limit(seen.get("arguments"))
+            if "unreadable" in seen and not counts and (args.retries is None
+                                                         or args.retry_delay is not None):
+                print(f"hutch: note: could not learn all of queue '{args.queue}''s arguments "
+                      "(a refusal was cut short); if it has a delivery limit, set --retries "
+                      "to match it", file=sys.stderr, flush=True)
             if args.retry_delay is not None:
                 await declare_retry_exchange(channel, args.retry_exchange, args.queue)
             self.retrier = Retrier(channel, args.queue, args.retries, args.dead_letter_queue,
