@@ -160,6 +160,11 @@ def store_document(broker: Node) -> Document:
     out["hutch"] = {"queue_ids": [{"vhost": vname, "name": q.name, "id": q.store_id}
                                   for vname, vhost in broker.vhosts.items()
                                   for q in vhost.queues.values() if q.durable and not q.exclusive],
+                    # Likewise the id a durable delayed exchange's waiting messages carry.
+                    "exchange_ids": [{"vhost": vname, "name": ex.name, "id": ex.store.store_id}
+                                     for vname, vhost in broker.vhosts.items()
+                                     for ex in vhost.exchanges.values()
+                                     if ex.delays and ex.durable and ex.store.store_id],
                     # Not part of RabbitMQ's export (rabbit_definitions lists policies
                     # only), but as durable there (runtime parameters).
                     "operator_policies": [p.info() for vhost in broker.vhosts.values()
@@ -227,17 +232,22 @@ def _apply(broker: Node, defs: Document, only_vhost: str | None,
                 warnings.append(f"policy '{p.get('name')}' skipped: {exc}")
     store_ids = {(e["vhost"], e["name"]): int(e["id"])
                  for e in defs.get("hutch", {}).get("queue_ids", [])} if restoring else {}
+    exchange_ids = {(e["vhost"], e["name"]): int(e["id"])
+                    for e in defs.get("hutch", {}).get("exchange_ids", [])} if restoring else {}
     for x in defs.get("exchanges", []):
         vhost = vhost_of(x)
         name = x.get("name", "")
         if vhost is None or is_builtin_exchange(name):
             continue
         try:
-            vhost.declare_exchange(name, x.get("type", "direct"), False, x.get("durable", True),
-                                   x.get("auto_delete", False), x.get("internal", False),
-                                   dict(x.get("arguments") or {}))
+            ex = vhost.declare_exchange(name, x.get("type", "direct"), False,
+                                        x.get("durable", True), x.get("auto_delete", False),
+                                        x.get("internal", False), dict(x.get("arguments") or {}))
         except AMQPError as exc:
             warnings.append(f"exchange '{name}' skipped: {exc.text}")
+            continue
+        if restoring and ex.delays and (vhost.name, name) in exchange_ids:
+            ex.store.store_id = exchange_ids[(vhost.name, name)]  # its logged messages' id
     for q in defs.get("queues", []):
         vhost = vhost_of(q)
         name = q.get("name", "")

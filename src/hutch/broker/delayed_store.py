@@ -1,33 +1,63 @@
 """The messages an ``x-delayed-message`` exchange holds until they are due.
 
-One ``DelayStore`` per delayed exchange: a heap of due times and one asyncio timer
-armed for the soonest.  Due times are wall-clock milliseconds (as the plugin's
-erlang:system_time), so that they keep their meaning across a restart; the timer
-runs on the loop's monotonic clock and, when it goes off, the wall clock decides:
-a message is never fired before its due time (a timer that woke early, or a clock
-that stepped back, just re-arms).
+One ``DelayStore`` per delayed exchange.  Due times are wall-clock milliseconds (as
+the plugin's erlang:system_time), so that they keep their meaning across a restart;
+timers run on the loop's monotonic clock and, when one goes off, the wall clock
+decides: a message is never fired before its due time (a timer that woke early, or
+a clock that stepped back, just re-arms).
 
-Each heap entry is one int, ``(due_ms << 40) | seq``: no tuple per message, and
-equal due times fire in publish order.  ``seq`` keys the message itself in
-``_msgs``.  Messages held here count towards the node's memory alarm
-(``Node.account``), as queued bodies do.
+Two heaps of plain ints, so a waiting message costs one int, not an object:
 
-Firing is bounded per loop turn (``FIRE_BATCH``): a million messages due at once
-do not stall the loop; the rest follow on the next turns.
+* ``_mem``: messages whose body is in memory, ``(due_ms << 40) | seq``, the message
+  itself in ``_msgs[seq]``; equal due times fire in publish order.  One timer, armed
+  for the soonest, fires them (at most ``FIRE_BATCH`` per loop turn, so a million
+  due at once do not stall the loop).
+* ``_paged``: logged messages due later than ``PAGE_AFTER_MS`` from now, their body
+  only in the message log: ``(due_ms << 64) | entry`` (``entry`` = log id << 32 |
+  offset, store/recovery.entry), about 50 bytes each.  A second timer reads them
+  back on the log's reader thread ``READ_AHEAD_MS`` before they are due, a chunk at
+  a time, into ``_mem``.
+
+A logged message waits in ``_unwritten`` until its record is written (its offset is
+only known then), and goes to ``_paged`` at the ``when_durable`` of its batch; if
+the write failed it stays in memory as a transient one (its publisher got a nack).
+Bodies held in memory count towards the memory alarm (``Node.account``), as queued
+bodies do.
+
+Durability.  A durable delayed exchange on a node with a message log gets a store
+id (like a durable queue's; ``hutch.exchange_ids`` in the definitions, new for each
+incarnation), and a persistent message it delays is written to the log as a PUBLISH
+under that id with its due time in ``expires_ms``: the publisher's confirm waits
+for that record's fsync.  Firing it goes through ``MessageLog.begin_fire`` /
+``end_fire`` (store/fired.py), so its copies in durable queues and the end of the
+delayed message are one all-or-nothing group even across a power cut.  At start the
+node hands back the exchange's live entries (``restore``); their records are read
+back, a chunk at a time, for the due times.  The clean-stop snapshot lists them
+like a queue's entries.  Transient messages, and any message of a non-durable
+exchange, stay in memory.
 """
 
 from __future__ import annotations
 
 import heapq
+import logging
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .exchanges.delayed import DelayedExchange
 
+log = logging.getLogger("hutch.delayed")
+
 SEQ_BITS = 40
 SEQ_MASK = (1 << SEQ_BITS) - 1
+ENTRY_MASK = (1 << 64) - 1
 FIRE_BATCH = 2000  # messages fired per loop turn at most
+PAGE_AFTER_MS = 5000  # a logged message due later than this keeps no body in memory
+READ_AHEAD_MS = 2000  # paged messages are read back this long before they are due
+READ_CHUNK = 4096  # entries per read on the reader thread
+RETRY_READ_S = 1.0  # after a failed read
 
 
 def now_ms() -> int:
@@ -37,7 +67,9 @@ def now_ms() -> int:
 class Delayed:
     """One waiting message (the routing key and exchange it was published with)."""
 
-    __slots__ = ("body", "exchange", "header", "persistent", "routing_key")
+    __slots__ = ("body", "exchange", "header", "msg_id", "persistent", "routing_key", "store_pos")
+
+    expires_at = None  # read by MessageLog.add (the due time is passed on its own)
 
     def __init__(self, exchange: str, routing_key: str, header: bytes, body: bytes,
                  persistent: bool) -> None:
@@ -46,6 +78,8 @@ class Delayed:
         self.header = header
         self.body = body
         self.persistent = persistent
+        self.msg_id: int | None = None  # its PUBLISH record's seq, if logged
+        self.store_pos: int | None = None  # that record's offset, once written
 
 
 class DelayStore:
@@ -55,29 +89,88 @@ class DelayStore:
         self.vhost = vhost
         self.node = vhost.broker
         self.loop = self.node.loop
-        self._heap: list[int] = []
+        self._mem: list[int] = []
         self._msgs: dict[int, Delayed] = {}
         self._seq = 0
-        self._timer: Any = None  # asyncio.TimerHandle
-        self._timer_due = 0  # the due time (ms) the timer is armed for
+        self._paged: list[int] = []
+        self._unwritten: list[tuple[int, Delayed]] = []  # (due, message) till written
+        self._reading: list[int] = []  # paged ints being read back
+        self._timer: Any = None  # asyncio.TimerHandle of the next fire
+        self._timer_due = 0  # the due time (ms) it is armed for
+        self._read_timer: Any = None
+        self._read_due = 0
+        self.closed = False
         self.fired = 0  # messages fired so far (for tests and stats)
+        # The MessageStore's view of this store as a queue: its id in the log (None:
+        # nothing is logged) and the definitions version that must be durable before
+        # a confirm (the exchange's declaration).
+        self.store_id: int | None = None
+        self.defs_version = 0
+
+    def attach(self, store_id: int | None, defs_version: int = 0) -> None:
+        """Log persistent messages under ``store_id`` (a new random one if None)."""
+        self.store_id = store_id or int.from_bytes(os.urandom(8), "big") >> 1
+        self.defs_version = defs_version
 
     @property
     def count(self) -> int:
         """messages_delayed."""
-        return len(self._msgs)
+        return len(self._msgs) + len(self._paged) + len(self._unwritten) + len(self._reading)
 
+    # -- adding --------------------------------------------------------------------
     def add(self, exchange: str, routing_key: str, header: bytes, body: bytes,
-            persistent: bool, delay_ms: int) -> None:
+            persistent: bool, delay_ms: int) -> bool:
+        """Hold a message for ``delay_ms``; True if it went to the log (the publisher's
+        confirm waits for the disk)."""
         due = now_ms() + delay_ms
+        msg = Delayed(exchange, routing_key, header, body, persistent)
+        store = self.node.store
+        if not persistent or self.store_id is None or store is None:
+            self._push(msg, due)
+            return False
+        store.add(self, msg, due)
+        if delay_ms <= PAGE_AFTER_MS:
+            self._push(msg, due)
+        else:
+            if not self._unwritten:
+                store.when_durable(self._written)
+            self._unwritten.append((due, msg))
+            self.node.account(len(body))
+        return True
+
+    def _push(self, msg: Delayed, due: int) -> None:
         self._seq += 1
         seq = self._seq
-        self._msgs[seq] = Delayed(exchange, routing_key, header, body, persistent)
-        self.node.account(len(body))
-        heapq.heappush(self._heap, (due << SEQ_BITS) | seq)
+        self._msgs[seq] = msg
+        self.node.account(len(msg.body))
+        heapq.heappush(self._mem, (due << SEQ_BITS) | seq)
         if self._timer is None or due < self._timer_due:
             self._arm(due)
 
+    def _written(self, _ok: bool) -> None:
+        """The batch holding ``_unwritten`` is done: written records page out."""
+        batch, self._unwritten = self._unwritten, []
+        if self.closed:
+            return
+        for due, msg in batch:
+            if msg.msg_id is not None and msg.store_pos is None:
+                self._unwritten.append((due, msg))  # added after the callback: a later batch
+                continue
+            self.node.account(-len(msg.body))
+            if msg.msg_id is not None and msg.store_pos is not None:
+                self._page((due << 64) | (msg.msg_id << 32) | msg.store_pos)
+            else:  # the write failed: a transient message now (its publish was nacked)
+                self._push(msg, due)
+        if self._unwritten:
+            self.node.store.when_durable(self._written)
+
+    def _page(self, item: int) -> None:
+        heapq.heappush(self._paged, item)
+        due = item >> 64
+        if self._read_timer is None or due < self._read_due:
+            self._arm_read(due)
+
+    # -- firing --------------------------------------------------------------------
     def _arm(self, due: int) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -87,18 +180,27 @@ class DelayStore:
 
     def _fire(self) -> None:
         self._timer = None
-        heap = self._heap
+        heap = self._mem
         now = now_ms()
         fired = 0
+        store = self.node.store
         while heap and heap[0] >> SEQ_BITS <= now and fired < FIRE_BATCH:
-            seq = heapq.heappop(heap) & SEQ_MASK
-            msg = self._msgs.pop(seq, None)
+            msg = self._msgs.pop(heapq.heappop(heap) & SEQ_MASK, None)
             if msg is None:
                 continue
             fired += 1
             self.node.account(-len(msg.body))
-            self.vhost.fire_delayed(self.exchange, msg.exchange, msg.routing_key, msg.header,
-                                    msg.body, msg.persistent)
+            if msg.msg_id is None:
+                self.vhost.fire_delayed(self.exchange, msg.exchange, msg.routing_key,
+                                        msg.header, msg.body, msg.persistent)
+                continue
+            store.begin_fire(self.store_id, msg.msg_id)
+            try:
+                self.vhost.fire_delayed(self.exchange, msg.exchange, msg.routing_key,
+                                        msg.header, msg.body, msg.persistent)
+            finally:
+                store.end_fire()
+                store.remove(self, msg)
         self.fired += fired
         if heap:
             if heap[0] >> SEQ_BITS <= now:  # more due than one turn's share
@@ -107,11 +209,121 @@ class DelayStore:
             else:
                 self._arm(heap[0] >> SEQ_BITS)
 
+    # -- reading paged messages back ---------------------------------------------------
+    def _arm_read(self, due: int) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+        self._read_due = due
+        wait = max(0, due - READ_AHEAD_MS - now_ms()) / 1000.0
+        self._read_timer = self.loop.call_at(self.loop.time() + wait, self._read)
+
+    def _read(self) -> None:
+        self._read_timer = None
+        if self._reading or self.closed:
+            return  # the read under way re-arms when done
+        paged = self._paged
+        horizon = now_ms() + READ_AHEAD_MS
+        while paged and paged[0] >> 64 <= horizon and len(self._reading) < READ_CHUNK:
+            self._reading.append(heapq.heappop(paged))
+        if not self._reading:
+            if paged:
+                self._arm_read(paged[0] >> 64)
+            return
+        try:
+            fut = self.node.store.read_entries_soon([i & ENTRY_MASK for i in self._reading])
+        except OSError as exc:
+            self._read_failed(exc)
+            return
+        fut.add_done_callback(self._read_done)
+
+    def _read_done(self, fut: Any) -> None:
+        items, self._reading = self._reading, []
+        if self.closed:
+            return
+        exc = fut.exception()
+        if exc is not None:
+            self._reading = items
+            self._read_failed(exc)
+            return
+        for item, rec in zip(items, fut.result(), strict=True):
+            if rec is None:  # not where its entry says (logged by the reader): lost
+                continue
+            msg = Delayed(rec.exchange, rec.routing_key, rec.header, rec.body, True)
+            msg.msg_id = rec.seq
+            msg.store_pos = item & 0xFFFFFFFF
+            self._push(msg, item >> 64)
+        if self._paged:
+            self._arm_read(self._paged[0] >> 64)
+
+    def _read_failed(self, exc: BaseException) -> None:
+        """A disk that fails a read must not cost the messages: back into the heap,
+        tried again soon (they fire late rather than never)."""
+        log.error("delayed messages of %s could not be read back (retrying): %s",
+                  self.exchange.name, exc)
+        for item in self._reading:
+            heapq.heappush(self._paged, item)
+        self._reading = []
+        self._read_timer = self.loop.call_later(RETRY_READ_S, self._read)
+
+    # -- start and stop ----------------------------------------------------------------
+    def restore(self, entries: list[int]) -> int:
+        """At start: the exchange's messages the log holds (compact entries).  Their
+        records are read a chunk at a time for the due time; the body is kept only
+        for those due soon.  Returns how many came back."""
+        store = self.node.store
+        back = 0
+        horizon = now_ms() + PAGE_AFTER_MS
+        for i in range(0, len(entries), READ_CHUNK):
+            chunk = entries[i:i + READ_CHUNK]
+            for e, rec in zip(chunk, store.read_entries(chunk), strict=True):
+                if rec is None:
+                    continue
+                back += 1
+                if rec.expires_ms > horizon:
+                    self._page((rec.expires_ms << 64) | e)
+                    continue
+                msg = Delayed(rec.exchange, rec.routing_key, rec.header, rec.body, True)
+                msg.msg_id = rec.seq
+                msg.store_pos = e & 0xFFFFFFFF
+                self._push(msg, rec.expires_ms)
+        return back
+
+    def snapshot(self) -> tuple[list[int], int] | None:
+        """The logged messages as compact entries (for the clean-stop snapshot); None
+        if one is not written yet.  (Body bytes only of those in memory: recovery
+        does not use them for an exchange.)"""
+        if self._unwritten:
+            return None
+        entries = [i & ENTRY_MASK for i in self._paged]
+        entries += [i & ENTRY_MASK for i in self._reading]
+        size = 0
+        for msg in self._msgs.values():
+            if msg.msg_id is None:
+                continue
+            if msg.store_pos is None:
+                return None
+            entries.append((msg.msg_id << 32) | msg.store_pos)
+            size += len(msg.body)
+        entries.sort()
+        return entries, size
+
     def close(self) -> None:
         """The exchange is deleted: its waiting messages go with it."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self.node.account(-sum(len(m.body) for m in self._msgs.values()))
+        self.closed = True
+        for timer in (self._timer, self._read_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._read_timer = None
+        store = self.node.store
+        held = list(self._msgs.values()) + [m for _due, m in self._unwritten]
+        self.node.account(-sum(len(m.body) for m in held))
+        for msg in held:
+            if msg.msg_id is not None and store is not None:
+                store.remove(self, msg)
+        for item in self._paged + self._reading:
+            store.forget(self.store_id, (item & ENTRY_MASK) >> 32)
         self._msgs.clear()
-        self._heap.clear()
+        self._mem.clear()
+        self._paged.clear()
+        self._unwritten.clear()
+        self._reading = []

@@ -125,16 +125,23 @@ class Node:
                 definitions.restore(self, defs)
             queues = {q.store_id: q for v in self.vhosts.values() for q in v.queues.values()
                       if q.durable}
+            # Durable delayed exchanges' waiting messages (broker/delayed_store.py).
+            delay_stores = {x.store.store_id: x.store for v in self.vhosts.values()
+                            for x in v.exchanges.values() if x.delays and x.store.store_id}
             # Priority queues: recovery gives each message's level, read from its header.
             recovered = store.recover({qid: q.store.level_of_header for qid, q in queues.items()
                                        if isinstance(q.store, PriorityStore)})
         finally:
             self._restoring = False
-        restored = dropped = 0
+        store.settle_fired(store.fired_acks)  # torn fires of delayed messages
+        restored = dropped = delayed = 0
         # Ids of recovered messages delivered before the stop: each queue takes its own.
         delivered, store.recovered_delivered = store.recovered_delivered, set()
         for queue_id, rec in recovered.items():
             q = queues.get(queue_id)
+            if q is None and queue_id in delay_stores:
+                delayed += delay_stores[queue_id].restore(rec.entries)
+                continue
             if q is None:
                 # Its queue was deleted (or never made it to the definitions): forget it.
                 for e in rec.entries:
@@ -150,6 +157,8 @@ class Node:
         log.info("recovered %d messages in %d durable queues from %s in %.2fs (%s)%s", restored,
                  len(queues), data_dir, time.monotonic() - started, store.recovered_from,
                  f" ({dropped} of deleted queues discarded)" if dropped else "")
+        if delayed:
+            log.info("recovered %d delayed messages", delayed)
         return {"messages": restored, "queues": len(queues)}
 
     async def close_store(self) -> None:
@@ -180,6 +189,13 @@ class Node:
                 if state[0]:
                     runs = q.store.snapshot_runs if isinstance(q.store, PriorityStore) else None
                     out.append(snapshot.QueueState(q.store_id, *state, runs))
+            for x in vhost.exchanges.values():
+                if x.delays and x.store.store_id:
+                    delayed = x.store.snapshot()
+                    if delayed is None:
+                        return None
+                    if delayed[0]:
+                        out.append(snapshot.QueueState(x.store.store_id, *delayed))
         return out
 
     # -- definitions ---------------------------------------------------------------

@@ -151,7 +151,9 @@ class Vhost:
         if self.policies or self.operator_policies:
             apply_to_exchange(self, ex)
         if durable:
-            self.broker.definitions_changed()
+            version = self.broker.definitions_changed()
+            if isinstance(ex, DelayedExchange) and self.broker.store is not None:
+                ex.store.attach(None, version)  # restore() puts back the logged id
         return ex
 
     def delete_exchange(self, name: str, if_unused: bool) -> None:
@@ -375,12 +377,15 @@ class Vhost:
     def _hold_delayed(self, exchange: str, routing_key: str, header: bytes, body: bytes,
                       persistent: bool) -> PublishResult:
         """Give the message ``route`` left with delayed exchanges to their stores.  Not
-        ROUTED (the plugin routes it nowhere now: a mandatory one is returned)."""
+        ROUTED (the plugin routes it nowhere now: a mandatory one is returned);
+        STORED if a store logged it (its confirm waits for the disk)."""
         held, self._delayed = self._delayed, []
+        result = 0
         for ex, delay in held:
-            ex.store.add(exchange, routing_key, swap_delay_header(header, delay), body,
-                         persistent, delay)
-        return 0
+            if ex.store.add(exchange, routing_key, swap_delay_header(header, delay), body,
+                            persistent, delay):
+                result = STORED
+        return result
 
     def take_delayed(self, msg: tuple[str, str, bytes, bytes, bool] | None) -> None:
         """After ``route`` outside ``publish`` (the management API's publish): hold

@@ -37,6 +37,7 @@ from typing import Any
 from ..protocol.fast import shortstr
 from . import definitions, records, snapshot
 from .files import Files
+from .fired import FireMixin
 from .reads import Located, read_located
 from .reclaim import ReclaimMixin, Refs
 from .recovery import SEGMENT_HEADER, Recovered, RecoveryMixin, Segment, entry, segment_name
@@ -69,7 +70,7 @@ class _Batch:
         self.returns: list[records.Counts] = []  # its RETURNED entries, likewise
 
 
-class MessageLog(RecoveryMixin, ReclaimMixin):
+class MessageLog(RecoveryMixin, ReclaimMixin, FireMixin):
     """Implements the ``MessageStore`` seam (see ``store/__init__.py``)."""
 
     def __init__(self, directory: str, loop: asyncio.AbstractEventLoop, files: Files | None = None,
@@ -132,10 +133,10 @@ class MessageLog(RecoveryMixin, ReclaimMixin):
         self.files.makedirs(directory)
 
     # -- the MessageStore seam -----------------------------------------------------
-    def add(self, queue: Any, msg: Any) -> None:
+    def add(self, queue: Any, msg: Any, expires_ms: int = 0) -> None:
+        """``expires_ms``: a delayed message's due time (store/fired.py), else 0."""
         self.seq += 1
         msg.msg_id = self.seq
-        expires_ms = 0
         if msg.expires_at is not None:
             expires_ms = int((time.time() + (msg.expires_at - time.monotonic())) * 1000)
         self._pending.data.append(records.encode_publish_parts(
@@ -251,7 +252,7 @@ class MessageLog(RecoveryMixin, ReclaimMixin):
             # Refused without touching the disk: its messages were never counted in a
             # segment, so they only leave the pending count.
             for msg in batch.msgs:
-                if msg.msg_id is not None:
+                if msg is not None and msg.msg_id is not None:  # None: a FIRED record
                     msg.msg_id = None
                     self._pending_publishes -= 1
             self._fail(batch)
@@ -370,7 +371,7 @@ class MessageLog(RecoveryMixin, ReclaimMixin):
             if seg is not None:
                 seg.size -= sum(map(_rlen, batch.data))
                 for msg in batch.msgs:
-                    if msg.msg_id is not None:
+                    if msg is not None and msg.msg_id is not None:
                         msg.msg_id = None
                         seg.live -= 1
             if self.error is None:
@@ -387,7 +388,7 @@ class MessageLog(RecoveryMixin, ReclaimMixin):
                 log.warning("message store writes succeed again")
                 self.error = None
             for msg, off in zip(batch.msgs, batch.offsets, strict=True):
-                if msg.msg_id is not None:
+                if msg is not None and msg.msg_id is not None:
                     msg.store_pos = off  # on disk now: the queue may page it out
             gate = self._confirm_gate = max(self._confirm_gate, batch.defs)
             if gate > self.definitions.synced:

@@ -50,6 +50,24 @@ the delivery limit and ``x-delivery-count``)::
   Added after version 1 of the format without changing it: a log written by an
   older Hutch has none (every count starts at zero), and an older Hutch skips
   them (a reader skips record types it does not know).
+
+FIRED (5) — a delayed message (``broker/delayed_store.py``) left its
+x-delayed-message exchange, and the PUBLISH records that firing it created::
+
+    count(4) then count x [store_id(8) msg_id(8) n(4) n x dest_seq(8)]
+
+  A persistent message waiting in a durable delayed exchange is a PUBLISH whose
+  ``queue_id`` is the exchange's store id (``hutch.exchange_ids`` in the
+  definitions) and whose ``expires_ms`` is its *due* time (wall-clock ms).  Firing
+  it writes, in one batch and in this order: this record, the PUBLISH records of
+  its copies in durable queues (``dest_seq``: their seqs), then the ACK of the
+  delayed message.  A batch is written whole into one segment, so after a power
+  cut the log holds a prefix of it; recovery (``store/fired.py``) decides:
+  every dest PUBLISH present -> the fire happened (the FIRED acts as the ACK);
+  some missing -> it did not (the dest PUBLISHes that made it are dropped, the
+  delayed message stays and fires again, once).  Either way recovery writes the
+  ACKs that settle it, so a FIRED record is never a reference that must outlive
+  anything.  Added like RETURNED: an older Hutch skips it.
 """
 
 from __future__ import annotations
@@ -63,6 +81,7 @@ PUBLISH = 1
 ACK = 2
 DELIVER = 3
 RETURNED = 4
+FIRED = 5
 
 _head = struct.Struct(">IIBQ")  # length, crc, type, seq
 HEAD_SIZE = _head.size  # 17
@@ -200,3 +219,26 @@ def encode_returned(seq: int, entries: list[Counts]) -> bytes:
 def decode_returned(buf: bytes | memoryview, start: int) -> list[Counts]:
     (count,) = _u32.unpack_from(buf, start)
     return [_returned.unpack_from(buf, start + 4 + 24 * i) for i in range(count)]
+
+
+# (delayed exchange store id, delayed message id, seqs of the dest PUBLISHes)
+Fired = tuple[int, int, list[int]]
+
+
+def encode_fired(seq: int, entries: list[Fired]) -> bytes:
+    parts = [_u32.pack(len(entries))]
+    for store_id, msg_id, dests in entries:
+        parts.append(struct.pack(f">QQI{len(dests)}Q", store_id, msg_id, len(dests), *dests))
+    return _frame(FIRED, seq, b"".join(parts))
+
+
+def decode_fired(buf: bytes | memoryview, start: int) -> list[Fired]:
+    (count,) = _u32.unpack_from(buf, start)
+    off = start + 4
+    out: list[Fired] = []
+    for _ in range(count):
+        store_id, msg_id, n = struct.unpack_from(">QQI", buf, off)
+        off += 20
+        out.append((store_id, msg_id, list(struct.unpack_from(f">{n}Q", buf, off))))
+        off += 8 * n
+    return out

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..protocol.fast import shortstr
 from . import records, snapshot
+from .fired import FiredScan
 
 log = logging.getLogger("hutch.store")
 
@@ -65,6 +66,8 @@ class RecoveryMixin:
     recovered_delivered: set[int]
     counts: dict[int, tuple[int, int]]
     recovered_from = ""
+    # ACKs that settle torn fires of delayed messages (store/fired.py), to be written.
+    fired_acks: list[tuple[int, int]] = []
 
     def _segment_of(self, msg_id: int, pop: bool = True) -> Segment | None:
         raise NotImplementedError
@@ -97,6 +100,7 @@ class RecoveryMixin:
         delivered: set[int] = set()
         counts: dict[int, tuple[int, int]] = {}  # RETURNED: the newest counts win
         salvage: dict[int, records.Publish] = {}
+        fired = FiredScan()  # FIRED records: delayed messages' fires (store/fired.py)
         damaged: list[tuple[str, str]] = []  # moved aside once their salvage is durable
         read_record = records.read_record
         for i, name in enumerate(names):
@@ -138,6 +142,8 @@ class RecoveryMixin:
                     if scan.classify is not None:
                         scan.levels.append(scan.classify(records.publish_header(data, start)))
                     seen_here.append((qid, seq))
+                    if fired.wanted:
+                        fired.published(seq, qid)
                     if seq < seg.first_seq:
                         self._moved[seq] = seg  # salvaged here by an earlier recovery
                     if flags & records.FLAG_DELIVERED:
@@ -152,6 +158,8 @@ class RecoveryMixin:
                                 oldest is None or target.first_seq < oldest):
                             oldest = target.first_seq
                     seg.oldest_target = oldest
+                elif rtype == records.FIRED:
+                    fired.fired(records.decode_fired(data, start))
                 elif rtype == records.RETURNED:
                     oldest = seg.oldest_target
                     for _qid, mid, dcount, acount in records.decode_returned(data, start):
@@ -191,6 +199,9 @@ class RecoveryMixin:
             for scan in per_queue.values():
                 scan.drop_segment(seg_index)
         self._firsts = [s.first_seq for s in self.segments]
+        if fired.fires:
+            self.fired_acks, top = fired.resolve(acked)
+            self.seq = max(self.seq, top)  # a torn fire's missing seqs are never reused
         out: dict[int, Recovered] = {}
         for qid, scan in per_queue.items():
             rec_q = scan.finish(acked, self.segments)

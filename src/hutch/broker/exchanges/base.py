@@ -31,6 +31,7 @@ class Exchange:
     type_name = "base"
     is_exchange = True
     delays = False  # an x-delayed-message exchange (delayed.py): Vhost.route asks it first
+    store: Any = None  # a delayed exchange's DelayStore (broker/delayed_store.py)
 
     def __init__(self, vhost: Any, name: str, durable: bool = True, auto_delete: bool = False,
                  internal: bool = False, arguments: dict[str, Any] | None = None) -> None:
