@@ -127,6 +127,19 @@ def settle_rss(pid: int, seconds: float = 3.0) -> float:
     return rss_mb(pid)
 
 
+class Peak(threading.Thread):
+    """The broker's peak RSS while something runs."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stop = pid, 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.peak = max(self.peak, rss_mb(self.pid))
+            time.sleep(0.2)
+
+
 def memory(broker: Hutch, http_port: int, n: int, size: int) -> None:
     c = RawAMQP("127.0.0.1", broker.port)
     setup(c, "bench.due", "due")
@@ -137,13 +150,16 @@ def memory(broker: Hutch, http_port: int, n: int, size: int) -> None:
     body = b"x" * size
     frames = [publish_frame(EXCHANGE, "due", body, HOUR_MS + HOUR_MS * j // variants)
               for j in range(variants)]
+    peak = Peak(broker.pid())
+    peak.start()
     took = publish(c, n, lambda i: frames[(i * 7919) % variants])
+    peak.stop.set()
     c.close()
     full = settle_rss(broker.pid())
     shown = delayed_count(http_port)
     print(f"publish: {n:,} persistent delayed messages of {size} B in {took:.1f} s "
           f"({n / took:,.0f}/s, confirmed); messages_delayed = {shown}")
-    print(f"RSS: {empty:.0f} MB before, {full:.0f} MB after -> "
+    print(f"RSS: {empty:.0f} MB before, {full:.0f} MB after (peak {peak.peak:.0f} MB) -> "
           f"{(full - empty) * 2**20 / n:,.0f} bytes per delayed message")
     for how in ("clean restart", "kill -9"):
         proc = broker.proc
