@@ -254,7 +254,8 @@ class Arrivals(threading.Thread):
             buf = buf[off:]
 
 
-def firing(broker: Hutch, fire: int, seconds: float, load_rate: int, size: int) -> bool:
+def firing(broker: Hutch, fire: int, seconds: float, load_rate: int, size: int,
+           persistent: bool = True) -> bool:
     c = RawAMQP("127.0.0.1", broker.port)
     setup(c, "bench.fired", "fired")
     c.send(1, commands.Confirm.Select())
@@ -266,6 +267,8 @@ def firing(broker: Hutch, fire: int, seconds: float, load_rate: int, size: int) 
     published, consumed = ctx.Value("q", 0), ctx.Value("q", 0)
     loaders = [ctx.Process(target=load, args=(broker.port, "publish", load_rate, stop, published)),
                ctx.Process(target=load, args=(broker.port, "consume", 0, stop, consumed))]
+    if load_rate < 0:
+        loaders = []  # no background load
     for p in loaders:
         p.start()
     time.sleep(2.0)  # the load is running
@@ -276,8 +279,10 @@ def firing(broker: Hutch, fire: int, seconds: float, load_rate: int, size: int) 
         due = first_due + seconds * i / fire
         now = time.time()
         delay = max(1, int((due - now) * 1000) + 1)
-        body = f"{i},{now + delay / 1000:.6f},".encode()
-        return publish_frame(EXCHANGE, "fired", body.ljust(size, b"x"), delay)
+        # The broker's due is its clock in whole ms (as the plugin's) + x-delay: at
+        # least the publisher's whole-ms clock at sending + x-delay.
+        body = f"{i},{(int(now * 1000) + delay) / 1000:.6f},".encode()
+        return publish_frame(EXCHANGE, "fired", body.ljust(size, b"x"), delay, persistent)
 
     load0, t0 = published.value, time.monotonic()
     took = publish(c, fire, make, window=500)
@@ -286,13 +291,25 @@ def firing(broker: Hutch, fire: int, seconds: float, load_rate: int, size: int) 
         time.sleep(0.1)
     time.sleep(0.5)  # anything fired twice would come now
     load_rate_seen = (published.value - load0) / (time.monotonic() - t0)
+    fired = list(arrivals.got)
+    # The same path without a delay (no x-delay: routed at once), under the same load:
+    # how much of the lateness is publish + delivery rather than the timer.
+    arrivals.got.clear()
+    base = 200
+    for i in range(base):
+        publish(c, 1, lambda _i, i=i: publish_frame(
+            EXCHANGE, "fired", f"{fire + i},{time.time():.6f},".encode().ljust(size, b"x"), None),
+            window=1, base=fire + i)
+        time.sleep(0.01)
+    time.sleep(0.5)
+    path = sorted(ms * 1000 for _seq, ms in arrivals.got)
     stop.set()
     arrivals.stop.set()
     for p in loaders:
         p.join(10)
     c.close()
-    late = sorted(ms * 1000 for _seq, ms in arrivals.got)
-    seqs = [seq for seq, _ms in arrivals.got]
+    late = sorted(ms * 1000 for _seq, ms in fired)
+    seqs = [seq for seq, _ms in fired]
     dupes = len(seqs) - len(set(seqs))
     missing = fire - len(set(seqs))
     early = sum(1 for ms in late if ms < 0)
@@ -304,6 +321,11 @@ def firing(broker: Hutch, fire: int, seconds: float, load_rate: int, size: int) 
               f"max {late[-1]:.1f} ms; early {early}, duplicates {dupes}, missing {missing}")
     else:
         print(f"nothing arrived: missing {missing}")
+    if path:
+        print(f"the same path without a delay ({len(path)} messages, publish -> arrival): p50 "
+              f"{statistics.median(path):.1f} ms, p99 {path[min(len(path) - 1, int(len(path) * 0.99))]:.1f}"
+              f" ms, max {path[-1]:.1f} ms")
+    print(f"load average while measuring: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
     return early == 0 and dupes == 0 and missing == 0
 
 
@@ -316,7 +338,11 @@ def main() -> None:
     p.add_argument("--fire-seconds", type=float, default=20.0,
                    help="the fired messages' due times spread over this (default 20)")
     p.add_argument("--load-rate", type=int, default=2000,
-                   help="background load, msgs/s published and consumed (default 2000; 0 = flat out)")
+                   help="background load, msgs/s published and consumed (default 2000; 0 = flat out; "
+                        "-1 = none)")
+    p.add_argument("--fire-transient", action="store_true",
+                   help="the timed messages are transient (default persistent, into a durable "
+                        "queue: their firing waits for the log's fsync)")
     a = p.parse_args()
     print(machine())
     print("Hutch only: RabbitMQ in CI has no delayed-message plugin (503 unknown exchange type)")
@@ -327,9 +353,11 @@ def main() -> None:
         if a.messages:
             memory(broker, http_port, a.messages, a.size)
         waiting = delayed_count(http_port)
-        print(f"firing: {a.fire:,} messages due over {a.fire_seconds:g} s with "
-              f"{waiting if waiting is not None else '?':,} others waiting")
-        ok = firing(broker, a.fire, a.fire_seconds, a.load_rate, a.size)
+        print(f"firing: {a.fire:,} {'transient' if a.fire_transient else 'persistent'} "
+              f"messages due over {a.fire_seconds:g} s with "
+              f"{waiting or 0:,} others waiting")
+        ok = firing(broker, a.fire, a.fire_seconds, a.load_rate, a.size,
+                    persistent=not a.fire_transient)
     finally:
         broker.stop()
     if not ok:
