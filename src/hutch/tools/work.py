@@ -151,11 +151,13 @@ class Worker:
                                   else args.prefetch)
             queue = await channel.get_queue(args.queue, ensure=False)
             counts, limit = broker_limit(seen.get("arguments"))
-            if "unreadable" in seen and not counts and (args.retries is None
-                                                         or args.retry_delay is not None):
+            # Only --retry-delay without --retries relies on knowing the limit (a copy
+            # restarts the broker's count); elsewhere the broker or --retries bounds it.
+            if "unreadable" in seen and not counts and args.retry_delay is not None \
+                    and args.retries is None:
                 print(f"hutch: note: could not learn all of queue '{args.queue}''s arguments "
-                      "(a refusal was cut short); if it has a delivery limit, set --retries "
-                      "to match it", file=sys.stderr, flush=True)
+                      f"from the broker's refusal ({seen['unreadable']}); if it has a delivery "
+                      "limit, set --retries to match it", file=sys.stderr, flush=True)
             if args.retry_delay is not None:
                 await declare_retry_exchange(channel, args.retry_exchange, args.queue)
             self.retrier = Retrier(channel, args.queue, args.retries, args.dead_letter_queue,
