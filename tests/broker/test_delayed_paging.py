@@ -13,6 +13,7 @@ import pytest
 
 import hutch
 from hutch.broker import delayed_store
+from hutch.broker.users import Permission
 
 X = "dx.paging"
 Q = "dx.paging.q"
@@ -75,7 +76,7 @@ def test_paged_delayed_messages_fire_in_order_and_on_time(tmp_path, fast_paging)
     assert [body for body, _at in got] == sorted(due)  # due order, not publish order
     late = [at - due[body] for body, at in got]
     assert min(late) >= -0.002  # never early (clock granularity)
-    assert max(late) < 0.05, late  # read back in time (the 10 ms target is bench/delayed.py's)
+    assert max(late) < 0.1, late  # read back in time (bench/delayed.py measures the 10 ms target)
 
 
 def test_paged_delayed_messages_survive_a_clean_restart(tmp_path, fast_paging) -> None:
@@ -88,3 +89,44 @@ def test_paged_delayed_messages_survive_a_clean_restart(tmp_path, fast_paging) -
         got = _receive(b.url, 40, 5)
     assert sorted(body for body, _at in got) == sorted(due)
     assert min(at - due[body] for body, at in got) >= -0.002
+
+
+def test_deleting_the_vhost_releases_its_delayed_messages(tmp_path) -> None:
+    """Their bodies leave the memory accounting and their records are acked (the
+    segment they pin can go), as when the exchange itself is deleted."""
+    with hutch.Broker(data_dir=str(tmp_path), management=False) as b:
+        node = b.broker
+        b._call(_in_vhost(node))
+        conn = pika.BlockingConnection(pika.URLParameters(b.url.rstrip("/") + "/dxv"))
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.exchange_declare(X, "x-delayed-message", durable=True,
+                            arguments={"x-delayed-type": "direct"})
+        for delay in (100_000, 1_000):  # one paged, one in memory
+            ch.basic_publish(X, "k", b"x" * 1000, pika.BasicProperties(
+                delivery_mode=2, headers={"x-delay": delay}))
+        conn.close()
+        store = node.vhosts["dxv"].exchanges[X].store
+        assert store.count == 2 and node.queued_bytes >= 1000
+        b._call(_drop_vhost(node))
+        assert store.closed and store.count == 0
+        assert node.queued_bytes == 0
+
+
+async def _in_vhost(node) -> None:
+    node.add_vhost("dxv")
+    node.users.set_permission("dxv", "guest", Permission())
+
+
+async def _drop_vhost(node) -> None:
+    node.delete_vhost("dxv")
+
+
+def test_a_paged_item_keeps_a_log_id_past_32_bits() -> None:
+    """Log ids are 63-bit seqs: the packing must not cut them once the log has
+    written more than 2**32 records."""
+    due, msg_id, offset = 1_900_000_000_000, (1 << 62) + 12345, 0xFFFFFFF0
+    item = (due << delayed_store.ENTRY_BITS) | (msg_id << 32) | offset
+    assert item >> delayed_store.ENTRY_BITS == due
+    assert (item & delayed_store.ENTRY_MASK) >> 32 == msg_id
+    assert item & 0xFFFFFFFF == offset

@@ -9,6 +9,8 @@ All hutch_only: the RabbitMQ 3.10 the suite also runs against has no such plugin
 from __future__ import annotations
 
 import decimal
+import os
+import subprocess
 import time
 import uuid
 from typing import Any
@@ -18,6 +20,7 @@ import pytest
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
 
 from tests.mgmt import Api, seg
+from tests.toolproc import hutch_cmd
 
 pytestmark = pytest.mark.hutch_only  # RabbitMQ 3.10 in CI has no delayed-message plugin
 
@@ -290,6 +293,14 @@ def test_management_messages_delayed_and_definitions(ch, http_url):
     assert "messages_delayed" not in listed["amq.direct"]
     types = [t["name"] for t in api.get("overview").json()["exchange_types"]]
     assert "x-delayed-message" in types
+    # hutch ctl list_exchanges shows the plugin's info item as a column.
+    env = {k: v for k, v in os.environ.items() if k not in ("HUTCH_URL", "HUTCH_USER",
+                                                            "HUTCH_PASSWORD")}
+    r = subprocess.run([*hutch_cmd("ctl", "--url", http_url, "-q", "list_exchanges", "name",
+                                   "type", "messages_delayed")],
+                       capture_output=True, text=True, env=env, timeout=30)
+    assert f"{x}\tx-delayed-message\t3" in r.stdout.splitlines(), r.stdout + r.stderr
+    assert "amq.direct\tdirect\t" in r.stdout.splitlines()
     # A publish through the management API is delayed too.
     r = api.post(f"exchanges/%2F/{seg(x)}/publish",
                  {"properties": {"headers": {"x-delay": 60_000}}, "routing_key": "k",

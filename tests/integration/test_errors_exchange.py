@@ -87,6 +87,11 @@ def test_unknown_exchange_type(broker_url, against_rabbitmq, conn, x, type_, rab
     if against_rabbitmq:
         # RabbitMQ 3.10: a hard error, the whole connection goes.
         expect_connection_error(broker_url, conn, ch, action, 503, rabbit_text)
+    elif type_ == "x-delayed-message":
+        # Built into Hutch (issue #16): without x-delayed-type, the plugin's 406.
+        expect_channel_error(broker_url, conn, ch, action, 406,
+                             f"{PF}Invalid argument, 'x-delayed-type' must be an existing "
+                             "exchange type")
     else:
         # Deliberate: Hutch answers like RabbitMQ >= 3.13, closing only the channel.
         expect_channel_error(broker_url, conn, ch, action, 406,

@@ -13,8 +13,8 @@ Two heaps of plain ints, so a waiting message costs one int, not an object:
   for the soonest, fires them (at most ``FIRE_BATCH`` per loop turn, so a million
   due at once do not stall the loop).
 * ``_paged``: logged messages due later than ``PAGE_AFTER_MS`` from now, their body
-  only in the message log: ``(due_ms << 64) | entry`` (``entry`` = log id << 32 |
-  offset, store/recovery.entry), about 50 bytes each.  A second timer reads them
+  only in the message log: ``(due_ms << 96) | entry`` (``entry`` = log id << 32 |
+  offset, store/recovery.entry), about 55 bytes each.  A second timer reads them
   back on the log's reader thread ``READ_AHEAD_MS`` before they are due, a chunk at
   a time, into ``_mem``.
 
@@ -45,6 +45,11 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ChannelError
+from ..protocol.properties import peek
+from .expiration import parse_expiration
+from .message import Message
+
 if TYPE_CHECKING:
     from .exchanges.delayed import DelayedExchange
 
@@ -52,16 +57,31 @@ log = logging.getLogger("hutch.delayed")
 
 SEQ_BITS = 40
 SEQ_MASK = (1 << SEQ_BITS) - 1
-ENTRY_MASK = (1 << 64) - 1
+# An entry is log id << 32 | offset, and a log id is a 63-bit seq: 95 bits, so the due
+# time goes above 96 (a 64-bit field would cut the id once the log passed 2**32 records).
+ENTRY_BITS = 96
+ENTRY_MASK = (1 << ENTRY_BITS) - 1
 FIRE_BATCH = 2000  # messages fired per loop turn at most
 PAGE_AFTER_MS = 5000  # a logged message due later than this keeps no body in memory
 READ_AHEAD_MS = 2000  # paged messages are read back this long before they are due
 READ_CHUNK = 4096  # entries per read on the reader thread
 RETRY_READ_S = 1.0  # after a failed read
+RETRY_FIRE_MS = 200  # a fire the disk refused is tried again this much later
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def fired_expiry(header: bytes) -> float | None:
+    """A per-message TTL starts in the queue, after the delay: its deadline now."""
+    expiration = peek(header[12:])[1]
+    if expiration is None:
+        return None
+    try:
+        return time.monotonic() + parse_expiration(expiration) / 1000.0
+    except ChannelError:
+        return None
 
 
 class Delayed:
@@ -158,7 +178,7 @@ class DelayStore:
                 continue
             self.node.account(-len(msg.body))
             if msg.msg_id is not None and msg.store_pos is not None:
-                self._page((due << 64) | (msg.msg_id << 32) | msg.store_pos)
+                self._page((due << ENTRY_BITS) | (msg.msg_id << 32) | msg.store_pos)
             else:  # the write failed: a transient message now (its publish was nacked)
                 self._push(msg, due)
         if self._unwritten:
@@ -166,7 +186,7 @@ class DelayStore:
 
     def _page(self, item: int) -> None:
         heapq.heappush(self._paged, item)
-        due = item >> 64
+        due = item >> ENTRY_BITS
         if self._read_timer is None or due < self._read_due:
             self._arm_read(due)
 
@@ -183,24 +203,13 @@ class DelayStore:
         heap = self._mem
         now = now_ms()
         fired = 0
-        store = self.node.store
         while heap and heap[0] >> SEQ_BITS <= now and fired < FIRE_BATCH:
             msg = self._msgs.pop(heapq.heappop(heap) & SEQ_MASK, None)
             if msg is None:
                 continue
             fired += 1
             self.node.account(-len(msg.body))
-            if msg.msg_id is None:
-                self.vhost.fire_delayed(self.exchange, msg.exchange, msg.routing_key,
-                                        msg.header, msg.body, msg.persistent)
-                continue
-            store.begin_fire(self.store_id, msg.msg_id)
-            try:
-                self.vhost.fire_delayed(self.exchange, msg.exchange, msg.routing_key,
-                                        msg.header, msg.body, msg.persistent)
-            finally:
-                store.end_fire()
-                store.remove(self, msg)
+            self._fire_one(msg)
         self.fired += fired
         if heap:
             if heap[0] >> SEQ_BITS <= now:  # more due than one turn's share
@@ -208,6 +217,56 @@ class DelayStore:
                 self._timer = self.loop.call_soon(self._fire)
             else:
                 self._arm(heap[0] >> SEQ_BITS)
+
+    def _fire_one(self, msg: Delayed) -> None:
+        """Route a due message and give each queue it reaches a copy.  A logged one's
+        copies in durable queues are written first, with the FIRED record and its ACK
+        in one batch (store/fired.py), and handed to their queues only once that batch
+        is durable: a consumer never sees a copy a crash could take back."""
+        queues = self.vhost.route_fired(self.exchange, msg.exchange, msg.routing_key,
+                                        msg.header, msg.body, msg.persistent)
+        expires_at = fired_expiry(msg.header)
+        copies = [(q, Message(msg.exchange, msg.routing_key, msg.header, msg.body,
+                              msg.persistent, expires_at)) for q in queues]
+        msg_id = msg.msg_id
+        if msg_id is None:
+            self._enqueue(copies)
+            return
+        store = self.node.store
+        store.begin_fire(self.store_id, msg_id)
+        try:
+            for q, copy in copies:
+                if q.durable and copy.persistent:  # what PagedStore.push would log
+                    store.add(q, copy)
+        finally:
+            store.end_fire()
+            store.remove(self, msg)
+        store.when_durable(lambda ok: self._fire_written(ok, msg, msg_id, copies))
+
+    def _fire_written(self, ok: bool, msg: Delayed, msg_id: int,
+                      copies: list[tuple[Any, Message]]) -> None:
+        store = self.node.store
+        if not ok and not self.closed and store.unremove(self, msg, msg_id):
+            # Not on disk: the delayed message stays (its ACK taken back) and fires
+            # again, late but once, when the disk takes writes (the log refuses them
+            # at once until its retry pause is over); the copies were never queued.
+            self.fired -= 1
+            self._push(msg, now_ms() + RETRY_FIRE_MS)
+            return
+        self._enqueue(copies)
+
+    def _enqueue(self, copies: list[tuple[Any, Message]]) -> None:
+        """Each queue still there with room takes its copy (a full reject-publish queue
+        drops it, as it drops any message nobody publishes: the plugin's
+        stateless delivery)."""
+        store = self.node.store
+        queues = self.vhost.queues
+        for q, copy in copies:
+            if queues.get(q.name) is not q or q.would_overflow(len(copy.body)):
+                if copy.msg_id is not None:
+                    store.remove(q, copy)
+                continue
+            q.enqueue(copy)
 
     # -- reading paged messages back ---------------------------------------------------
     def _arm_read(self, due: int) -> None:
@@ -223,11 +282,11 @@ class DelayStore:
             return  # the read under way re-arms when done
         paged = self._paged
         horizon = now_ms() + READ_AHEAD_MS
-        while paged and paged[0] >> 64 <= horizon and len(self._reading) < READ_CHUNK:
+        while paged and paged[0] >> ENTRY_BITS <= horizon and len(self._reading) < READ_CHUNK:
             self._reading.append(heapq.heappop(paged))
         if not self._reading:
             if paged:
-                self._arm_read(paged[0] >> 64)
+                self._arm_read(paged[0] >> ENTRY_BITS)
             return
         try:
             fut = self.node.store.read_entries_soon([i & ENTRY_MASK for i in self._reading])
@@ -251,9 +310,9 @@ class DelayStore:
             msg = Delayed(rec.exchange, rec.routing_key, rec.header, rec.body, True)
             msg.msg_id = rec.seq
             msg.store_pos = item & 0xFFFFFFFF
-            self._push(msg, item >> 64)
+            self._push(msg, item >> ENTRY_BITS)
         if self._paged:
-            self._arm_read(self._paged[0] >> 64)
+            self._arm_read(self._paged[0] >> ENTRY_BITS)
 
     def _read_failed(self, exc: BaseException) -> None:
         """A disk that fails a read must not cost the messages: back into the heap,
@@ -280,7 +339,7 @@ class DelayStore:
                     continue
                 back += 1
                 if rec.expires_ms > horizon:
-                    self._page((rec.expires_ms << 64) | e)
+                    self._page((rec.expires_ms << ENTRY_BITS) | e)
                     continue
                 msg = Delayed(rec.exchange, rec.routing_key, rec.header, rec.body, True)
                 msg.msg_id = rec.seq

@@ -216,6 +216,10 @@ class Node:
                 conn.close(320, f"CONNECTION_FORCED - vhost '{name}' is deleted")
         for q in list(vhost.queues.values()):
             vhost.delete_queue(q, reason="vhost deleted")
+        for ex in vhost.exchanges.values():
+            if ex.store is not None:  # a delayed exchange: its waiting messages go too
+                ex.deleted = True
+                ex.store.close()
         for key in [k for k in self.users.permissions if k[0] == name]:
             del self.users.permissions[key]
         self.definitions_changed()

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import base64
 import os
-import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ChannelError, HardError
 from ..protocol import constants as rc
 from ..protocol.codec import DecodeError
-from ..protocol.properties import decode_properties, peek
+from ..protocol.properties import decode_properties
 from .arguments import check_exchange_equivalence, check_queue_equivalence, validate_queue_args
 from .deadletter import dead_letter_header
 from .delayed_store import DelayStore
 from .exchanges import EXCHANGE_TYPES, Exchange
 from .exchanges.delayed import DelayedExchange, DelayHeaderError, swap_delay_header
-from .expiration import parse_expiration
 from .message import Message
 from .policies import Policy, apply_to_exchange, apply_to_queue
 from .queue import Queue
@@ -396,31 +394,21 @@ class Vhost:
         elif self._delayed:
             self._hold_delayed(*msg)
 
-    def fire_delayed(self, ex: Exchange, exchange: str, routing_key: str, header: bytes,
-                     body: bytes, persistent: bool) -> None:
-        """A delayed message is due: route it from its delayed exchange (its ``x-delay``
-        is negative now, so it is not delayed again), as the plugin's route/3 does
-        with rabbit_exchange:route — exchange-to-exchange bindings and alternate
-        exchanges included.  Nobody is told if it reaches no queue."""
+    def route_fired(self, ex: Exchange, exchange: str, routing_key: str, header: bytes,
+                    body: bytes, persistent: bool) -> list[Queue]:
+        """A delayed message is due: the queues it reaches from its delayed exchange
+        (its ``x-delay`` is negative now, so it is not delayed again), as the plugin's
+        route/3 does with rabbit_exchange:route — exchange-to-exchange bindings and
+        alternate exchanges included.  delayed_store.py gives them their copies."""
         if ex.deleted:
-            return
+            return []
         try:
             queues = self.route(ex, routing_key, header)
         except DelayHeaderError:
             queues = []
         if self._delayed:  # delayed again by a second delayed exchange bound to this one
             self._hold_delayed(exchange, routing_key, header, body, persistent)
-        if not queues:
-            return
-        # A per-message TTL starts in the queue, after the delay.
-        expiration = peek(header[12:])[1]
-        expires_at = None
-        if expiration is not None:
-            try:
-                expires_at = time.monotonic() + parse_expiration(expiration) / 1000.0
-            except ChannelError:
-                pass
-        self._enqueue(queues, exchange, routing_key, header, body, persistent, expires_at, None)
+        return queues
 
     def _enqueue(self, queues: list[Queue], exchange: str, routing_key: str, header: bytes,
                  body: bytes, persistent: bool, expires_at: float | None,

@@ -20,8 +20,12 @@ as the ACK.  Some missing: it did not; the copies that made it are dropped and t
 delayed message stays, to fire again.  Either way the ACKs that settle it are
 written at once (``settle``), and ``seq`` is moved past every seq a FIRED names, so a
 missing copy's seq is never handed out again (which would make a torn fire look
-complete at a later recovery).  A failed batch (ENOSPC/EIO) is cut off whole, the
-FIRED with it; its ACK is retried with the next batch, like any ack.
+complete at a later recovery).
+
+A failed batch (ENOSPC/EIO) is cut off whole, the FIRED and the copies with it.  The
+caller (``DelayStore``) enqueues the copies only once the batch is durable, so no
+consumer ever sees a copy that could vanish; on failure it takes the delayed
+message's ACK back (``unremove``) and fires it again once the disk takes writes.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class FireMixin:
     seq: int
     _pending: Any
     _acks: list[tuple[int, int]]
+    _assigned_upto: int
+    _pending_dead: int
     _fire: tuple[int, int, int, int, Any] | None = None
 
     def _schedule(self) -> None:
@@ -69,6 +75,23 @@ class FireMixin:
         dests = list(range(seq + 1, self.seq + 1))
         batch.data[slot] = records.encode_fired(seq, [(store_id, msg_id, dests)])
         self._schedule()
+
+    def unremove(self, queue: Any, msg: Any, msg_id: int) -> bool:
+        """Take back ``remove(queue, msg)`` of message ``msg_id`` while its ACK is still
+        waiting to be written (its fire's batch failed: the message stays, to fire
+        again).  False if the ACK is already written."""
+        try:
+            self._acks.remove((queue.store_id, msg_id))
+        except ValueError:
+            return False
+        msg.msg_id = msg_id
+        if msg_id > self._assigned_upto:
+            self._pending_dead -= 1
+        else:
+            seg = self._segment_of(msg_id, pop=False)
+            if seg is not None:
+                seg.live += 1
+        return True
 
     def settle_fired(self, acks: list[tuple[int, int]]) -> None:
         """After recovery: write the ACKs that settle torn fires (for messages that

@@ -94,7 +94,8 @@ class PagedStore:
     # -- the QueueStore interface ---------------------------------------------------
     def push(self, msg: Message) -> bool:
         size = len(msg.body)
-        if msg.persistent:
+        if msg.persistent and msg.msg_id is None:  # (a fired delayed message's copy
+            # comes logged already: broker/delayed_store.py)
             # Before anything is counted: if the log refuses the message, it is not
             # queued, and neither ``bytes`` nor the memory alarm may keep its size.
             self.log.add(self.owner, msg)
