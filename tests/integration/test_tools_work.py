@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pika
@@ -251,3 +252,105 @@ def test_failures_reach_the_broker_delivery_limit(broker_url, qname, cmd, tmp_pa
         assert props.headers["x-death"][0]["reason"] == "delivery_limit"
     finally:
         amqp.close([qname, dlq])
+
+
+def test_retries_see_a_quorum_queue_behind_other_arguments(broker_url, cmd, tmp_path):
+    """A quorum queue with a dead-letter exchange: the plain declaration's 406 names
+    x-dead-letter-exchange first, not x-queue-type.  The worker still learns the queue
+    is quorum (it declares again with what each 406 told it) and lets the broker count:
+    no republished copies, attempts from x-delivery-count."""
+    # A short name: a 406's text is a shortstr, and the fixture's long name plus the long
+    # routing key would cut the value the worker needs to read (see declare.py).
+    qname = f"test.work.{uuid.uuid4().hex[:8]}"
+    amqp = Amqp(broker_url)
+    dead = qname + ".dead"
+    try:
+        amqp.declare(qname + ".dlx")
+        amqp.declare(qname, **{"x-queue-type": "quorum", "x-dead-letter-exchange": "",
+                               "x-dead-letter-routing-key": qname + ".dlx"})
+        publish(amqp, qname, "fail always")
+        with tool("work", "--url", broker_url, "-q", qname, "--retries", "1",
+                  "--dead-letter-queue", dead, *cmd) as w:
+            w.wait_for("dead-lettered")
+            w.signal()
+            assert w.wait() == 0
+        failed = [line for line in w.lines if line.startswith(" [!]")]
+        assert failed == [
+            " [!] Failed (exit status 3); retry 1 of 1 (requeued, counted by the broker)",
+            f" [!] Failed (exit status 3); dead-lettered to '{dead}' after 2 attempt(s)"]
+        # A requeue, not a copy: the second delivery is a redelivery of the original.
+        assert [r["HUTCH_REDELIVERED"] for r in runs(tmp_path)] == ["0", "1"]
+        assert "x-delivery-count" in json.loads(runs(tmp_path)[1]["HUTCH_HEADERS"])
+        amqp.wait_ready(qname, 0)
+        [(_, props, _body)] = amqp.get_all(dead)
+        assert props.headers["x-hutch-attempts"] == 2
+    finally:
+        amqp.close([qname, dead, qname + ".dlx"])
+
+
+def test_retries_stop_at_the_queue_delivery_limit(broker_url, qname, cmd, tmp_path):
+    """--retries above the queue's x-delivery-limit: the worker gives up at the broker's
+    limit (learned from the queue's arguments), so the message still reaches
+    --dead-letter-queue with its error instead of the broker dropping it."""
+    amqp = Amqp(broker_url)
+    dead = qname + ".dead"
+    try:
+        amqp.declare(qname, **{"x-queue-type": "quorum", "x-delivery-limit": 1})
+        publish(amqp, qname, "fail always")
+        with tool("work", "--url", broker_url, "-q", qname, "--retries", "5",
+                  "--dead-letter-queue", dead, *cmd) as w:
+            w.wait_for("dead-lettered")
+            w.signal()
+            assert w.wait() == 0
+        failed = [line for line in w.lines if line.startswith(" [!]")]
+        assert failed == [
+            " [!] Failed (exit status 3); retry 1 of 1 (requeued, counted by the broker)",
+            f" [!] Failed (exit status 3); dead-lettered to '{dead}' after 2 attempt(s)"]
+        amqp.wait_ready(qname, 0)
+        [(_, props, _body)] = amqp.get_all(dead)
+        assert props.headers["x-hutch-error"] == "exit status 3"
+    finally:
+        amqp.close([qname, dead])
+
+
+@pytest.mark.hutch_only  # RabbitMQ refuses x-delivery-limit on classic queues (406)
+def test_retries_use_a_classic_queue_delivery_limit(broker_url, qname, cmd, tmp_path):
+    """Hutch counts deliveries on a classic queue with x-delivery-limit: the worker sees
+    the argument and requeues (counted) instead of republishing copies."""
+    amqp = Amqp(broker_url)
+    try:
+        amqp.declare(qname, **{"x-delivery-limit": 3})
+        publish(amqp, qname, "fail always")
+        with tool("work", "--url", broker_url, "-q", qname, "--retries", "1", *cmd) as w:
+            w.wait_for("rejected after 2 attempt(s)")
+            w.signal()
+            assert w.wait() == 0
+        assert " [!] Failed (exit status 3); retry 1 of 1 (requeued, counted by the broker)" \
+            in w.lines
+        assert [r["HUTCH_REDELIVERED"] for r in runs(tmp_path)] == ["0", "1"]
+        amqp.wait_ready(qname, 0)
+    finally:
+        amqp.close([qname])
+
+
+def test_retry_delay_without_the_exchange_type_is_a_clear_error(broker_url, qname, amqp,
+                                                                 against_rabbitmq):
+    """RabbitMQ without the delayed-message plugin closes the connection with 503
+    'unknown exchange type': exit 69 and a line that says what is missing.  On Hutch
+    (which has the type) an exchange of that name with another type is the error."""
+    if not against_rabbitmq:
+        amqp.ch.exchange_declare(qname, "fanout", durable=True)
+    try:
+        r = run_tool("work", "--url", broker_url, "-q", qname, "--retry-delay", "100",
+                     "--retry-exchange", qname, "--", "true")
+    finally:
+        if not against_rabbitmq:
+            amqp.ch.exchange_delete(qname)
+    assert r.returncode == 69, r.stderr
+    assert "cannot set up --retry-delay" in r.stderr and "Traceback" not in r.stderr
+    if against_rabbitmq:
+        assert "unknown exchange type 'x-delayed-message'" in r.stderr
+        assert "rabbitmq_delayed_message_exchange plugin" in r.stderr
+    else:
+        assert "PRECONDITION_FAILED" in r.stderr and "choose another with --retry-exchange" \
+            in r.stderr

@@ -4,8 +4,9 @@ Declares the durable queue, sets ``basic_qos(prefetch_count)`` and acknowledges
 each message only when its work is done, so a worker that dies loses nothing: the
 broker redelivers what it never acked.  Without a command it simulates work as the
 seeds do (one second per ``.``); with ``-- COMMAND ARGS`` it runs the command once
-per message (see runner.py).  Failures are requeued, or retried a bounded number
-of times and then dead-lettered (see retry.py).
+per message (see runner.py).  Failures are requeued (a broker delivery limit then
+applies), or retried -- at once or after ``--retry-delay`` through a delayed exchange --
+a bounded number of times and then dead-lettered (see retry.py for the rule).
 
 Shutdown: the first SIGINT/SIGTERM cancels the consumer (no new messages), puts
 back the prefetched messages not yet started and lets the running ones finish; a
@@ -35,7 +36,7 @@ from .common import (
     show,
 )
 from .declare import declare_queue
-from .retry import Retrier
+from .retry import Retrier, broker_limit
 from .runner import message_env, run_command
 
 
@@ -56,10 +57,18 @@ def add_work_parser(sub: Any) -> None:
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds a command may run; then it is killed and the message fails")
     p.add_argument("--retries", type=int, default=None,
-                   help="retry a failed message N times (on a quorum queue requeued and "
-                        "counted by the broker, elsewhere republished with an attempt counter "
-                        "header), then dead-letter it; default: requeue failures (until the "
-                        "queue's delivery limit, if it has one)")
+                   help="retry a failed message N times (on a queue with a broker delivery "
+                        "limit requeued and counted by the broker, elsewhere republished with "
+                        "an attempt counter header), then dead-letter it; default: requeue "
+                        "failures (until the queue's delivery limit, if it has one)")
+    p.add_argument("--retry-delay", type=int, default=None, metavar="MS",
+                   help="a failed message comes back after MS milliseconds, through a "
+                        "delayed exchange (x-delayed-message: Hutch, or RabbitMQ with the "
+                        "delayed-message plugin); attempts are limited by --retries, else by "
+                        "the queue's delivery limit")
+    p.add_argument("--retry-exchange", default="hutch.retry", metavar="EXCHANGE",
+                   help="the durable x-delayed-message exchange --retry-delay uses, bound to "
+                        "the queue by its name (default hutch.retry)")
     p.add_argument("--dead-letter-queue", default=None, metavar="QUEUE",
                    help="durable queue for messages that failed every attempt (default: reject "
                         "them, which uses the queue's own x-dead-letter-exchange if any)")
@@ -78,12 +87,37 @@ def run_work(args: argparse.Namespace) -> int:
         return fail("--concurrency must be >= 1 and --prefetch >= 0", EX_USAGE)
     if args.retries is not None and args.retries < 0:
         return fail("--retries must be >= 0", EX_USAGE)
+    if args.retry_delay is not None and args.retry_delay < 0:
+        return fail("--retry-delay must be >= 0 (milliseconds)", EX_USAGE)
     if command and shutil.which(command[0]) is None:
         return fail(f"command not found: {command[0]}", EX_USAGE)
     try:
         return run(Worker(args, command).run())
     except ToolError as exc:
         return fail(str(exc), exc.code)
+
+
+async def declare_retry_exchange(channel: Any, name: str, queue: str) -> None:
+    """The delayed exchange --retry-delay republishes through, bound to the queue by
+    its name (routing key = queue name, so one exchange serves every work queue).  A
+    broker without the exchange type refuses it: RabbitMQ without the plugin closes the
+    connection with 503 COMMAND_INVALID "unknown exchange type"; an exchange of that
+    name with another type or x-delayed-type is a 406."""
+    try:
+        exchange = await channel.declare_exchange(
+            name, "x-delayed-message", durable=True, arguments={"x-delayed-type": "direct"})
+        await (await channel.get_queue(queue, ensure=False)).bind(exchange, routing_key=queue)
+    except Exception as exc:  # aio-pika/aiormq raise a different class per reply code
+        text = str(exc.args[-1]) if exc.args else type(exc).__name__
+        hint = ""
+        if "exchange type" in text:
+            hint = (" (--retry-delay needs the x-delayed-message exchange type: Hutch has it "
+                    "built in; RabbitMQ needs the rabbitmq_delayed_message_exchange plugin)")
+        elif "PRECONDITION_FAILED" in text:
+            hint = (f" (an exchange '{name}' exists with another type or x-delayed-type; "
+                    "choose another with --retry-exchange)")
+        raise ToolError(f"cannot set up --retry-delay: the broker said: {text}{hint}",
+                        EX_UNAVAILABLE) from None
 
 
 def say(line: str) -> None:
@@ -116,8 +150,19 @@ class Worker:
             await channel.set_qos(prefetch_count=args.concurrency if args.prefetch is None
                                   else args.prefetch)
             queue = await channel.get_queue(args.queue, ensure=False)
+            counts, limit = broker_limit(seen.get("arguments"))
+            # Only --retry-delay without --retries relies on knowing the limit (a copy
+            # restarts the broker's count); elsewhere the broker or --retries bounds it.
+            if "unreadable" in seen and not counts and args.retry_delay is not None \
+                    and args.retries is None:
+                print(f"hutch: note: could not learn all of queue '{args.queue}''s arguments "
+                      f"from the broker's refusal ({seen['unreadable']}); if it has a delivery "
+                      "limit, set --retries to match it", file=sys.stderr, flush=True)
+            if args.retry_delay is not None:
+                await declare_retry_exchange(channel, args.retry_exchange, args.queue)
             self.retrier = Retrier(channel, args.queue, args.retries, args.dead_letter_queue,
-                                   broker_counts=seen.get("quorum", False))
+                                   broker_counts=counts, limit=limit,
+                                   delay_ms=args.retry_delay, delay_exchange=args.retry_exchange)
             connection.close_callbacks.add(self._on_close)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self._on_signal)
