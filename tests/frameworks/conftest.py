@@ -7,12 +7,20 @@ test module, so a module pays a worker's start-up once.  See workerproc.py.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.frameworks.workerproc import Workers
+
+# The frameworks read these before their apps' own settings (Celery prefers
+# CELERY_BROKER_URL to Celery(broker=...)): a user's shell that sets one would send the
+# tests, and every worker they start, to that broker instead of the session's.
+for _var in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "BROKER_URL",
+             "DRAMATIQ_BROKER_URL", "AMQP_URL", "RABBITMQ_URL"):
+    os.environ.pop(_var, None)
 
 
 @pytest.fixture

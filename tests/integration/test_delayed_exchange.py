@@ -104,7 +104,11 @@ def test_order_follows_due_time_not_publish_order(ch):
     assert [get(ch, q)[2] for _ in range(3)] == [b"now", b"first", b"second"]
 
 
-@pytest.mark.parametrize("value", [0, -5, 4294967296, None])
+@pytest.mark.parametrize("value", [0, -5, 4294967296, None,
+                                   "9" * 5000,  # beyond Python's int() limit (review find)
+                                   "-" + "9" * 5000, "0" * 5000 + "99999999999"],
+                         ids=["0", "-5", "2^32", "absent", "5000-digits", "minus-5000-digits",
+                              "zeros-then-11-digits"])
 def test_no_delay_routes_at_once_and_keeps_the_header(ch, value):
     x = delayed(ch)
     q = bound_queue(ch, x)
@@ -188,6 +192,18 @@ def test_x_delayed_type_is_checked(conn, args, text):
     assert (info.value.reply_code, info.value.reply_text) == (406, text)
     assert conn.channel().exchange_declare(x, passive=False, exchange_type="direct") is not None
     conn.channel().exchange_delete(x)
+
+
+def test_headers_inner_type_checks_x_match(conn, ch):
+    """The plugin hands binding validation to its x-delayed-type: a headers one refuses
+    a bad x-match with the headers exchange's 406 (review find)."""
+    x = delayed(ch, "headers")
+    q = ch.queue_declare("", exclusive=True).method.queue
+    bad = conn.channel()
+    with pytest.raises(ChannelClosedByBroker) as info:
+        bad.queue_bind(q, x, "", {"x-match": "bogus"})
+    assert info.value.reply_code == 406
+    assert "x-match" in info.value.reply_text
 
 
 @pytest.mark.parametrize("kind", ["fanout", "topic", "headers"])

@@ -25,7 +25,7 @@ from ...protocol.properties import decode_properties, encode_properties
 from .base import Binding, Exchange
 from .direct import DirectExchange
 from .fanout import FanoutExchange
-from .headers import HeadersExchange
+from .headers import HeadersExchange, check_x_match
 from .topic import TopicExchange
 
 # The plugin's ?ERL_MAX_T: the longest Erlang timer.  A longer delay is not a delay:
@@ -64,6 +64,10 @@ def parse_delay(value: Any) -> int | None:
         digits = text[1:] if text[:1] in ("+", "-") else text
         if not digits or not digits.isascii() or not digits.isdigit():
             raise DelayHeaderError(text)
+        if len(digits.lstrip("0")) > 10:
+            # Erlang's integers have no size limit (Python's int() refuses more than
+            # 4,300 digits): any such value is beyond the longest delay, so at once.
+            return None
         return int(text)
     return None  # byte, bool, decimal, timestamp, void, tables, arrays
 
@@ -99,6 +103,12 @@ class DelayedExchange(Exchange):
 
     def route(self, routing_key, headers):
         return self.inner.route(routing_key, headers)
+
+    def bind(self, destination: Any, routing_key: str, arguments: dict[str, Any]) -> bool:
+        # The plugin hands validate_binding to the x-delayed-type (headers: x-match).
+        if isinstance(self.inner, HeadersExchange):
+            check_x_match(arguments)
+        return super().bind(destination, routing_key, arguments)
 
     def _index_add(self, binding: Binding) -> None:
         self.inner._index_add(binding)
