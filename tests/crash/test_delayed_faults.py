@@ -5,6 +5,7 @@ also across a kill -9 afterwards.  hutch_only: RabbitMQ 3.10 has no delayed plug
 
 from __future__ import annotations
 
+import json
 import time
 
 import pika
@@ -64,5 +65,45 @@ def test_fires_wait_for_the_disk_and_happen_once(tmp_path, errname: str) -> None
         proc.start()
         time.sleep(0.3)  # anything that wrongly stayed delayed is due by now
         assert sorted(_count(proc.url)) == sorted(f"d{i}" for i in range(20))
+    finally:
+        proc.stop()
+
+
+@pytest.mark.hutch_only
+def test_start_with_a_disk_failing_reads_keeps_the_delayed_messages(tmp_path) -> None:
+    """The waiting records are read at start for their due times; a disk failing reads
+    then must not stop the broker (it did: "cannot open the message store"): they are
+    read again once it can, and fire at their own time, not early (review find)."""
+    marker = tmp_path / "fault"
+    env = {"HUTCH_STORE_FILES": "tests.crash.seams:FaultFiles", "HUTCH_FAULT_FILE": str(marker)}
+    proc = HutchProcess(env=env)
+    proc.start()
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(proc.url))
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.exchange_declare(X, "x-delayed-message", durable=True,
+                            arguments={"x-delayed-type": "direct"})
+        ch.queue_declare(Q, durable=True)
+        ch.queue_bind(Q, X, "k")
+        ch.basic_publish(X, "k", b"later", pika.BasicProperties(
+            delivery_mode=2, headers={"x-delay": 4000}))
+        due = time.time() + 4.0
+        conn.close()
+        proc.kill()
+        marker.write_text(json.dumps({"errno": "EIO", "ops": ["pread"]}))
+        proc.start()  # reads fail: it starts all the same
+        assert proc.wait_for_log("could not be read at start")
+        time.sleep(0.5)
+        marker.unlink()
+        assert _count(proc.url) == []  # not early
+        deadline = time.monotonic() + 10
+        got: list[str] = []
+        while not got:
+            assert time.monotonic() < deadline, "the delayed message never fired"
+            time.sleep(0.1)
+            got = _count(proc.url)
+        assert time.time() >= due - 0.05
+        assert got == ["later"]
     finally:
         proc.stop()

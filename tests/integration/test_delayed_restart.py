@@ -126,3 +126,55 @@ def test_deleted_exchange_messages_do_not_come_back(tmp_path):
         conn.close()
     finally:
         proc.stop()
+
+
+def test_fired_copy_keeps_its_queue_ttl_across_a_restart() -> None:
+    """A fired copy is logged before it reaches its queue: the queue's message-ttl must
+    be in its record, or after a restart it never expires (review find)."""
+    proc = HutchProcess()
+    proc.start()
+    try:
+        conn, ch = connect(proc)
+        ch.exchange_declare(X, "x-delayed-message", durable=True,
+                            arguments={"x-delayed-type": "direct"})
+        ch.queue_declare(Q, durable=True, arguments={"x-message-ttl": 1500})
+        ch.queue_bind(Q, X, "k")
+        publish(ch, "fired", 100)
+        time.sleep(0.5)  # fired: in the queue now
+        assert ch.queue_declare(Q, passive=True).method.message_count == 1
+        conn.close()
+        proc.stop()
+        proc.start()
+        time.sleep(1.5)  # past its TTL
+        conn, ch = connect(proc)
+        assert ch.basic_get(Q, auto_ack=True)[0] is None
+        conn.close()
+    finally:
+        proc.stop()
+
+
+def test_clean_stop_while_messages_fall_due_logs_no_traceback_and_loses_none() -> None:
+    """Fire timers went on after the log closed at a clean stop ("cannot schedule new
+    futures after shutdown" in the log); now they stop, and every message fires once
+    after the restart (review find)."""
+    proc = HutchProcess()
+    proc.start()
+    try:
+        conn, ch = connect(proc)
+        setup(ch)
+        n = 2000
+        start = time.time() + 1.5  # due one after the other from then on, 1.5 ms apart
+        for i in range(n):
+            publish(ch, f"m{i}", max(1, int((start + i * 0.0015 - time.time()) * 1000)))
+        conn.close()
+        time.sleep(max(0.0, start + 1.0 - time.time()))  # stop in the middle of the fires
+        proc.stop()
+        assert "Traceback" not in proc.log_text()
+        assert "Exception in callback" not in proc.log_text()
+        proc.start()
+        conn, ch = connect(proc)
+        got = collect(ch, time.monotonic() + 3.0)
+        conn.close()
+        assert sorted(b for b, _t, _h in got) == sorted(f"m{i}" for i in range(n))
+    finally:
+        proc.stop()

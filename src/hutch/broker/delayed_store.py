@@ -122,9 +122,13 @@ class DelayStore:
         self._timer_due = 0  # the due time (ms) it is armed for
         self._read_timer: Any = None
         self._read_due = 0
-        # Fires written ahead whose copies wait for their due time (_fire_written).
-        self._handing: set[Any] = set()
+        # Fires written ahead whose copies wait for their due time (_fire_written):
+        # (due << SEQ_BITS | n) -> copies; one timer for the soonest.
+        self._handing: dict[int, list[tuple[Any, Message]]] = {}
+        self._hand_timer: Any = None
+        self._hand_seq = 0
         self.closed = False
+        self.halted = False  # the node is stopping (halt)
         self.fired = 0  # messages fired so far (for tests and stats)
         # The MessageStore's view of this store as a queue: its id in the log (None:
         # nothing is logged) and the definitions version that must be durable before
@@ -197,6 +201,8 @@ class DelayStore:
 
     # -- firing --------------------------------------------------------------------
     def _arm(self, due: int) -> None:
+        if self.halted:
+            return
         if self._timer is not None:
             self._timer.cancel()
         self._timer_due = due
@@ -213,6 +219,8 @@ class DelayStore:
         routed at its due time, and a crash between the write and the due time cannot
         show a copy early either, as a restart takes longer than the lead."""
         self._timer = None
+        if self.halted:
+            return
         heap = self._mem
         now = now_ms()
         horizon = now + FIRE_LEAD_MS
@@ -260,6 +268,8 @@ class DelayStore:
         if msg_id is None:
             self._enqueue(copies)
             return
+        for q, copy in copies:
+            q.apply_ttl(copy)  # in the copy's record too (a review find: lost at restart)
         store = self.node.store
         store.begin_fire(self.store_id, msg_id)
         try:
@@ -282,18 +292,32 @@ class DelayStore:
             self._push(msg, now_ms() + RETRY_FIRE_MS)
             return
         wait = due - now_ms()
-        if wait <= 0:
+        if wait <= 0 or self.halted:  # (stopping: no consumer is left to see it early)
             self._enqueue(copies)
             return
         # Written ahead (_fire): handed over at the due time.
-        handle: list[Any] = []
+        self._hand_seq += 1
+        self._handing[(due << SEQ_BITS) | self._hand_seq] = copies
+        self._arm_hand_over()
 
-        def hand_over() -> None:
-            self._handing.discard(handle[0])
-            self._enqueue(copies)
+    def _arm_hand_over(self) -> None:
+        if self._hand_timer is not None:
+            self._hand_timer.cancel()
+        first = min(self._handing) >> SEQ_BITS
+        self._hand_timer = self.loop.call_at(
+            self.loop.time() + max(0, first - now_ms()) / 1000.0, self._hand_over)
 
-        handle.append(self.loop.call_at(self.loop.time() + wait / 1000.0, hand_over))
-        self._handing.add(handle[0])
+    def _hand_over(self, everything: bool = False) -> None:
+        """Copies written ahead go to their queues at their due time (checked on the wall
+        clock: the loop's may wake us early), or all at once when stopping."""
+        self._hand_timer = None
+        now = now_ms()
+        for key in sorted(self._handing):
+            if key >> SEQ_BITS > now and not everything:
+                break
+            self._enqueue(self._handing.pop(key))
+        if self._handing and not everything:
+            self._arm_hand_over()
 
     def _enqueue(self, copies: list[tuple[Any, Message]]) -> None:
         """Each queue still there with room takes its copy (a full reject-publish queue
@@ -310,6 +334,8 @@ class DelayStore:
 
     # -- reading paged messages back ---------------------------------------------------
     def _arm_read(self, due: int) -> None:
+        if self.halted:
+            return
         if self._read_timer is not None:
             self._read_timer.cancel()
         self._read_due = due
@@ -318,7 +344,7 @@ class DelayStore:
 
     def _read(self) -> None:
         self._read_timer = None
-        if self._reading or self.closed:
+        if self._reading or self.closed or self.halted:
             return  # the read under way re-arms when done
         paged = self._paged
         horizon = now_ms() + READ_AHEAD_MS
@@ -344,13 +370,17 @@ class DelayStore:
             self._reading = items
             self._read_failed(exc)
             return
+        horizon = now_ms() + PAGE_AFTER_MS
         for item, rec in zip(items, fut.result(), strict=True):
             if rec is None:  # not where its entry says (logged by the reader): lost
+                continue
+            if rec.expires_ms > horizon:  # its due time was not known (restore): later
+                self._page((rec.expires_ms << ENTRY_BITS) | (item & ENTRY_MASK))
                 continue
             msg = Delayed(rec.exchange, rec.routing_key, rec.header, rec.body, True)
             msg.msg_id = rec.seq
             msg.store_pos = item & 0xFFFFFFFF
-            self._push(msg, item >> ENTRY_BITS)
+            self._push(msg, rec.expires_ms)  # the record's due time, the one truth
         if self._paged:
             self._arm_read(self._paged[0] >> ENTRY_BITS)
 
@@ -362,7 +392,8 @@ class DelayStore:
         for item in self._reading:
             heapq.heappush(self._paged, item)
         self._reading = []
-        self._read_timer = self.loop.call_later(RETRY_READ_S, self._read)
+        if not self.halted:
+            self._read_timer = self.loop.call_later(RETRY_READ_S, self._read)
 
     # -- start and stop ----------------------------------------------------------------
     def restore(self, entries: list[int]) -> int:
@@ -374,7 +405,19 @@ class DelayStore:
         horizon = now_ms() + PAGE_AFTER_MS
         for i in range(0, len(entries), READ_CHUNK):
             chunk = entries[i:i + READ_CHUNK]
-            for e, rec in zip(chunk, store.read_entries(chunk), strict=True):
+            try:
+                recs = store.read_entries(chunk)
+            except OSError as exc:
+                # A disk failing reads must not stop the start (a queue's messages are
+                # read later too): their due time unknown, they are read back as soon
+                # as the disk allows (due 0 = now), then wait for their real one.
+                log.error("delayed messages of %s could not be read at start (retrying): %s",
+                          self.exchange.name, exc)
+                for e in chunk:
+                    self._page(e)
+                back += len(chunk)
+                continue
+            for e, rec in zip(chunk, recs, strict=True):
                 if rec is None:
                     continue
                 back += 1
@@ -406,6 +449,17 @@ class DelayStore:
             size += len(msg.body)
         entries.sort()
         return entries, size
+
+    def halt(self) -> None:
+        """A clean stop (connections closed, the log about to close): no more fires or
+        reads; the waiting messages stay in the log for the next start.  Copies written
+        ahead go to their queues now, so the shutdown snapshot has them."""
+        self.halted = True
+        for timer in (self._timer, self._read_timer, self._hand_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._read_timer = None
+        self._hand_over(everything=True)  # consumers are gone: into the queues' snapshot
 
     def close(self) -> None:
         """The exchange is deleted: its waiting messages go with it."""

@@ -168,6 +168,10 @@ class Node:
         store = self.store
         if store is None:
             return
+        for vhost in self.vhosts.values():  # no fire may start once the log is closing
+            for x in vhost.exchanges.values():
+                if x.delays:
+                    x.store.halt()
         await store.settle()
         if not await store.definitions.settle():
             log.error("definitions changed since the last successful write could not be saved")

@@ -196,12 +196,19 @@ class Queue:
             return True
         return False
 
-    def enqueue(self, msg: Message) -> None:
-        msg.queue = self
+    def apply_ttl(self, msg: Message) -> None:
+        """The queue's ``message-ttl`` starts now: the earlier of it and the message's own
+        deadline.  Before the store logs the message, as its record keeps the expiry
+        (a delayed message's copy is logged before it is enqueued: delayed_store.py)."""
         if self.message_ttl is not None:
             deadline = time.monotonic() + self.message_ttl
             if msg.expires_at is None or deadline < msg.expires_at:
                 msg.expires_at = deadline
+
+    def enqueue(self, msg: Message) -> None:
+        msg.queue = self
+        if self.message_ttl is not None:
+            self.apply_ttl(msg)
         in_memory = self.store.push(msg)
         self.published += 1
         if self.max_length is not None or self.max_length_bytes is not None:

@@ -162,6 +162,8 @@ class MessageLog(RecoveryMixin, ReclaimMixin, FireMixin):
             if seg is not None:
                 seg.live -= 1
                 self._note_target(seg)
+                if not seg.live:
+                    self._keep_until_settled(seg)
         if not self._scheduled:
             self._schedule()
 

@@ -73,6 +73,7 @@ class ReclaimMixin:
     _carry: Segment | None
     _carrying: bool
     _scan: asyncio.Future[Refs | None] | None
+    _pending: Any  # the batch being gathered (log._Batch)
 
     def _segment_of(self, msg_id: int, pop: bool = True) -> Segment | None:
         raise NotImplementedError
@@ -83,6 +84,22 @@ class ReclaimMixin:
     def _schedule(self) -> None:
         raise NotImplementedError
 
+    def _keep_until_settled(self, seg: Segment) -> None:
+        """``seg`` was just emptied by an ACK still waiting in the pending batch.  It must
+        not be reclaimed before that batch is on disk: the message may have moved (its
+        dead-letter copy, a fired delayed message's copies) in the same batch, and a
+        crash with the old segment gone and the batch unwritten would lose it.  A batch
+        that fails puts its ACKs into the next one: so does this hold."""
+        seg.unsettled += 1
+
+        def settled(ok: bool) -> None:
+            if ok:
+                seg.unsettled -= 1
+            else:
+                self._pending.callbacks.append(settled)
+
+        self._pending.callbacks.append(settled)
+
     def _reclaim(self) -> None:
         """Delete every segment that holds no live message and whose ACK/DELIVER/RETURNED
         records refer to no older segment still on disk (never the head).
@@ -92,7 +109,7 @@ class ReclaimMixin:
         i = 0
         while i < len(self.segments) - 1:
             seg = self.segments[i]
-            if seg.live > 0 or seg.pinned or seg.reads:
+            if seg.live > 0 or seg.pinned or seg.reads or seg.unsettled:
                 i += 1
                 continue
             if not self._targets_gone(seg, i):

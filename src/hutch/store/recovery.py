@@ -32,7 +32,8 @@ def segment_name(first_seq: int) -> str:
 
 
 class Segment:
-    __slots__ = ("first_seq", "live", "oldest_target", "path", "pinned", "reads", "ready", "size")
+    __slots__ = ("first_seq", "live", "oldest_target", "path", "pinned", "reads", "ready", "size",
+                 "unsettled")
 
     def __init__(self, path: str, first_seq: int, size: int) -> None:
         self.path = path
@@ -44,6 +45,9 @@ class Segment:
         # must stay, or a restart would bring an acked message back.
         self.oldest_target: int | None = None
         self.pinned = False  # its references are being carried forward: keep it for now
+        # ACKs that emptied it and are not on disk yet (MessageLog.remove): it stays, as
+        # the message may have moved (dead-lettered, a delayed one fired) in that batch.
+        self.unsettled = 0
         self.reads = 0  # reads under way on the reader thread: keep its file (and fd) open
         # Its file exists with a synced header and name.  False for a new head
         # until the writer thread has made it (again, after a failed attempt).
