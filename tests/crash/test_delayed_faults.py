@@ -30,21 +30,33 @@ def _count(url: str) -> list[str]:
     return bodies
 
 
+def _faulty_broker(marker) -> HutchProcess:
+    """A broker whose store fails as ``marker`` says (seams.FaultFiles), started."""
+    env = {"HUTCH_STORE_FILES": "tests.crash.seams:FaultFiles", "HUTCH_FAULT_FILE": str(marker)}
+    proc = HutchProcess(env=env)
+    proc.start()
+    return proc
+
+
+def _delayed_setup(url: str) -> tuple[object, object]:
+    """A durable delayed exchange bound to a durable queue; (connection, channel)."""
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.exchange_declare(X, "x-delayed-message", durable=True,
+                        arguments={"x-delayed-type": "direct"})
+    ch.queue_declare(Q, durable=True)
+    ch.queue_bind(Q, X, "k")
+    return conn, ch
+
+
 @pytest.mark.hutch_only
 @pytest.mark.parametrize("errname", ["ENOSPC", "EIO"])
 def test_fires_wait_for_the_disk_and_happen_once(tmp_path, errname: str) -> None:
     marker = tmp_path / "fault"
-    env = {"HUTCH_STORE_FILES": "tests.crash.seams:FaultFiles", "HUTCH_FAULT_FILE": str(marker)}
-    proc = HutchProcess(env=env)
-    proc.start()
+    proc = _faulty_broker(marker)
     try:
-        conn = pika.BlockingConnection(pika.URLParameters(proc.url))
-        ch = conn.channel()
-        ch.confirm_delivery()
-        ch.exchange_declare(X, "x-delayed-message", durable=True,
-                            arguments={"x-delayed-type": "direct"})
-        ch.queue_declare(Q, durable=True)
-        ch.queue_bind(Q, X, "k")
+        conn, ch = _delayed_setup(proc.url)
         for i in range(20):
             ch.basic_publish(X, "k", f"d{i}".encode(), pika.BasicProperties(
                 delivery_mode=2, headers={"x-delay": 400 + 10 * i}))
@@ -75,17 +87,9 @@ def test_start_with_a_disk_failing_reads_keeps_the_delayed_messages(tmp_path) ->
     then must not stop the broker (it did: "cannot open the message store"): they are
     read again once it can, and fire at their own time, not early (review find)."""
     marker = tmp_path / "fault"
-    env = {"HUTCH_STORE_FILES": "tests.crash.seams:FaultFiles", "HUTCH_FAULT_FILE": str(marker)}
-    proc = HutchProcess(env=env)
-    proc.start()
+    proc = _faulty_broker(marker)
     try:
-        conn = pika.BlockingConnection(pika.URLParameters(proc.url))
-        ch = conn.channel()
-        ch.confirm_delivery()
-        ch.exchange_declare(X, "x-delayed-message", durable=True,
-                            arguments={"x-delayed-type": "direct"})
-        ch.queue_declare(Q, durable=True)
-        ch.queue_bind(Q, X, "k")
+        conn, ch = _delayed_setup(proc.url)
         ch.basic_publish(X, "k", b"later", pika.BasicProperties(
             delivery_mode=2, headers={"x-delay": 4000}))
         due = time.time() + 4.0
