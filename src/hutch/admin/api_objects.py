@@ -25,10 +25,10 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web
 
-from ..broker.exchanges.delayed import DelayHeaderError
 from ..broker.message import Message
 from ..broker.permissions import CONFIGURE, READ, WRITE
-from ..errors import ChannelError
+from ..broker.vhost import ROUTED
+from ..errors import ChannelError, HardError
 from ..protocol import constants as rc
 from ..protocol.frames import content_header_payload
 from ..protocol.properties import encode_properties
@@ -291,19 +291,13 @@ async def publish(req: Request) -> web.Response:
         except ValueError:
             raise bad_request("invalid expiration") from None
     routing_key = body.get("routing_key", "")
+    # The one publish path (routing, delayed exchanges, each queue's overflow policy), as
+    # for basic.publish; no publishing connection to hold back (``fed`` is thrown away).
     try:
-        queues = ex.vhost.route(ex, routing_key, header)
-    except DelayHeaderError:
-        ex.vhost.take_delayed(None)
-        raise bad_request("x-delay header is not an integer") from None
-    ex.vhost.take_delayed((ex.name, routing_key, header, data, persistent))
-    routed = False
-    for q in queues:
-        if q.would_overflow(len(data)):
-            continue
-        q.enqueue(Message(ex.name, routing_key, header, data, persistent, expires_at))
-        routed = True
-    return json_response({"routed": routed})
+        result = vhost.publish(name, routing_key, header, data, persistent, expires_at, set())
+    except HardError as exc:  # an x-delay string that is not an integer
+        raise bad_request(exc.text.split(" - ", 1)[-1]) from None
+    return json_response({"routed": bool(result & ROUTED)})
 
 
 async def exchange_bindings(req: Request) -> web.Response:

@@ -385,15 +385,6 @@ class Vhost:
                 result = STORED
         return result
 
-    def take_delayed(self, msg: tuple[str, str, bytes, bytes, bool] | None) -> None:
-        """After ``route`` outside ``publish`` (the management API's publish): hold
-        the message (exchange, routing key, header, body, persistent) for the
-        delayed exchanges that kept it, or (None) forget them."""
-        if msg is None:
-            self._delayed.clear()
-        elif self._delayed:
-            self._hold_delayed(*msg)
-
     def route_fired(self, ex: Exchange, exchange: str, routing_key: str, header: bytes,
                     body: bytes, persistent: bool) -> list[Queue]:
         """A delayed message is due: the queues it reaches from its delayed exchange
