@@ -126,6 +126,7 @@ class DelayStore:
         # (due << SEQ_BITS | n) -> copies; one timer for the soonest.
         self._handing: dict[int, list[tuple[Any, Message]]] = {}
         self._hand_timer: Any = None
+        self._hand_due = 0  # the due time (ms) it is armed for
         self._hand_seq = 0
         self.closed = False
         self.halted = False  # the node is stopping (halt)
@@ -200,16 +201,21 @@ class DelayStore:
             self._arm_read(due)
 
     # -- firing --------------------------------------------------------------------
-    def _arm(self, due: int) -> None:
+    def _at(self, when_ms: int, callback: Any) -> Any:
+        """A loop timer for a wall-clock time in ms (at once if it has passed)."""
+        return self.loop.call_at(self.loop.time() + max(0, when_ms - now_ms()) / 1000.0,
+                                 callback)
+
+    def _arm(self, due: int, lead: int = FIRE_LEAD_MS) -> None:
+        """The fire timer, for ``due``.  Woken ``lead`` ms early: a logged message's fire
+        batch is written then, so that its copies can be handed over at the due time
+        itself (see _fire)."""
         if self.halted:
             return
         if self._timer is not None:
             self._timer.cancel()
         self._timer_due = due
-        # Woken FIRE_LEAD_MS early: a logged message's fire batch is written then, so
-        # that its copies can be handed over at the due time itself (see _fire).
-        wait = max(0, due - FIRE_LEAD_MS - now_ms()) / 1000.0
-        self._timer = self.loop.call_at(self.loop.time() + wait, self._fire)
+        self._timer = self._at(due - lead, self._fire)
 
     def _fire(self) -> None:
         """Fire what is due, and start the fire of logged messages due within
@@ -246,11 +252,7 @@ class DelayStore:
                 self._timer_due = top
                 self._timer = self.loop.call_soon(self._fire)
             elif top <= horizon:  # a transient one due within the lead: at its time
-                if self._timer is not None:
-                    self._timer.cancel()
-                self._timer_due = top
-                self._timer = self.loop.call_at(
-                    self.loop.time() + max(0, top - now_ms()) / 1000.0, self._fire)
+                self._arm(top, lead=0)
             else:
                 self._arm(top)
 
@@ -298,14 +300,14 @@ class DelayStore:
         # Written ahead (_fire): handed over at the due time.
         self._hand_seq += 1
         self._handing[(due << SEQ_BITS) | self._hand_seq] = copies
-        self._arm_hand_over()
+        if self._hand_timer is None or due < self._hand_due:
+            self._arm_hand_over(due)
 
-    def _arm_hand_over(self) -> None:
+    def _arm_hand_over(self, due: int) -> None:
         if self._hand_timer is not None:
             self._hand_timer.cancel()
-        first = min(self._handing) >> SEQ_BITS
-        self._hand_timer = self.loop.call_at(
-            self.loop.time() + max(0, first - now_ms()) / 1000.0, self._hand_over)
+        self._hand_due = due
+        self._hand_timer = self._at(due, self._hand_over)
 
     def _hand_over(self, everything: bool = False) -> None:
         """Copies written ahead go to their queues at their due time (checked on the wall
@@ -317,7 +319,7 @@ class DelayStore:
                 break
             self._enqueue(self._handing.pop(key))
         if self._handing and not everything:
-            self._arm_hand_over()
+            self._arm_hand_over(min(self._handing) >> SEQ_BITS)
 
     def _enqueue(self, copies: list[tuple[Any, Message]]) -> None:
         """Each queue still there with room takes its copy (a full reject-publish queue
@@ -339,8 +341,7 @@ class DelayStore:
         if self._read_timer is not None:
             self._read_timer.cancel()
         self._read_due = due
-        wait = max(0, due - READ_AHEAD_MS - now_ms()) / 1000.0
-        self._read_timer = self.loop.call_at(self.loop.time() + wait, self._read)
+        self._read_timer = self._at(due - READ_AHEAD_MS, self._read)
 
     def _read(self) -> None:
         self._read_timer = None
