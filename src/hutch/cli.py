@@ -14,6 +14,8 @@ from typing import Any
 from .argtypes import size
 from .broker.node import Node
 from .datadir import default_data_dir, lock_data_dir
+from .limitargs import add_serve_arguments as add_limit_arguments
+from .limitargs import apply_serve_arguments as apply_limit_arguments
 from .server.listener import ListenError, Server, check_can_listen
 from .version import RABBITMQ_VERSION, __version__
 
@@ -78,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest accepted message body (default 128MiB, like RabbitMQ 3.x)")
     s.add_argument("--memory-high-watermark", type=size, default=None,
                    help="queued bytes above which publishers are blocked (default 40%% of RAM)")
+    add_limit_arguments(s)
     s.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="log verbosity")
     s.add_argument("--log-file", default=None, help="also write the log to this file")
@@ -148,6 +151,7 @@ async def _serve(args: argparse.Namespace) -> int:
     broker = Node(loop, max_message_size=args.max_message_size,
                     memory_high_watermark=args.memory_high_watermark)
     broker.consumer_timeout = args.consumer_timeout
+    apply_limit_arguments(args, broker.limits)
     lock = None
     if not args.in_memory:
         data_dir = default_data_dir() if args.data_dir is None else args.data_dir

@@ -22,6 +22,7 @@ from ..store import snapshot
 from ..store.files import files_from_env
 from ..store.log import SEGMENT_SIZE, MessageLog
 from . import definitions
+from .limits import NodeLimits
 from .pump import Pump
 from .queue_store.priority import PriorityStore
 from .users import Permission, Users
@@ -94,6 +95,8 @@ class Node:
         self.queues_deleted = 0
         self.started_at = time.time()
         self.max_message_size = max_message_size
+        # connection_max, channel_max, frame_max, heartbeat, handshake_timeout (limits.py).
+        self.limits = NodeLimits()
         # Delivery acknowledgement timeout in ms for queues without their own
         # (``hutch serve --consumer-timeout``; RabbitMQ's ``consumer_timeout``).  None:
         # off, unlike RabbitMQ's 30 minutes (server/ack_timeout.py).
