@@ -35,7 +35,7 @@ def _integer(text: str, what: str) -> int:
 _WANTS = {
     "connection_max": "a non-negative integer or 'infinity'",
     "channel_max": "an integer from 0 (no limit) to 65535",
-    "frame_max": "0 (no limit) or a size from 4096 bytes to 4294967295 (e.g. 131072, 128k)",
+    "frame_max": "0 (no limit) or a number of bytes from 4096 to 4294967295 (e.g. 131072)",
     "heartbeat": "seconds, an integer from 0 (disabled) to 65535",
     "handshake_timeout": "milliseconds, a positive integer or 'infinity'",
 }
@@ -110,3 +110,17 @@ def apply_serve_arguments(args: argparse.Namespace, node_limits: object) -> None
     """Copy the parsed flags onto the node's ``NodeLimits`` (broker/limits.py)."""
     for name in ("connection_max", "channel_max", "frame_max", "heartbeat", "handshake_timeout"):
         setattr(node_limits, name, getattr(args, name))
+
+
+def frame_max_bytesize(text: str) -> int:
+    """``frame_max`` as rabbitmq.conf writes it: cuttlefish's ``bytesize``, a number of
+    bytes optionally followed by KB, MB or GB (powers of 1024)."""
+    t = str(text).strip()
+    scale = 1
+    for unit, factor in (("KB", 1024), ("MB", 1024**2), ("GB", 1024**3)):
+        if t.endswith(unit):
+            t, scale = t[: -len(unit)], factor
+            break
+    if not t.isdigit():
+        raise LimitValueError(f"invalid frame_max {text!r}: {_WANTS['frame_max']}")
+    return frame_max(str(int(t) * scale))

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import limitargs
 from ..argtypes import segment_size
 from . import convert as c
 from .rabbitmq_keys import RABBITMQ_KEYS
@@ -86,6 +87,18 @@ KEYS: list[Key] = [
     # -- tls --
     # -- alarms --
     # -- limits --
+    # connection_max and handshake_timeout take ``infinity``; frame_max is cuttlefish's
+    # bytesize (131072, 128KB: powers of 1024); 0 is no limit for channel_max/frame_max.
+    Key("connection_max", "connection_max", c.argtype(limitargs.connection_max),
+        "connections the node accepts at once (infinity = no limit)"),
+    Key("channel_max", "channel_max", c.argtype(limitargs.channel_max),
+        "channels per connection proposed in connection.tune (0 = no limit)"),
+    Key("frame_max", "frame_max", c.argtype(limitargs.frame_max_bytesize),
+        "largest frame proposed in connection.tune (0 = no limit)"),
+    Key("heartbeat", "heartbeat", c.argtype(limitargs.heartbeat),
+        "heartbeat timeout in seconds proposed in connection.tune (0 = off)"),
+    Key("handshake_timeout", "handshake_timeout", c.argtype(limitargs.handshake_timeout),
+        "ms a new connection has to complete the AMQP handshake (or infinity)"),
     # -- ops --
 ]
 
