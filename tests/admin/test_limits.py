@@ -323,3 +323,18 @@ def test_tune_ok_out_of_range(broker_url: str, against_rabbitmq: bool, channel_m
     close = frames[0]
     assert (close.reply_code, close.reply_text) == (530, f"NOT_ALLOWED - {text}")
     assert (close.class_id, close.method_id) == (10, 31)
+
+
+@pytest.mark.hutch_only  # RabbitMQ 3.10 reads vhost limits from "parameters" only
+def test_import_takes_vhost_limits_from_a_4x_vhost_entry(api: Api) -> None:
+    """RabbitMQ 4.x exports also write a vhost's limits into its ``vhosts`` entry."""
+    vhost = f"lim4-{uuid.uuid4().hex[:8]}"
+    doc = {"vhosts": [{"name": vhost, "limits": {"max-queues": 3},
+                       "metadata": {"description": "", "tags": []}}]}
+    try:
+        r = api.post("definitions", doc)
+        assert r.status_code in (200, 201, 204), r.text
+        assert api.get(f"vhost-limits/{seg(vhost)}").json() == [
+            {"vhost": vhost, "value": {"max-queues": 3}}]
+    finally:
+        api.delete(f"vhosts/{seg(vhost)}")
