@@ -9,9 +9,11 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from .argtypes import size
+from .broker.alarms import disk_free_limit, memory_watermark
 from .broker.node import Node
 from .datadir import default_data_dir, lock_data_dir
 from .server.listener import ListenError, Server, check_can_listen
@@ -27,6 +29,17 @@ def consumer_timeout(text: str) -> int:
         raise argparse.ArgumentTypeError(f"invalid consumer timeout {text!r}: "
                                          f"milliseconds, a non-negative integer")
     return value
+
+
+def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from a parser that raises ValueError with its own message."""
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = parse.__name__
+    return convert
 
 
 def segment_size(text: str) -> int:
@@ -76,8 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", default=None, help="configuration file (reserved)")
     s.add_argument("--max-message-size", type=size, default=128 * 1024 * 1024,
                    help="largest accepted message body (default 128MiB, like RabbitMQ 3.x)")
-    s.add_argument("--memory-high-watermark", type=size, default=None,
-                   help="queued bytes above which publishers are blocked (default 40%% of RAM)")
+    s.add_argument("--memory-high-watermark", type=_arg(memory_watermark), default=None,
+                   metavar="FRACTION|SIZE",
+                   help="resident memory above which publishers are blocked: a fraction of "
+                        "total memory (machine or cgroup) such as 0.6, the default as in "
+                        "RabbitMQ 4.x, or a size such as 2GB, 1024MiB "
+                        "(vm_memory_high_watermark.relative / .absolute)")
+    s.add_argument("--disk-free-limit", type=_arg(disk_free_limit), default=None,
+                   metavar="SIZE|mem_relative:F",
+                   help="free disk space on the data dir's filesystem below which publishers "
+                        "are blocked: a size (default 50MB, as RabbitMQ) or mem_relative:1.5 "
+                        "times total memory (disk_free_limit.absolute / .relative)")
     s.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="log verbosity")
     s.add_argument("--log-file", default=None, help="also write the log to this file")
@@ -146,7 +168,8 @@ async def serve(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     broker = Node(loop, max_message_size=args.max_message_size,
-                    memory_high_watermark=args.memory_high_watermark)
+                  memory_high_watermark=args.memory_high_watermark,
+                  disk_free_limit=args.disk_free_limit)
     broker.consumer_timeout = args.consumer_timeout
     lock = None
     if not args.in_memory:

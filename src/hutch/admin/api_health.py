@@ -45,7 +45,8 @@ async def health_node(req: Request) -> web.Response:
 
 
 def _alarms(req: Request) -> list[dict[str, str]]:
-    return [{"resource": "memory", "node": node_name()}] if req.broker.memory_alarm else []
+    # rabbit_alarm:format_as_maps, in rabbit_alarm:get_alarms' order (disk, memory).
+    return [{"resource": r, "node": node_name()} for r in sorted(req.broker.resources.alarms)]
 
 
 async def health_alarms(req: Request) -> web.Response:
