@@ -45,8 +45,11 @@ async def health_node(req: Request) -> web.Response:
 
 
 def _alarms(req: Request) -> list[dict[str, str]]:
-    # rabbit_alarm:format_as_maps, in rabbit_alarm:get_alarms' order (disk, memory).
-    return [{"resource": r, "node": node_name()} for r in sorted(req.broker.resources.alarms)]
+    # rabbit_alarm:format_as_maps ("disk space", "memory"), in get_alarms' order.
+    alarms = req.broker.resources.alarms
+    return [{"resource": resource, "node": node_name()}
+            for name, resource in (("disk", "disk space"), ("memory", "memory"))
+            if name in alarms]
 
 
 async def health_alarms(req: Request) -> web.Response:

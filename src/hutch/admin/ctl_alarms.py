@@ -4,7 +4,9 @@
   set_vm_memory_high_watermark <fraction> | absolute <value>
   set_disk_free_limit <disk_limit> | mem_relative <fraction>
 
-They go through the Hutch-only endpoints of admin/api_alarms.py.  Bad usage exits 64.
+They go through the Hutch-only endpoints of admin/api_alarms.py.  As rabbitmqctl
+(checked against 3.10.8): a missing or extra argument exits 64, a bad value 65
+(``Error (argument validation): Bad argument: ...``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..broker.alarms import parse_information_unit
-from .ctl_io import EX_USAGE, Client, CtlError, Output
+from .ctl_io import EX_DATAERR, EX_USAGE, Client, CtlError, Output
 
 ALARM_COMMANDS = {"set_vm_memory_high_watermark", "set_disk_free_limit"}
 MEMORY_USAGE = "set_vm_memory_high_watermark <fraction> | absolute <value>"
@@ -23,15 +25,20 @@ def _usage(problem: str, usage: str) -> CtlError:
     return CtlError(f"Error (argument validation): {problem}\nUsage: {usage}", EX_USAGE)
 
 
+def _bad(detail: str, usage: str) -> CtlError:
+    text = f"Bad argument: {detail}" if detail else "Bad argument."
+    return CtlError(f"Error (argument validation): {text}\nUsage: {usage}", EX_DATAERR)
+
+
 def _fraction(text: str, usage: str, at_most: float | None) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise _usage("Bad argument.", usage) from None
+        raise _bad("", usage) from None
     if value < 0 or (at_most is not None and value > at_most):
         if at_most is None:
-            raise _usage("Bad argument.", usage)
-        raise _usage("The threshold should be a fraction between 0.0 and 1.0", usage)
+            raise _bad("", usage)
+        raise _bad("The threshold should be a fraction between 0.0 and 1.0", usage)
     return value
 
 
@@ -39,9 +46,11 @@ def _size(text: str, usage: str) -> int:
     try:
         return parse_information_unit(text)
     except ValueError:
+        if usage == DISK_USAGE:
+            raise _bad("", usage) from None
         if text[:1].isdigit():
-            raise _usage("Invalid units.", usage) from None
-        raise _usage("The threshold should be an integer.", usage) from None
+            raise _bad("Invalid units.", usage) from None
+        raise _bad("The threshold should be an integer.", usage) from None
 
 
 class AlarmCommands:
