@@ -46,6 +46,11 @@ def test_flag_syntax() -> None:
     assert disk_free_limit("2.0") == Limit("mem_relative", 2.0)
     assert Limit("relative", 0.5).resolve(1000) == 500
     assert Limit("mem_relative", 1.5).resolve(1000) == 1500
+    # str() is the flag's syntax again (what an effective configuration shows).
+    for limit in (Limit("relative", 0.6), Limit("absolute", 2 * 10**9)):
+        assert memory_watermark(str(limit)) == limit
+    for limit in (Limit("mem_relative", 1.5), Limit("mem_relative", 2.0), Limit("absolute", 5)):
+        assert disk_free_limit(str(limit)) == limit
 
 
 def _write(root: str, path: str, text: str) -> None:

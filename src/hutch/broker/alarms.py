@@ -125,6 +125,14 @@ class Limit:
             return int(self.value)
         return int(self.value * total_memory)
 
+    def __str__(self) -> str:
+        """The flag's syntax (``0.6``, ``2000000000``, ``mem_relative:1.5``): what
+        ``hutch serve --memory-high-watermark`` / ``--disk-free-limit`` read back."""
+        if self.kind == "absolute":
+            return str(int(self.value))
+        text = repr(float(self.value))
+        return f"mem_relative:{text}" if self.kind == "mem_relative" else text
+
     def setting(self) -> dict[str, float]:
         """As rabbitmqctl status shows it (``{"relative": 0.6}``, ``{"absolute": N}``)."""
         return {self.kind: self.value if self.kind != "absolute" else int(self.value)}
