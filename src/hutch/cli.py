@@ -9,9 +9,11 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from .argtypes import consumer_timeout, segment_size, size
+from .broker.alarms import disk_free_limit, memory_watermark
 from .broker.node import Node
 from .config import ConfigError, Loaded
 from .config import load as load_config
@@ -20,6 +22,17 @@ from .limitargs import add_serve_arguments as add_limit_arguments
 from .limitargs import apply_serve_arguments as apply_limit_arguments
 from .server.listener import ListenError, Server, check_can_listen
 from .version import RABBITMQ_VERSION, __version__
+
+
+def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from a parser that raises ValueError with its own message."""
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = parse.__name__
+    return convert
 
 
 def build_parser(serve_defaults: dict[str, Any] | None = None) -> argparse.ArgumentParser:
@@ -65,8 +78,17 @@ def build_parser(serve_defaults: dict[str, Any] | None = None) -> argparse.Argum
                         "$HUTCH_CONFIG_FILE; flags given on the command line override it)")
     s.add_argument("--max-message-size", type=size, default=128 * 1024 * 1024,
                    help="largest accepted message body (default 128MiB, like RabbitMQ 3.x)")
-    s.add_argument("--memory-high-watermark", type=size, default=None,
-                   help="queued bytes above which publishers are blocked (default 40%% of RAM)")
+    s.add_argument("--memory-high-watermark", type=_arg(memory_watermark), default=None,
+                   metavar="FRACTION|SIZE",
+                   help="resident memory above which publishers are blocked: a fraction of "
+                        "total memory (machine or cgroup) such as 0.6, the default as in "
+                        "RabbitMQ 4.x, or a size such as 2GB, 1024MiB "
+                        "(vm_memory_high_watermark.relative / .absolute)")
+    s.add_argument("--disk-free-limit", type=_arg(disk_free_limit), default=None,
+                   metavar="SIZE|mem_relative:F",
+                   help="free disk space on the data dir's filesystem below which publishers "
+                        "are blocked: a size (default 50MB, as RabbitMQ) or mem_relative:1.5 "
+                        "times total memory (disk_free_limit.absolute / .relative)")
     add_limit_arguments(s)
     s.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="log verbosity")
@@ -138,7 +160,8 @@ async def serve(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     broker = Node(loop, max_message_size=args.max_message_size,
-                    memory_high_watermark=args.memory_high_watermark)
+                  memory_high_watermark=args.memory_high_watermark,
+                  disk_free_limit=args.disk_free_limit)
     broker.consumer_timeout = args.consumer_timeout
     apply_limit_arguments(args, broker.limits)
     lock = None

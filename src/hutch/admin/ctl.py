@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..datadir import default_data_dir
+from .ctl_alarms import ALARM_COMMANDS, AlarmCommands
 from .ctl_io import (
     DEFAULT_URL,
     EX_DATAERR,
@@ -83,7 +84,7 @@ def check_columns(requested: list[str], allowed: list[str], usage: str) -> list[
 
 
 # -- the commands ---------------------------------------------------------------------------------
-class Ctl(PolicyCommands, LimitCommands):
+class Ctl(PolicyCommands, LimitCommands, AlarmCommands):
     def __init__(self, client: Client, out: Output, vhost: str,
                  connect: Callable[[], Client | None] | None = None) -> None:
         self.client = client
@@ -449,7 +450,7 @@ ARITY = {"list_users": 0, "list_permissions": 0, "list_user_permissions": 1, "ad
 # @default_timeout), everything else 60 s.
 DEFAULT_TIMEOUTS = {"await_startup": 300.0}
 COMMANDS = sorted(LISTINGS | set(ARITY) | {"set_user_tags", "delete_queue"} | POLICY_COMMANDS
-                  | LIMIT_COMMANDS)
+                  | LIMIT_COMMANDS | ALARM_COMMANDS)
 
 
 # -- argument parsing ------------------------------------------------------------------------------

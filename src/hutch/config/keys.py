@@ -25,6 +25,7 @@ from typing import Any
 
 from .. import limitargs
 from ..argtypes import segment_size
+from ..broker.alarms import Limit, parse_information_unit, relative_disk_limit, relative_watermark
 from . import convert as c
 from .rabbitmq_keys import RABBITMQ_KEYS
 
@@ -59,6 +60,28 @@ def _only_internal(value: str) -> None:
                          f"start rather than ignore an authentication backend")
 
 
+def _alarm_limit(name: str, absolute: Callable[[str], Limit],
+                 relative: Callable[[str], Limit]) -> Combine:
+    """``NAME.absolute`` / ``NAME.relative`` -> one Limit (broker/alarms.py)."""
+    def combine(items: list[tuple[str, Any]]) -> Limit:
+        values = dict(items)
+        unknown = set(values) - {"absolute", "relative"}
+        if unknown:
+            raise ValueError(f"Conf file attempted to set unknown variable: "
+                             f"{name}.{sorted(unknown)[0]}")
+        if "absolute" in values:
+            return absolute(values["absolute"])
+        return relative(values["relative"])
+    return combine
+
+
+def absolute_memory(text: str) -> Limit:
+    return Limit("absolute", parse_information_unit(text))
+
+
+absolute_disk = absolute_memory
+
+
 KEYS: list[Key] = [
     # -- lead: listeners of the HTTP side, message and store settings --
     Key("management.tcp.port", "http_port", c.port, "management API port (0 = disabled)"),
@@ -86,6 +109,14 @@ KEYS: list[Key] = [
         "message log segment size (4k ... 1g)"),
     # -- tls --
     # -- alarms --
+    # .absolute and .relative set one threshold; with both, absolute wins (RabbitMQ's
+    # schema translation does the same, with a warning).
+    Key("vm_memory_high_watermark.*", "memory_high_watermark", c.text,
+        "memory alarm threshold: .relative = fraction of total memory, .absolute = size",
+        combine=_alarm_limit("vm_memory_high_watermark", absolute_memory, relative_watermark)),
+    Key("disk_free_limit.*", "disk_free_limit", c.text,
+        "disk alarm threshold: .absolute = size, .relative = times total memory",
+        combine=_alarm_limit("disk_free_limit", absolute_disk, relative_disk_limit)),
     # -- limits --
     # connection_max and handshake_timeout take ``infinity``; frame_max is cuttlefish's
     # bytesize (131072, 128KB: powers of 1024); 0 is no limit for channel_max/frame_max.
@@ -113,6 +144,13 @@ UNSUPPORTED: dict[str, str] = {
     "default_queue_type": "declare the queue type in x-queue-type (or a policy can't: as RabbitMQ 3.x)",
     "log.dir": "give log.file a full path",
     "vm_memory_calculation_strategy": "Hutch measures the resident memory of its process",
+    # -- alarms --
+    "vm_memory_high_watermark_paging_ratio": "not used since RabbitMQ 4.0; Hutch pages "
+                                             "queues by its own rule (in-memory window)",
+    "memory_monitor_interval": "not used since RabbitMQ 4.0; Hutch samples its memory every 0.5 s",
+    "total_memory_available_override_value": "Hutch reads total memory from the machine and "
+                                             "its cgroup's limit; use "
+                                             "vm_memory_high_watermark.absolute",
     "proxy_protocol": "Hutch does not read the PROXY protocol header",
     "reverse_dns_lookups": "Hutch shows peer addresses, not names",
     "num_acceptors.tcp": "one event loop accepts connections",

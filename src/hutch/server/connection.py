@@ -469,8 +469,8 @@ class Connection(asyncio.Protocol):
         log.info("connection %s: user '%s' authenticated and granted access to vhost '%s'",
                  self.name, self.user.name, vhost.name)
         self.send_method(0, m.ConnectionOpenOk())
-        if self.broker.memory_alarm:
-            self.on_memory_alarm(True)
+        if self.broker.resources.alarms:
+            self.on_alarm(self.broker.resources.alarms)
 
     # -- heartbeats ------------------------------------------------------------
     def _heartbeat_tick(self) -> None:
@@ -494,22 +494,34 @@ class Connection(asyncio.Protocol):
         self._timer = self.broker.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
 
     # -- resource alarms -------------------------------------------------------------
-    def on_memory_alarm(self, active: bool) -> None:
-        if self.state is not RUNNING or active == self.flow.blocked:
+    # As rabbit_reader (4.x): an alarm going on blocks no one by itself; a connection
+    # that publishes while one is on is blocked then (no longer read; told with
+    # connection.blocked "low on memory" / "low on disk" / "low on disk & memory" if it
+    # has the capability), and unblocked once every alarm has cleared.  Connections
+    # that only consume are never blocked, so they drain what raised the alarm.
+    def on_alarm(self, alarms: frozenset[str]) -> None:
+        """The node's resource alarms changed."""
+        if self.state is not RUNNING:
             return
-        if self.capabilities.get("connection.blocked"):
-            self.send_method(0, m.ConnectionBlocked(reason="low on memory") if active
-                             else m.ConnectionUnblocked())
-        # Connections that publish stop being read; pure consumers keep going.
-        self.flow.set_blocked(active)
+        flow = self.flow
+        flow.alarms = alarms
+        if alarms or not flow.blocked:
+            return
+        if flow.blocked_sent:
+            flow.blocked_sent = False
+            self.send_method(0, m.ConnectionUnblocked())
+        flow.set_blocked(False)
 
     def on_publish(self) -> None:
-        """Called for every basic.publish; the first while the memory alarm is on
-        stops reading this connection."""
+        """Called for every basic.publish; the first while an alarm is on blocks."""
         flow = self.flow
-        flow.published = True
-        if flow.blocked:
-            flow.on_publish()
+        if flow.alarms and not flow.blocked:
+            if self.capabilities.get("connection.blocked"):
+                # rabbit_reader lists the alarms in term order: disk before memory.
+                reason = "low on " + " & ".join(sorted(flow.alarms))
+                self.send_method(0, m.ConnectionBlocked(reason=reason))
+                flow.blocked_sent = True
+            flow.set_blocked(True)
 
     # -- closing -----------------------------------------------------------------
     def _hard_error(self, exc: AMQPError) -> None:
