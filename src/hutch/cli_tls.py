@@ -102,6 +102,9 @@ def add_tls_arguments(s: argparse.ArgumentParser) -> None:
                    metavar="HOST:PORT", help="AMQPS listener, repeatable (listeners.ssl.*)")
     _tls_group(s, "tls", "tls", "AMQPS (ssl_options)")
     s.add_argument("--tls-depth", type=int, default=None, help=argparse.SUPPRESS)
+    s.add_argument("--ssl-handshake-timeout", type=int, default=5000, metavar="MS",
+                   help="drop a TLS connection whose handshake takes longer (default 5000, "
+                        "RabbitMQ's ssl_handshake_timeout)")
     s.add_argument("--auth-mechanisms", type=_arg(mechanisms_list), default=None, metavar="LIST",
                    help="SASL mechanisms offered, comma-separated: PLAIN, AMQPLAIN, EXTERNAL "
                         "(default PLAIN,AMQPLAIN; auth_mechanisms.*)")
@@ -155,7 +158,7 @@ def amqp_listeners(args: argparse.Namespace) -> list[ListenSpec]:
 
 def _context(args: argparse.Namespace, dest: str, what: str) -> TlsContext:
     try:
-        return TlsContext(settings(args, dest), what)
+        return TlsContext(settings(args, dest), what, args.ssl_handshake_timeout / 1000)
     except TlsConfigError as exc:
         raise SystemExit(f"hutch: {what} TLS: {exc}") from None
 

@@ -129,9 +129,11 @@ def build_context(s: TlsSettings) -> ssl.SSLContext:
 class TlsContext:
     """The context new connections of one listener family get; ``reload`` swaps it."""
 
-    def __init__(self, settings: TlsSettings, name: str) -> None:
+    def __init__(self, settings: TlsSettings, name: str,
+                 handshake_timeout: float = SSL_HANDSHAKE_TIMEOUT) -> None:
         self.settings = settings
         self.name = name  # "AMQP", "management", "prometheus": for the log
+        self.handshake_timeout = handshake_timeout  # ssl_handshake_timeout, seconds
         self.current = build_context(settings)
 
     def reload(self) -> bool:
@@ -170,12 +172,11 @@ class TlsServer:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
                  factory: Callable[[], asyncio.BaseProtocol], tls: TlsContext,
-                 timeout: float, what: str) -> None:
+                 what: str) -> None:
         self.loop = loop
         self.sockets = [sock]
         self.factory = factory
         self.tls = tls
-        self.timeout = timeout
         self.what = what
         self._handshakes: set[asyncio.Task[None]] = set()
         self._accepting = loop.create_task(self._accept_forever(sock))
@@ -197,7 +198,7 @@ class TlsServer:
     async def _handshake(self, conn: socket.socket, peer: Any) -> None:
         try:
             await self.loop.connect_accepted_socket(self.factory, conn, ssl=self.tls.current,
-                                                    ssl_handshake_timeout=self.timeout)
+                                                    ssl_handshake_timeout=self.tls.handshake_timeout)
         except Exception as exc:  # nothing a client sends may take the listener down
             log.warning("%s TLS handshake from %s:%s failed: %s", self.what, peer[0], peer[1],
                         _reason(exc))
@@ -216,8 +217,7 @@ class TlsServer:
 
 async def create_tls_server(loop: asyncio.AbstractEventLoop,
                             factory: Callable[[], asyncio.BaseProtocol], tls: TlsContext,
-                            host: str, port: int, *, what: str,
-                            timeout: float = SSL_HANDSHAKE_TIMEOUT) -> TlsServer:
+                            host: str, port: int, *, what: str) -> TlsServer:
     """A listening TLS server on ``host:port`` (bound as ``create_server`` binds:
     SO_REUSEADDR, IPv6 only on an IPv6 address); raises OSError."""
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -233,7 +233,7 @@ async def create_tls_server(loop: asyncio.AbstractEventLoop,
     except OSError:
         sock.close()
         raise
-    return TlsServer(loop, sock, factory, tls, timeout, what)
+    return TlsServer(loop, sock, factory, tls, what)
 
 
 # -- the client certificate's name (rabbitmq_auth_mechanism_ssl) --------------------
