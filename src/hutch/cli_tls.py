@@ -65,6 +65,18 @@ def boolean(text: str) -> bool:
     raise ValueError(f"invalid boolean {text!r} (expected true or false)")
 
 
+class _Listeners(argparse.Action):
+    """``append``, except that the first flag replaces a list the configuration file
+    set (flags override the file, config/load.py) instead of adding to it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        items = getattr(namespace, self.dest, None)
+        items = [] if items is None or items is self.default else list(items)
+        items.append(values)
+        setattr(namespace, self.dest, items)
+
+
 def _tls_group(s: argparse.ArgumentParser, flag: str, dest: str, what: str) -> None:
     s.add_argument(f"--{flag}-certfile", dest=f"{dest}_certfile", default=None, metavar="PEM",
                    help=f"{what}: server certificate (chain) file")
@@ -91,17 +103,16 @@ def _tls_group(s: argparse.ArgumentParser, flag: str, dest: str, what: str) -> N
 
 
 def add_tls_arguments(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--listen", action="append", default=None, type=_arg(listen_value),
+    s.add_argument("--listen", action=_Listeners, default=None, type=_arg(listen_value),
                    metavar="HOST:PORT",
                    help="plain AMQP listener, repeatable: PORT (every interface), HOST:PORT or "
                         "[IPv6]:PORT; replaces --host/--port; 'none' disables plain AMQP "
                         "(listeners.tcp.*)")
     s.add_argument("--tls-port", type=int, default=None, metavar="PORT",
                    help="AMQPS listener on --host at PORT (RabbitMQ's is 5671; 0 = any free)")
-    s.add_argument("--tls-listen", action="append", default=None, type=_arg(listen_value),
+    s.add_argument("--tls-listen", action=_Listeners, default=None, type=_arg(listen_value),
                    metavar="HOST:PORT", help="AMQPS listener, repeatable (listeners.ssl.*)")
     _tls_group(s, "tls", "tls", "AMQPS (ssl_options)")
-    s.add_argument("--tls-depth", type=int, default=None, help=argparse.SUPPRESS)
     s.add_argument("--ssl-handshake-timeout", type=int, default=5000, metavar="MS",
                    help="drop a TLS connection whose handshake takes longer (default 5000, "
                         "RabbitMQ's ssl_handshake_timeout)")
@@ -133,8 +144,7 @@ def settings(args: argparse.Namespace, dest: str) -> TlsSettings:
         fail_if_no_peer_cert=bool(g.get(f"{dest}_fail_if_no_peer_cert")),
         versions=g.get(f"{dest}_versions") or ["tlsv1.2", "tlsv1.3"],
         ciphers=g.get(f"{dest}_ciphers") or [],
-        honor_cipher_order=bool(g.get(f"{dest}_honor_cipher_order")),
-        depth=g.get(f"{dest}_depth"))
+        honor_cipher_order=bool(g.get(f"{dest}_honor_cipher_order")))
 
 
 def amqp_listeners(args: argparse.Namespace) -> list[ListenSpec]:

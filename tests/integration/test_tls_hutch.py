@@ -241,3 +241,73 @@ def test_bad_tls_settings_stop_the_start_with_one_line(certs, args, message):
     assert out.returncode != 0
     assert message in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_config_file_tls_keys(certs, tmp_path):
+    """A real rabbitmq.conf with the TLS keys, loaded by ``hutch serve --config``."""
+    plain, amqps, https, prom = free_port(), free_port(), free_port(), free_port()
+    cert, key = certs.pair("server")
+    conf = tmp_path / "hutch.conf"
+    conf.write_text(f"""
+listeners.tcp.local = 127.0.0.1:{plain}
+listeners.ssl.default = {amqps}
+ssl_options.cacertfile = {certs.ca}
+ssl_options.certfile = {cert}
+ssl_options.keyfile = {key}
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = false
+ssl_options.versions.1 = tlsv1.3
+ssl_options.versions.2 = tlsv1.2
+ssl_options.ciphers.1 = ECDHE-ECDSA-AES256-GCM-SHA384
+ssl_options.honor_cipher_order = true
+ssl_options.depth = 3
+ssl_handshake_timeout = 3000
+auth_mechanisms.1 = PLAIN
+auth_mechanisms.2 = EXTERNAL
+ssl_cert_login_from = common_name
+management.ssl.port = {https}
+management.ssl.ip = 127.0.0.1
+management.ssl.certfile = {cert}
+management.ssl.keyfile = {key}
+prometheus.ssl.port = {prom}
+prometheus.ssl.certfile = {cert}
+prometheus.ssl.keyfile = {key}
+""")
+    # brokerproc's --http-port 0 / --prometheus-port 0 flags only turn the plain
+    # HTTP listeners off; the file's listeners.tcp replaces its --port.
+    proc = HutchProcess("--config", str(conf))
+    proc.start()
+    try:
+        assert proc.port == plain and proc.tls_port == amqps
+        assert proc.wait_for_log("ssl_options.depth is not supported")
+        broker = TlsBroker(certs, amqps, "", proc)
+        # listeners.ssl.default = PORT listens on every interface, as RabbitMQ's.
+        assert f"TLS 0.0.0.0:{amqps}" in next(x for x in proc.log_lines if " ready: " in x)
+        assert connection_start(amqps, broker.client_context("client")) == b"EXTERNAL PLAIN"
+        assert connection_start(plain, None) == b"PLAIN"
+        ctl = [sys.executable, "-m", "hutch", "ctl", "--data-dir", proc.data_dir]
+        for args in (["add_user", CLIENT_CN, "unused-password"],
+                     ["set_permissions", CLIENT_CN, ".*", ".*", ".*"]):
+            subprocess.run(ctl + args, check=True, capture_output=True, timeout=30)
+        conn = pika.BlockingConnection(broker.pika_params(
+            broker.client_context("client"), pika.credentials.ExternalCredentials()))
+        conn.channel().queue_declare("", exclusive=True)
+        conn.close()
+        ctx = ssl.create_default_context(cafile=certs.ca)
+        assert proc.https_url == f"https://127.0.0.1:{https}/"
+        assert _https_get(proc.https_url + "api/overview", ctx)[0] == 200
+        assert _https_get(f"https://localhost:{prom}/metrics", ctx)[0] == 200
+    finally:
+        proc.stop()
+    assert "Traceback" not in proc.log_text()
+
+
+def test_config_file_refuses_an_old_tls_version(certs, tmp_path):
+    conf = tmp_path / "hutch.conf"
+    conf.write_text("listeners.ssl.default = 5999\nssl_options.versions.1 = tlsv1.1\n")
+    out = subprocess.run([sys.executable, "-m", "hutch", "serve", "--config", str(conf),
+                          "--in-memory", "--port", "0", "--http-port", "0", "--prometheus-port",
+                          "0"], capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0
+    assert f"{conf}:2: ssl_options.versions.1: TLS version 'tlsv1.1' is not supported" in \
+        out.stderr, out.stderr

@@ -3,7 +3,7 @@
 Settings follow RabbitMQ's ``ssl_options.*`` (and ``management.ssl.*``,
 ``prometheus.ssl.*``): certfile, keyfile, cacertfile, password, verify
 (``verify_none`` | ``verify_peer``), fail_if_no_peer_cert, versions, ciphers,
-honor_cipher_order, depth.  Defaults are RabbitMQ 4.x's: TLS 1.2 and 1.3 only,
+honor_cipher_order.  Defaults are RabbitMQ 4.x's: TLS 1.2 and 1.3 only,
 ``verify_none``.
 
 Accepting: a TLS listener (``TlsServer``) accepts sockets itself and hands each
@@ -78,7 +78,6 @@ class TlsSettings:
     versions: list[str] = field(default_factory=lambda: ["tlsv1.2", "tlsv1.3"])
     ciphers: list[str] = field(default_factory=list)
     honor_cipher_order: bool = False
-    depth: int | None = None  # accepted for compatibility; see build_context
 
     @property
     def verify_peer(self) -> bool:
