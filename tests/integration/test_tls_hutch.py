@@ -103,7 +103,7 @@ def test_versions_and_ciphers(strict):
 
 
 def test_external_by_common_name_and_mechanisms(strict):
-    assert connection_start(strict.tls_port, strict.client_context("client")) == b"EXTERNAL PLAIN"
+    assert connection_start(strict.tls_port, strict.client_context("client")) == b"PLAIN EXTERNAL"
     # EXTERNAL is not offered, nor accepted, on plain TCP.
     assert connection_start(strict.proc.listen_ports[0], None) == b"PLAIN"
     # (pika will not even try: a raw start-ok.  RabbitMQ closes the socket after 3 s
@@ -283,7 +283,7 @@ prometheus.ssl.keyfile = {key}
         broker = TlsBroker(certs, amqps, "", proc)
         # listeners.ssl.default = PORT listens on every interface, as RabbitMQ's.
         assert f"TLS 0.0.0.0:{amqps}" in next(x for x in proc.log_lines if " ready: " in x)
-        assert connection_start(amqps, broker.client_context("client")) == b"EXTERNAL PLAIN"
+        assert connection_start(amqps, broker.client_context("client")) == b"PLAIN EXTERNAL"
         assert connection_start(plain, None) == b"PLAIN"
         ctl = [sys.executable, "-m", "hutch", "ctl", "--data-dir", proc.data_dir]
         for args in (["add_user", CLIENT_CN, "unused-password"],

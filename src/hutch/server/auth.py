@@ -27,9 +27,13 @@ from .tls import common_names, distinguished_name
 
 log = logging.getLogger("hutch.connection")
 
-# RabbitMQ lists registered mechanisms in this order (3.10 and 4.x advertise
-# "AMQPLAIN PLAIN"; EXTERNAL sorts between them).
+# RabbitMQ lists the enabled mechanisms in its registry's (ETS hash) order, not the
+# configuration's: "AMQPLAIN PLAIN" by default, "PLAIN EXTERNAL AMQPLAIN" once
+# rabbitmq_auth_mechanism_ssl is loaded (and "PLAIN AMQPLAIN" on its plain port),
+# as seen from RabbitMQ 3.10.8.
 KNOWN = ("AMQPLAIN", "EXTERNAL", "PLAIN")
+_ORDER_WITH_EXTERNAL = ("PLAIN", "EXTERNAL", "AMQPLAIN")
+_ORDER = ("AMQPLAIN", "PLAIN")
 # Names RabbitMQ has a module for but Hutch does not offer: "invalid", not "unknown".
 _OTHER_RABBIT = ("ANONYMOUS", "RABBIT-CR-DEMO")
 CERT_LOGIN_FROM = ("distinguished_name", "common_name")
@@ -62,7 +66,8 @@ class AuthSettings:
     verify_peer: bool = False
 
     def offered(self, tls: bool) -> list[str]:
-        return [n for n in KNOWN if n in self.mechanisms and (tls or n != "EXTERNAL")]
+        order = _ORDER_WITH_EXTERNAL if "EXTERNAL" in self.mechanisms else _ORDER
+        return [n for n in order if n in self.mechanisms and (tls or n != "EXTERNAL")]
 
     def mechanisms_field(self, tls: bool) -> bytes:
         return " ".join(self.offered(tls)).encode()
