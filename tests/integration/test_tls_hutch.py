@@ -147,6 +147,12 @@ def test_https_management_and_prometheus(strict):
     listeners = {(x["protocol"], x["port"]) for x in json.loads(body)["listeners"]}
     assert ("amqp/ssl", strict.tls_port) in listeners
     assert ("https", strict.proc.https_port) in listeners
+    conn = pika.BlockingConnection(strict.pika_params(strict.client_context("client")))
+    try:
+        conns = json.loads(_https_get(strict.proc.https_url + "api/connections", ctx)[1])
+        assert [c["ssl"] for c in conns if c["port"] == strict.tls_port] == [True]
+    finally:
+        conn.close()
     status, body = _https_get(f"https://127.0.0.1:{strict.proc.prom_https_port}/metrics", ctx)
     assert status == 200 and b"rabbitmq_identity_info" in body
     # A client that does not trust the CA is refused, and the listener logs one line.
