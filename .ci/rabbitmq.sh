@@ -27,6 +27,12 @@
 #                         that is taken fails at once.
 #   HUTCH_RABBIT_PROM_PORT prometheus port when rabbitmq_prometheus is enabled
 #                         (default: AMQP port + 10020; RabbitMQ's own default is 15692)
+#   HUTCH_RABBIT_TLS_DIR  a dir with ca.pem, server.pem, server-key.pem (python3 -m
+#                         tests.tlscerts DIR makes them): the node also listens for AMQPS
+#                         on HUTCH_RABBIT_TLS_PORT (default AMQP port + 1) with verify_peer,
+#                         fail_if_no_peer_cert = false, ssl_handshake_timeout 2 s, and
+#                         offers PLAIN AMQPLAIN EXTERNAL (rabbitmq_auth_mechanism_ssl is
+#                         enabled): the setup tests/integration/tlshelp.py gives Hutch
 #
 #   .ci/rabbitmq.sh ctl ARGS...  run rabbitmqctl against our node (e.g. import_definitions)
 #
@@ -235,6 +241,34 @@ EOF
         echo "$mgmt" > "$DIR/mgmt_port"
         printf 'management.tcp.port = %s\nmanagement.tcp.ip = 127.0.0.1\n' "$mgmt" >> "$DIR/rabbitmq.conf"
         log "management API will listen on http://127.0.0.1:$mgmt/"
+    fi
+    if [ -n "${HUTCH_RABBIT_TLS_DIR:-}" ]; then
+        local tls_port="${HUTCH_RABBIT_TLS_PORT:-$((port + 1))}" tdir
+        tdir=$(cd "$HUTCH_RABBIT_TLS_DIR" && pwd) || die "no such dir: $HUTCH_RABBIT_TLS_DIR"
+        for f in ca.pem server.pem server-key.pem; do
+            [ -r "$tdir/$f" ] || die "HUTCH_RABBIT_TLS_DIR lacks $f (python3 -m tests.tlscerts DIR)"
+        done
+        port_free "$tls_port" || die "TLS port $tls_port is already in use by something else"
+        cat >> "$DIR/rabbitmq.conf" <<EOF
+listeners.ssl.1 = 127.0.0.1:$tls_port
+ssl_options.cacertfile = $tdir/ca.pem
+ssl_options.certfile = $tdir/server.pem
+ssl_options.keyfile = $tdir/server-key.pem
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = false
+ssl_options.versions.1 = tlsv1.3
+ssl_options.versions.2 = tlsv1.2
+ssl_handshake_timeout = 2000
+auth_mechanisms.1 = PLAIN
+auth_mechanisms.2 = AMQPLAIN
+auth_mechanisms.3 = EXTERNAL
+EOF
+        if [[ ",$PLUGINS," != *",rabbitmq_auth_mechanism_ssl,"* ]]; then
+            PLUGINS="${PLUGINS:+$PLUGINS,}rabbitmq_auth_mechanism_ssl"
+            echo "[${PLUGINS}]." > "$DIR/enabled_plugins"
+        fi
+        echo "$tls_port" > "$DIR/tls_port"
+        log "AMQPS will listen on 127.0.0.1:$tls_port (certificates in $tdir)"
     fi
     if [[ ",$PLUGINS," == *",rabbitmq_prometheus,"* ]]; then
         local prom="${HUTCH_RABBIT_PROM_PORT:-$((port + 10020))}"

@@ -50,6 +50,8 @@ class HutchProcess:
         # its URL comes from the "management API: http://..." line serve prints.
         self.http_port = free_port() if http else 0
         self.http_url = ""
+        self.https_url = ""  # management over HTTPS (--http-tls-port)
+        self.tls_port = 0  # the AMQPS port (--tls-port / --tls-listen), from the ready line
         self.env = env or {}
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="hutch-test-")
         if data_dir is None:
@@ -93,13 +95,18 @@ class HutchProcess:
         assert proc.stdout is not None
         for line in proc.stdout:
             self.log_lines.append(line.rstrip("\n"))
-            api = re.search(r"management API: (http://\S+/)", line)
-            if api:
-                self.http_url = api.group(1)
+            api = re.search(r"management API: (https?)(://\S+/)", line)
+            if api and api.group(1) == "https":
+                self.https_url = api.group(1) + api.group(2)
+            elif api:
+                self.http_url = api.group(1) + api.group(2)
             if "ready" in line and not self._ready.is_set():
-                m = re.search(r"localhost:(\d+)/", line)
+                m = re.search(r"amqp://\S*localhost:(\d+)/", line)
                 if m:
                     self.port = int(m.group(1))
+                m = re.search(r"amqps://\S*localhost:(\d+)/", line)
+                if m:
+                    self.tls_port = int(m.group(1))
                 self._ready.set()
 
     def log_text(self) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 from .argtypes import consumer_timeout, segment_size, size
 from .broker.alarms import disk_free_limit, memory_watermark
 from .broker.node import Node
+from .cli_tls import add_tls_arguments, amqp_listeners, amqp_tls, auth_settings, http_tls
 from .config import ConfigError, Loaded
 from .config import load as load_config
 from .datadir import default_data_dir, lock_data_dir
@@ -46,13 +47,14 @@ def build_parser(serve_defaults: dict[str, Any] | None = None) -> argparse.Argum
     s.add_argument("--host", default="localhost",
                    help="address to listen on (default: localhost = 127.0.0.1 and ::1)")
     s.add_argument("--port", type=int, default=5672, help="AMQP port (default 5672; 0 = any free)")
-    s.add_argument("--http-port", type=int, default=15672,
-                   help="management HTTP API port (default 15672; 0 = disabled)")
+    s.add_argument("--http-port", type=int, default=None,
+                   help="management HTTP API port (default 15672 unless --http-tls-port is "
+                        "given; 0 = disabled)")
     s.add_argument("--http-host", default="localhost",
                    help="management API listen address (default: localhost = loopback only)")
-    s.add_argument("--prometheus-port", type=int, default=15692,
+    s.add_argument("--prometheus-port", type=int, default=None,
                    help="Prometheus metrics port, as RabbitMQ's rabbitmq_prometheus plugin "
-                        "(default 15692; 0 = disabled)")
+                        "(default 15692 unless --prometheus-tls-port is given; 0 = disabled)")
     s.add_argument("--prometheus-host", default="localhost",
                    help="Prometheus metrics listen address (default: localhost = loopback only)")
     s.add_argument("--http-max-body", type=size, default=20_000_000,
@@ -93,6 +95,7 @@ def build_parser(serve_defaults: dict[str, Any] | None = None) -> argparse.Argum
     s.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="log verbosity")
     s.add_argument("--log-file", default=None, help="also write the log to this file")
+    add_tls_arguments(s)
     if serve_defaults:
         s.set_defaults(**serve_defaults)
     from .admin.ctl import add_ctl_parser
@@ -128,10 +131,11 @@ def _listen_failure(exc: ListenError, option: str) -> SystemExit:
 
 def _check_ports(args: argparse.Namespace) -> None:
     """Fail on a taken port before anything is created on disk."""
-    try:
-        check_can_listen(args.host, args.port)
-    except ListenError as exc:
-        raise _listen_failure(exc, "--port") from None
+    for spec in args._listeners:
+        try:
+            check_can_listen(spec.host, spec.port)
+        except ListenError as exc:
+            raise _listen_failure(exc, "--tls-port" if spec.tls else "--port") from None
     if args.http_port:
         try:
             check_can_listen(args.http_host, args.http_port)
@@ -142,9 +146,38 @@ def _check_ports(args: argparse.Namespace) -> None:
             check_can_listen(args.prometheus_host, args.prometheus_port)
         except ListenError as exc:
             raise _listen_failure(exc, "--prometheus-port") from None
+    for cfg, option in ((args._http_tls, "--http-tls-port"),
+                        (args._prometheus_tls, "--prometheus-tls-port")):
+        if cfg is not None:
+            try:
+                check_can_listen(cfg.host, cfg.port)
+            except ListenError as exc:
+                raise _listen_failure(exc, option) from None
+
+
+def _tls_setup(args: argparse.Namespace) -> None:
+    """Listeners, TLS contexts and SASL settings from the flags (cli_tls.py); a bad
+    certificate or option stops the start here with one line."""
+    # RabbitMQ starts the plain management/Prometheus listener by default only when no
+    # TLS one is configured (the two may coexist when both are set).
+    if args.http_port is None:
+        args.http_port = 0 if args.http_tls_port is not None else 15672
+    if args.prometheus_port is None:
+        args.prometheus_port = 0 if args.prometheus_tls_port is not None else 15692
+    args._listeners = amqp_listeners(args)
+    args._tls = amqp_tls(args, args._listeners)
+    args._auth = auth_settings(args)
+    args._http_tls = http_tls(args, "http_tls", "management")
+    args._prometheus_tls = http_tls(args, "prometheus_tls", "Prometheus")
+
+
+def _on_sighup(server: Server) -> None:
+    """SIGHUP: reload the TLS certificates (server.reload_tls)."""
+    server.reload_tls()
 
 
 async def serve(args: argparse.Namespace) -> int:
+    _tls_setup(args)
     _check_ports(args)
     args._created_data_dir = None
     try:
@@ -178,7 +211,11 @@ async def _serve(args: argparse.Namespace) -> int:
             where = f" ({exc.filename})" if exc.filename else ""
             raise SystemExit(f"hutch: cannot open the message store in {data_dir}: "
                              f"{exc.strerror or exc}{where}") from None
-    server = Server(broker, args.host, args.port)
+    server = Server(broker, args.host, args.port, listeners=args._listeners, tls=args._tls,
+                    auth=args._auth)
+    for extra in (args._http_tls, args._prometheus_tls):
+        if extra is not None:
+            server.tls_contexts.append(extra.tls)
     try:
         await server.start()
     except ListenError as exc:
@@ -193,11 +230,12 @@ async def _serve(args: argparse.Namespace) -> int:
         raise _listen_failure(exc, "--http-port") from None
     prometheus = None
     try:
-        if args.prometheus_port:  # aiohttp is only imported when a listener needs it
+        if args.prometheus_port or args._prometheus_tls:  # aiohttp only imported when needed
             from .admin.prometheus import start_prometheus
 
             prometheus = await start_prometheus(broker, args.prometheus_host, args.prometheus_port,
-                                                None if args.in_memory else data_dir)
+                                                None if args.in_memory else data_dir,
+                                                https=args._prometheus_tls)
     except SystemExit:
         # A taken --prometheus-port (one line already): stop what was started first.
         if management is not None:
@@ -209,14 +247,25 @@ async def _serve(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _on_sighup, server)
     log = logging.getLogger("hutch")
-    log.info("started TCP listener on %s", ", ".join(server.addresses))
+    if server.addresses:
+        log.info("started TCP listener on %s", ", ".join(server.addresses))
+    if server.tls_addresses:
+        log.info("started TLS (SSL) listener on %s", ", ".join(server.tls_addresses))
     # Clients are told product "RabbitMQ" (server/connection.py): say so where people look.
     log.info("Hutch %s: tells clients it is RabbitMQ %s, whose behaviour it follows",
              __version__, RABBITMQ_VERSION)
-    # The line tests and scripts wait for; keep the word "ready" and the port in it.
-    print(f"hutch {__version__} ready: amqp://guest:guest@localhost:{server.port}/ "
-          f"(listening on {', '.join(server.addresses)})", flush=True)
+    # The line tests and scripts wait for; keep the word "ready" and the port in it
+    # (tests/brokerproc.py reads "amqp://...localhost:PORT/" and "amqps://localhost:PORT/").
+    urls = []
+    if server.servers:
+        urls.append(f"amqp://guest:guest@localhost:{server.port}/")
+    if server.tls_servers:
+        urls.append(f"amqps://localhost:{server.tls_port}/")
+    listening = server.addresses + [f"TLS {a}" for a in server.tls_addresses]
+    print(f"hutch {__version__} ready: {' '.join(urls)} (listening on {', '.join(listening)})",
+          flush=True)
     await stop.wait()
     if management is not None:
         await management.stop()
@@ -233,20 +282,31 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 async def _start_management(broker: Node, server: Server, args: argparse.Namespace) -> Any:
-    """The management HTTP API on the broker's loop; ``--http-port 0`` disables it."""
-    if not args.http_port:
+    """The management HTTP API on the broker's loop; ``--http-port 0`` disables it (the
+    HTTPS one is ``--http-tls-port``)."""
+    if not args.http_port and args._http_tls is None:
         return None
     from .admin.http_api import ManagementApi  # aiohttp is only imported when enabled
 
     amqp = [(s.getsockname()[0], s.getsockname()[1]) for srv in server.servers for s in srv.sockets]
+    amqps = [(s.getsockname()[0], s.getsockname()[1])
+             for srv in server.tls_servers for s in srv.sockets]
     data_dir = None if args.in_memory else (args.data_dir or default_data_dir())
     api = ManagementApi(broker, args.http_host, args.http_port, data_dir=data_dir,
-                        amqp_listeners=amqp, max_body=args.http_max_body)
+                        amqp_listeners=amqp, max_body=args.http_max_body,
+                        plain_http=bool(args.http_port), https=args._http_tls,
+                        amqps_listeners=amqps)
     await api.start()
-    logging.getLogger("hutch").info("started HTTP listener for the management API on %s",
-                                    ", ".join(f"{h}:{p}" for h, p in api.http_listeners))
-    # A line of its own (tests parse it); printed before the "ready" line.
-    print(f"hutch management API: {api.url} (HTTP basic auth, user guest)", flush=True)
+    log = logging.getLogger("hutch")
+    # Lines of their own (tests parse them); printed before the "ready" line.
+    if api.http_listeners:
+        log.info("started HTTP listener for the management API on %s",
+                 ", ".join(f"{h}:{p}" for h, p in api.http_listeners))
+        print(f"hutch management API: {api.url} (HTTP basic auth, user guest)", flush=True)
+    if api.https.addresses:
+        log.info("started HTTPS listener for the management API on %s",
+                 ", ".join(f"{h}:{p}" for h, p in api.https.addresses))
+        print(f"hutch management API: {api.https.url} (HTTP basic auth, user guest)", flush=True)
     return api
 
 

@@ -44,6 +44,7 @@ from ..errors import AMQPError
 from ..protocol import constants as rc
 from ..server.connection import is_loopback
 from ..server.listener import ListenError, format_address, resolve_hosts
+from .https import HttpsConfig, HttpsListeners
 from .listing import DEFAULT_SORT, ListingError, shape
 from .schema import BodyError, Schema, decode_object
 from .stats import SAMPLE_INTERVAL, Rates
@@ -299,8 +300,15 @@ COOKIE_USER = User("hutch-ctl (local cookie)", "", ["administrator"])
 class ManagementApi:
     def __init__(self, broker: Any, host: str, port: int, *, data_dir: str | None = None,
                  amqp_listeners: list[tuple[str, int]] | None = None,
-                 max_body: int = DEFAULT_MAX_BODY) -> None:
+                 max_body: int = DEFAULT_MAX_BODY, plain_http: bool = True,
+                 https: HttpsConfig | None = None,
+                 amqps_listeners: list[tuple[str, int]] | None = None) -> None:
         self.broker = broker
+        # management.tcp.* and management.ssl.* (admin/https.py) may coexist, as in RabbitMQ.
+        self.plain_http = plain_http
+        self.https_config = https
+        self.https = HttpsListeners()
+        self.amqps_listeners = amqps_listeners or []
         self.max_body = max_body
         self.host = host
         self.port = port
@@ -329,7 +337,7 @@ class ManagementApi:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         port = self.port
-        for host in resolve_hosts(self.host):
+        for host in resolve_hosts(self.host) if self.plain_http else []:
             site = web.TCPSite(self._runner, host, port, reuse_address=True)
             try:
                 await site.start()
@@ -345,6 +353,12 @@ class ManagementApi:
                 port = sock.getsockname()[1]
             self.http_listeners.append((host, port))
         self.port = port
+        if self.https_config is not None:
+            try:
+                await self.https.start(self._runner, self.https_config, "management HTTPS")
+            except ListenError:
+                await self._runner.cleanup()
+                raise
         self._sampler = asyncio.get_running_loop().create_task(self._sample_forever())
         self._write_cookie()
 
@@ -365,11 +379,14 @@ class ManagementApi:
     async def stop(self) -> None:
         if self._sampler is not None:
             self._sampler.cancel()
+        await self.https.stop()
         if self._runner is not None:
             await self._runner.cleanup()
 
     @property
     def url(self) -> str:
+        if not self.http_listeners and self.https.addresses:
+            return self.https.url
         host = self.http_listeners[0][0] if self.http_listeners else "127.0.0.1"
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}/"
@@ -377,8 +394,12 @@ class ManagementApi:
     def listeners(self) -> list[dict[str, Any]]:
         out = [{"node": node_name(), "protocol": "amqp", "ip_address": h, "port": p}
                for h, p in self.amqp_listeners]
+        out += [{"node": node_name(), "protocol": "amqp/ssl", "ip_address": h, "port": p}
+                for h, p in self.amqps_listeners]
         out += [{"node": node_name(), "protocol": "http", "ip_address": h, "port": p}
                 for h, p in self.http_listeners]
+        out += [{"node": node_name(), "protocol": "https", "ip_address": h, "port": p}
+                for h, p in self.https.addresses]
         return out
 
     # -- statistics sampling --------------------------------------------------------

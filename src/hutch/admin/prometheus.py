@@ -21,15 +21,21 @@ from typing import Any
 
 from aiohttp import web
 
-from ..server.listener import resolve_hosts
+from ..server.listener import ListenError, resolve_hosts
+from .https import HttpsConfig, HttpsListeners
 from .metrics import CONTENT_TYPE, render
 
 log = logging.getLogger("hutch.prometheus")
 
 
 class PrometheusListener:
-    def __init__(self, broker: Any, host: str, port: int, *, data_dir: str | None = None) -> None:
+    def __init__(self, broker: Any, host: str, port: int, *, data_dir: str | None = None,
+                 https: HttpsConfig | None = None) -> None:
         self.broker = broker
+        # prometheus.ssl.* (admin/https.py): served next to the plain port, or alone
+        # when that is 0.
+        self.https_config = https
+        self.https = HttpsListeners()
         self.host = host
         self.port = port
         self.data_dir = data_dir
@@ -44,7 +50,7 @@ class PrometheusListener:
         app.router.add_get("/metrics/{registry}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        for host in resolve_hosts(self.host):
+        for host in resolve_hosts(self.host) if self.port else []:
             site = web.TCPSite(self._runner, host, self.port, reuse_address=True)
             try:
                 await site.start()
@@ -56,8 +62,17 @@ class PrometheusListener:
                 raise SystemExit(f"hutch: cannot listen for Prometheus on {host}:{self.port} "
                                  f"(--prometheus-port): {exc.strerror or exc}") from None
             self.addresses.append((host, self.port))
+        if self.https_config is not None:
+            try:
+                await self.https.start(self._runner, self.https_config, "Prometheus HTTPS")
+            except ListenError as exc:
+                await self._runner.cleanup()
+                raise SystemExit(f"hutch: cannot listen for Prometheus on {exc.address} "
+                                 f"(--prometheus-tls-port): {exc.error.strerror or exc.error}"
+                                 ) from None
 
     async def stop(self) -> None:
+        await self.https.stop()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -83,14 +98,18 @@ class PrometheusListener:
         return resp
 
 
-async def start_prometheus(broker: Any, host: str, port: int,
-                           data_dir: str | None) -> PrometheusListener | None:
-    """Start the listener unless ``port`` is 0 (logged only: stdout's first line stays
-    the "ready" line scripts wait for)."""
-    if not port:
+async def start_prometheus(broker: Any, host: str, port: int, data_dir: str | None,
+                           https: HttpsConfig | None = None) -> PrometheusListener | None:
+    """Start the listener unless ``port`` is 0 and there is no HTTPS one (logged only:
+    stdout's first line stays the "ready" line scripts wait for)."""
+    if not port and https is None:
         return None
-    listener = PrometheusListener(broker, host, port, data_dir=data_dir)
+    listener = PrometheusListener(broker, host, port, data_dir=data_dir, https=https)
     await listener.start()
-    log.info("started Prometheus metrics listener on %s (%s)",
-             ", ".join(f"{h}:{p}" for h, p in listener.addresses), listener.url)
+    if listener.addresses:
+        log.info("started Prometheus metrics listener on %s (%s)",
+                 ", ".join(f"{h}:{p}" for h, p in listener.addresses), listener.url)
+    if listener.https.addresses:
+        log.info("started Prometheus metrics TLS listener on %s (%smetrics)",
+                 ", ".join(f"{h}:{p}" for h, p in listener.https.addresses), listener.https.url)
     return listener

@@ -191,7 +191,7 @@ def connection_info(conn: Any) -> dict[str, Any]:
         "peer_port": peer_port,
         "port": port,
         "protocol": "AMQP 0-9-1",
-        "ssl": False,
+        "ssl": bool(getattr(conn, "tls", False)),
         "state": connection_state(conn),
         "timeout": conn.heartbeat,
         "type": "network",

@@ -82,6 +82,53 @@ def absolute_memory(text: str) -> Limit:
 absolute_disk = absolute_memory
 
 
+def _listener(value: str) -> str:
+    from ..server.listener import parse_listen
+
+    parse_listen(value)
+    return value
+
+
+def _none_listener(value: str) -> list[str]:
+    if value != "none":
+        raise ValueError(f"invalid value {value!r}: 'none', or set listeners.<tcp|ssl>.<name>")
+    return ["none"]
+
+
+def _mechanism(value: str) -> str:
+    from ..server.auth import parse_mechanism
+
+    return parse_mechanism(value)
+
+
+def _mechanisms(items: list[tuple[str, Any]]) -> list[str]:
+    return [v for _suffix, v in items]
+
+
+def _version(value: str) -> str:
+    from ..server.tls import parse_version
+
+    return parse_version(value)
+
+
+def _tls_keys(prefix: str, dest: str) -> list[Key]:
+    """``ssl_options.*`` and its twins ``management.ssl.*`` / ``prometheus.ssl.*``."""
+    return [
+        Key(f"{prefix}.certfile", f"{dest}_certfile", c.text, "certificate (chain) PEM file"),
+        Key(f"{prefix}.keyfile", f"{dest}_keyfile", c.text, "private key PEM file"),
+        Key(f"{prefix}.cacertfile", f"{dest}_cacertfile", c.text, "CA bundle for client certificates"),
+        Key(f"{prefix}.password", f"{dest}_password", c.text, "private key password", secret=True),
+        Key(f"{prefix}.verify", f"{dest}_verify", c.choice("verify_none", "verify_peer"),
+            "ask for and verify client certificates"),
+        Key(f"{prefix}.fail_if_no_peer_cert", f"{dest}_fail_if_no_peer_cert", c.boolean,
+            "refuse clients without a certificate"),
+        Key(f"{prefix}.honor_cipher_order", f"{dest}_honor_cipher_order", c.boolean,
+            "prefer the server's cipher order"),
+        Key(f"{prefix}.versions.*", f"{dest}_versions", _version, "TLS versions (tlsv1.2, tlsv1.3)"),
+        Key(f"{prefix}.ciphers.*", f"{dest}_ciphers", c.text, "TLS 1.2 cipher suites (OpenSSL names)"),
+    ]
+
+
 KEYS: list[Key] = [
     # -- lead: listeners of the HTTP side, message and store settings --
     Key("management.tcp.port", "http_port", c.port, "management API port (0 = disabled)"),
@@ -107,7 +154,24 @@ KEYS: list[Key] = [
         "always: a confirm means fsync'd; none: write without fsync"),
     Key("hutch.segment_size", "segment_size", c.argtype(segment_size),
         "message log segment size (4k ... 1g)"),
-    # -- tls --
+    # -- tls -- (converters in cli_tls.py / server/tls.py; README "TLS")
+    Key("listeners.tcp", "listen", _none_listener, "'none' disables plain AMQP"),
+    Key("listeners.tcp.*", "listen", _listener, "plain AMQP listener: PORT, IP:PORT, [IPv6]:PORT"),
+    Key("listeners.ssl", "tls_listen", _none_listener, "'none': no AMQPS listener"),
+    Key("listeners.ssl.*", "tls_listen", _listener, "AMQPS listener: PORT, IP:PORT, [IPv6]:PORT"),
+    *_tls_keys("ssl_options", "tls"),
+    Key("ssl_handshake_timeout", "ssl_handshake_timeout", c.integer(1),
+        "TLS handshake timeout in ms"),
+    Key("ssl_cert_login_from", "ssl_cert_login_from",
+        c.choice("distinguished_name", "common_name"), "EXTERNAL: the user name's source"),
+    Key("auth_mechanisms.*", "auth_mechanisms", _mechanism, "SASL mechanisms offered",
+        combine=_mechanisms),
+    Key("management.ssl.port", "http_tls_port", c.port, "management API HTTPS port"),
+    Key("management.ssl.ip", "http_tls_host", c.ip_address, "management HTTPS listen address"),
+    *_tls_keys("management.ssl", "http_tls"),
+    Key("prometheus.ssl.port", "prometheus_tls_port", c.port, "Prometheus HTTPS port"),
+    Key("prometheus.ssl.ip", "prometheus_tls_host", c.ip_address, "Prometheus HTTPS address"),
+    *_tls_keys("prometheus.ssl", "prometheus_tls"),
     # -- alarms --
     # .absolute and .relative set one threshold; with both, absolute wins (RabbitMQ's
     # schema translation does the same, with a warning).
@@ -156,6 +220,34 @@ UNSUPPORTED: dict[str, str] = {
     "num_acceptors.tcp": "one event loop accepts connections",
     "num_acceptors.ssl": "one event loop accepts connections",
     "tcp_listen_options.*": "Hutch uses the operating system's socket defaults and TCP_NODELAY",
+    # -- tls --
+    **{f"{p}.{k}": reason for p in ("ssl_options", "management.ssl", "prometheus.ssl")
+       for k, reason in (
+           ("depth", "Python's ssl module cannot set the verification depth (OpenSSL's "
+                     "default, 100, applies)"),
+           ("cacerts.*", "give the CA bundle as a file: cacertfile"),
+           ("cert", "give the certificate as a file: certfile"),
+           ("key.*", "give the key as a file: keyfile"),
+           ("crl_check", "certificate revocation lists are not checked"),
+           ("dh", "TLS 1.2/1.3 use ECDHE; no DH parameters are needed"),
+           ("dhfile", "TLS 1.2/1.3 use ECDHE; no DH parameters are needed"),
+           ("honor_ecc_order", "OpenSSL chooses the curve"),
+           ("client_renegotiation", "OpenSSL's default applies (no client renegotiation "
+                                    "in TLS 1.3)"),
+           ("secure_renegotiate", "OpenSSL always uses secure renegotiation"),
+           ("reuse_sessions", "OpenSSL's session cache applies"),
+           ("log_alert", "failed handshakes are always logged, one line each"),
+           ("sni", "a server-side listener has one certificate"),
+           ("psk_identity", "pre-shared keys are not supported"),
+           ("bypass_pem_cache", "certificate files are read at start and on SIGHUP"),
+           ("hostname_verification", "a server does not verify client host names"),
+       )},
+    "ssl_cert_login_san_type": "EXTERNAL takes the user name from the subject "
+                               "(distinguished_name or common_name), not a SAN",
+    "ssl_cert_login_san_index": "EXTERNAL takes the user name from the subject "
+                                "(distinguished_name or common_name), not a SAN",
+    "ssl_allow_poodle_attack": "SSLv3 is never enabled: Hutch speaks TLS 1.2 and 1.3 only",
+    "num_ssl_acceptors": "one event loop accepts connections",
 }
 
 # Reasons for the rest of RabbitMQ's keys, by the start of the key, then by plugin.

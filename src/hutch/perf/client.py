@@ -15,7 +15,7 @@ from __future__ import annotations
 import socket
 import struct
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..protocol import methods as m
 from ..protocol.frames import body_frames
@@ -47,16 +47,37 @@ def parse_url(url: str) -> dict[str, Any]:
     """``amqp://user:pass@host:port/vhost`` -> connection parameters (RabbitMQ's URI rules:
     an empty path is vhost ``/``, ``%2f`` encodes a slash)."""
     parts = urlsplit(url)
-    if parts.scheme != "amqp":
-        raise PerfError(f"unsupported URL scheme {parts.scheme!r} (only amqp://)")
+    if parts.scheme not in ("amqp", "amqps"):
+        raise PerfError(f"unsupported URL scheme {parts.scheme!r} (amqp:// or amqps://)")
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    tls = parts.scheme == "amqps"
+    # amqps query parameters of RabbitMQ's URI spec: cacertfile, certfile, keyfile, verify.
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     return {
+        "tls": tls,
+        "tls_options": query,
         "host": parts.hostname or "localhost",
-        "port": parts.port or 5672,
+        "port": parts.port or (5671 if tls else 5672),
         "user": unquote(parts.username) if parts.username else "guest",
         "password": unquote(parts.password) if parts.password else "guest",
         "vhost": unquote(path) if path else "/",
     }
+
+
+def _wrap_tls(sock: socket.socket, host: str, opts: dict[str, str]) -> socket.socket:
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=opts.get("cacertfile"))
+    if opts.get("certfile"):
+        ctx.load_cert_chain(opts["certfile"], opts.get("keyfile"))
+    if opts.get("verify") == "verify_none":
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    try:
+        return ctx.wrap_socket(sock, server_hostname=host)
+    except (ssl.SSLError, OSError) as exc:
+        sock.close()
+        raise PerfError(f"TLS handshake with {host} failed: {exc}") from None
 
 
 def method_frame(channel: int, method: Any) -> bytes:
@@ -74,6 +95,8 @@ class Connection:
         except OSError as exc:
             raise PerfError(f"cannot connect to {p['host']}:{p['port']}: {exc.strerror or exc}") from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if p["tls"]:
+            self.sock = _wrap_tls(self.sock, p["host"], p["tls_options"])
         self.buf = bytearray()
         self.frame_max = 131072
         self.sock.sendall(b"AMQP\x00\x00\x09\x01")

@@ -65,6 +65,7 @@ class _Producer:
         levels = [publish_template(cfg["queue"], cfg["size"], cfg["persistent"], conn.frame_max,
                                    priority=i) for i in range(cfg.get("priorities", 0))]
         sock = conn.sock
+        tls_pending = getattr(sock, "pending", None)
         count, rate, stop = cfg["count"], cfg["rate"], w.stop
         batch = max(1, min(cfg["batch"], window or cfg["batch"], rate or cfg["batch"]))
         pack, stamp, pending = U64.pack, time.monotonic_ns, self.pending
@@ -97,7 +98,8 @@ class _Producer:
                 break  # all sent and (with confirms) all settled
             # Wait for the broker only when we may not send; otherwise just poll.
             wait = 0.0 if k > 0 else (min(0.05, 1 / rate) if rate and not window else 0.1)
-            if select.select((sock,), (), (), wait)[0]:
+            # A TLS socket may hold decrypted bytes select() cannot see.
+            if (tls_pending is not None and tls_pending()) or select.select((sock,), (), (), wait)[0]:
                 buf = self._read(sock, buf)
             w.counters[w.base + SENT : w.base + SENT + 4] = [self.sent, self.confirmed, self.nacked,
                                                               self.returned]

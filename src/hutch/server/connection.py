@@ -25,7 +25,7 @@ from ..broker.permissions import Access, vhost_access_allowed
 from ..errors import AMQPError, ChannelError, HardError
 from ..protocol import constants as rc
 from ..protocol import methods as m
-from ..protocol.codec import DecodeError, Utf8Error, decode_table
+from ..protocol.codec import DecodeError, Utf8Error
 from ..protocol.frames import HEARTBEAT_FRAME, FrameError, FrameReader, method_frame
 from ..protocol.state import (
     CLOSED,
@@ -45,6 +45,7 @@ from ..protocol.state import (
     method_action,
 )
 from ..version import RABBITMQ_VERSION, __version__
+from .auth import AuthSettings, LoginRefusedError
 from .channel import Channel
 from .closing import closing_timeout, linger
 from .flow import FlowControl
@@ -56,6 +57,7 @@ CHANNEL_MAX = limits.CHANNEL_MAX
 FRAME_MAX = limits.FRAME_MAX
 HEARTBEAT = limits.HEARTBEAT
 HANDSHAKE_TIMEOUT = limits.HANDSHAKE_TIMEOUT / 1000
+DEFAULT_AUTH = AuthSettings()
 # Errors in these states are logged as "during handshake": the user is not known yet,
 # or (tuning) has just been; from opening on they name the vhost and user as RabbitMQ does.
 _LOG_AS_HANDSHAKE = (PRE_INIT, STARTING, TUNING)
@@ -118,8 +120,10 @@ def _negotiated(field: str, minimum: int, server: int, client: int) -> None:
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, broker: Node) -> None:
+    def __init__(self, broker: Node, auth: AuthSettings | None = None) -> None:
         self.broker = broker
+        self.auth = auth or DEFAULT_AUTH
+        self.tls = False  # accepted on a TLS listener (server/tls.py)
         self.transport: asyncio.Transport | None = None
         self.state: ConnState = PRE_INIT  # changed by _advance only
         self.name = "?"
@@ -153,6 +157,7 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        self.tls = transport.get_extra_info("ssl_object") is not None
         peer = transport.get_extra_info("peername") or ("?", 0)
         sock = transport.get_extra_info("sockname") or ("?", 0)
         self.peer_host = str(peer[0])
@@ -262,7 +267,7 @@ class Connection(asyncio.Protocol):
         self._advance(Event.HEADER)
         self.send_method(0, m.ConnectionStart(
             version_major=0, version_minor=9, server_properties=server_properties(),
-            mechanisms=b"AMQPLAIN PLAIN", locales=b"en_US"))
+            mechanisms=self.auth.mechanisms_field(self.tls), locales=b"en_US"))
         rest = buf[8:]
         if rest:
             self.data_received(rest)
@@ -382,28 +387,13 @@ class Connection(asyncio.Protocol):
         caps = method.client_properties.get("capabilities")
         self.capabilities = caps if isinstance(caps, dict) else {}
         mechanism = method.mechanism
-        username, password = "", ""
-        if mechanism == "PLAIN":
-            parts = method.response.split(b"\x00")
-            if len(parts) != 3:
-                raise HardError(rc.ACCESS_REFUSED, "PLAIN: malformed response")
-            username, password = parts[1].decode("utf-8", "replace"), parts[2].decode("utf-8", "replace")
-        elif mechanism == "AMQPLAIN":
-            resp = method.response
-            try:
-                table, _ = decode_table(len(resp).to_bytes(4, "big") + resp, 0)
-            except DecodeError:
-                raise HardError(rc.ACCESS_REFUSED, "AMQPLAIN: malformed response") from None
-            username = str(table.get("LOGIN", ""))
-            password = str(table.get("PASSWORD", ""))
-        else:
-            raise HardError(
-                rc.ACCESS_REFUSED,
-                f"unsupported authentication mechanism '{mechanism}' (supported: PLAIN, AMQPLAIN)")
-        user = self.broker.users.authenticate(username, password)
-        if user is None:
-            log.error("Error on AMQP connection %s, state: starting:\n%s login refused: "
-                      "user '%s' - invalid credentials", self.name, mechanism, username)
+        self.auth.check_mechanism(mechanism, self.tls)
+        try:
+            username, user = self.auth.login(self.broker.users, mechanism, method.response,
+                                             self.transport)
+        except LoginRefusedError as exc:
+            log.error("Error on AMQP connection %s, state: starting:\n%s login refused: %s",
+                      self.name, mechanism, exc)
             self._refuse_login(mechanism)
             return
         if username in self.broker.users.loopback_only and not is_loopback(self.peer_host):
