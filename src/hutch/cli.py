@@ -8,13 +8,17 @@ import logging
 import os
 import shutil
 import signal
-import sys
 from typing import Any
+from urllib.parse import quote
 
 from .argtypes import size
+from .broker.defaults import seed
 from .broker.node import Node
 from .datadir import default_data_dir, lock_data_dir
+from .logs import reopen_logs, setup_logging
+from .ops_options import add_ops_arguments, default_data, log_settings
 from .server.listener import ListenError, Server, check_can_listen
+from .systemd import notify
 from .version import RABBITMQ_VERSION, __version__
 
 
@@ -78,9 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest accepted message body (default 128MiB, like RabbitMQ 3.x)")
     s.add_argument("--memory-high-watermark", type=size, default=None,
                    help="queued bytes above which publishers are blocked (default 40%% of RAM)")
-    s.add_argument("--log-level", default="info",
-                   choices=["debug", "info", "warning", "error"], help="log verbosity")
-    s.add_argument("--log-file", default=None, help="also write the log to this file")
+    add_ops_arguments(s)
     from .admin.ctl import add_ctl_parser
 
     add_ctl_parser(sub)
@@ -91,16 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_perf_parser(sub)
     return p
-
-
-def _setup_logging(level: str, log_file: str | None) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file:
-        # backslashreplace, as stderr does: an error text may quote a routing key or
-        # exchange name that is not UTF-8 (codec.decode_shortstr).
-        handlers.append(logging.FileHandler(log_file, errors="backslashreplace"))
-    logging.basicConfig(level=getattr(logging, level.upper()), handlers=handlers,
-                        format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
 
 
 def _listen_failure(exc: ListenError, option: str) -> SystemExit:
@@ -132,6 +124,14 @@ def _check_ports(args: argparse.Namespace) -> None:
 
 async def serve(args: argparse.Namespace) -> int:
     _check_ports(args)
+    args._boot_definitions = None
+    if args.load_definitions:  # read and checked before anything is created on disk
+        from .admin.boot_definitions import BootDefinitions, BootDefinitionsError
+
+        try:
+            args._boot_definitions = BootDefinitions(args.load_definitions)
+        except BootDefinitionsError as exc:
+            raise SystemExit(f"hutch: {exc}") from None
     args._created_data_dir = None
     try:
         return await _serve(args)
@@ -146,22 +146,37 @@ async def serve(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     broker = Node(loop, max_message_size=args.max_message_size,
-                    memory_high_watermark=args.memory_high_watermark)
+                    memory_high_watermark=args.memory_high_watermark, defaults=None)
     broker.consumer_timeout = args.consumer_timeout
+    broker.users.loopback_only = set(args.loopback_users)
+    defaults = default_data(args)
     lock = None
+    if args.in_memory and defaults is not None:
+        seed(broker, defaults)  # in memory, every start is a first start
     if not args.in_memory:
         data_dir = default_data_dir() if args.data_dir is None else args.data_dir
         if not os.path.exists(data_dir):
             args._created_data_dir = data_dir
         lock = lock_data_dir(data_dir)
         try:
-            await broker.open_store(data_dir, sync=args.sync, segment_size=args.segment_size)
+            await broker.open_store(data_dir, sync=args.sync, segment_size=args.segment_size,
+                                    defaults=defaults)
         except OSError as exc:
             # The disk refused a read, a rename or a write of recovery: nothing was
             # changed that a later start cannot redo, so say it in one line and stop.
             where = f" ({exc.filename})" if exc.filename else ""
             raise SystemExit(f"hutch: cannot open the message store in {data_dir}: "
                              f"{exc.strerror or exc}{where}") from None
+    if args._boot_definitions is not None:
+        from .admin.boot_definitions import BootDefinitionsError, load_at_boot
+
+        try:
+            await load_at_boot(broker, args._boot_definitions,
+                               None if args.in_memory else data_dir,
+                               args.definitions_skip_if_unchanged)
+        except BootDefinitionsError as exc:
+            await broker.close_store()
+            raise SystemExit(f"hutch: {exc}") from None
     server = Server(broker, args.host, args.port)
     try:
         await server.start()
@@ -193,15 +208,20 @@ async def _serve(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # SIGHUP (systemd's ExecReload, logrotate's postrotate): reopen the log file.
+    loop.add_signal_handler(signal.SIGHUP, reopen_logs)
     log = logging.getLogger("hutch")
     log.info("started TCP listener on %s", ", ".join(server.addresses))
     # Clients are told product "RabbitMQ" (server/connection.py): say so where people look.
     log.info("Hutch %s: tells clients it is RabbitMQ %s, whose behaviour it follows",
              __version__, RABBITMQ_VERSION)
     # The line tests and scripts wait for; keep the word "ready" and the port in it.
-    print(f"hutch {__version__} ready: amqp://guest:guest@localhost:{server.port}/ "
+    print(f"hutch {__version__} ready: {_ready_url(args)}localhost:{server.port}/ "
           f"(listening on {', '.join(server.addresses)})", flush=True)
+    # Every listener accepts connections: a Type=notify unit is started (systemd.py).
+    notify(f"READY=1\nSTATUS=listening on {', '.join(server.addresses)}\nMAINPID={os.getpid()}")
     await stop.wait()
+    notify("STOPPING=1")
     if management is not None:
         await management.stop()
     if prometheus is not None:
@@ -214,6 +234,16 @@ async def _serve(args: argparse.Namespace) -> int:
         lock.close()
     log.info("stopped")
     return 0
+
+
+def _ready_url(args: argparse.Namespace) -> str:
+    """``amqp://guest:guest@`` as always for the default user; another one is named
+    without its password (the ready line ends up in logs)."""
+    if args.load_definitions:
+        return "amqp://"
+    if (args.default_user, args.default_pass) == ("guest", "guest"):
+        return "amqp://guest:guest@"
+    return f"amqp://{quote(args.default_user, safe='')}@"
 
 
 async def _start_management(broker: Node, server: Server, args: argparse.Namespace) -> Any:
@@ -251,7 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "serve":
         build_parser().print_help()
         return 2
-    _setup_logging(args.log_level, args.log_file)
+    try:
+        setup_logging(log_settings(args))
+    except OSError as exc:
+        raise SystemExit(f"hutch: cannot open log file {exc.filename}: {exc.strerror}") from None
     try:
         import uvloop
         runner: Any = uvloop.run
