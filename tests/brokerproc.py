@@ -38,8 +38,11 @@ class HutchProcess:
 
     def __init__(self, *extra_args: str, data_dir: str | None = None,
                  env: dict[str, str] | None = None, http: bool = False,
-                 prometheus: bool = False) -> None:
+                 prometheus: bool = False, base_flags: bool = True) -> None:
         self.extra_args = list(extra_args)
+        # base_flags=False: only ``serve`` and extra_args, for a test whose configuration
+        # file sets the ports and data dir (the flags would override the file).
+        self.base_flags = base_flags
         # prometheus=True serves the Prometheus endpoints on a free port (kept across
         # restarts); otherwise they are disabled, so tests never bind the default 15692.
         self.prometheus_port = free_port() if prometheus else 0
@@ -66,9 +69,10 @@ class HutchProcess:
         return f"http://127.0.0.1:{self.prometheus_port}/"
 
     def start(self, timeout: float = 15.0) -> None:
-        cmd = [sys.executable, "-m", "hutch", "serve", "--port", str(self.port),
-               "--http-port", str(self.http_port), "--prometheus-port", str(self.prometheus_port),
-               "--data-dir", self.data_dir, *self.extra_args]
+        base = ["--port", str(self.port), "--http-port", str(self.http_port),
+                "--prometheus-port", str(self.prometheus_port), "--data-dir", self.data_dir]
+        cmd = [sys.executable, "-m", "hutch", "serve", *(base if self.base_flags else []),
+               *self.extra_args]
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         # Test-only store seams (tests.crash.*) must be importable by the broker.

@@ -47,3 +47,22 @@ def json_object(text: str) -> dict[str, Any]:
         raise argparse.ArgumentTypeError(f"expected a JSON object like "
                                          f'\'{{"x-max-length": 1000}}\', got {text!r}')
     return value
+
+
+def consumer_timeout(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid consumer timeout {text!r}: "
+                                         f"milliseconds, a non-negative integer")
+    return value
+
+
+def segment_size(text: str) -> int:
+    value = size(text)
+    # Offsets inside a segment are 32-bit and one batch may run past the size.
+    if not 4096 <= value <= 1024**3:
+        raise argparse.ArgumentTypeError(f"invalid segment size {text!r}: must be between 4k and 1g")
+    return value

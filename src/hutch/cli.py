@@ -11,9 +11,11 @@ import signal
 from typing import Any
 from urllib.parse import quote
 
-from .argtypes import size
+from .argtypes import consumer_timeout, segment_size, size
 from .broker.defaults import seed
 from .broker.node import Node
+from .config import ConfigError, Loaded
+from .config import load as load_config
 from .datadir import default_data_dir, lock_data_dir
 from .logs import reopen_logs, setup_logging
 from .ops_options import add_ops_arguments, default_data, log_settings
@@ -22,26 +24,9 @@ from .systemd import notify
 from .version import RABBITMQ_VERSION, __version__
 
 
-def consumer_timeout(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"invalid consumer timeout {text!r}: "
-                                         f"milliseconds, a non-negative integer")
-    return value
-
-
-def segment_size(text: str) -> int:
-    value = size(text)
-    # Offsets inside a segment are 32-bit and one batch may run past the size.
-    if not 4096 <= value <= 1024**3:
-        raise argparse.ArgumentTypeError(f"invalid segment size {text!r}: must be between 4k and 1g")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(serve_defaults: dict[str, Any] | None = None) -> argparse.ArgumentParser:
+    """The command line; ``serve_defaults`` (a configuration file's values) replace the
+    built-in defaults of ``hutch serve``'s flags, so a flag given still wins."""
     p = argparse.ArgumentParser(prog="hutch", description="A RabbitMQ-compatible work-queue broker")
     p.add_argument("--version", action="version",
                    version=f"hutch {__version__} (follows RabbitMQ {RABBITMQ_VERSION})")
@@ -77,12 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="delivery acknowledgement timeout in ms for every queue without its "
                         "own (RabbitMQ's consumer_timeout; default: none, a task may take as "
                         "long as it needs)")
-    s.add_argument("--config", default=None, help="configuration file (reserved)")
+    s.add_argument("--config", default=None, metavar="FILE",
+                   help="configuration file in RabbitMQ's rabbitmq.conf format (default: "
+                        "$HUTCH_CONFIG_FILE; flags given on the command line override it)")
     s.add_argument("--max-message-size", type=size, default=128 * 1024 * 1024,
                    help="largest accepted message body (default 128MiB, like RabbitMQ 3.x)")
     s.add_argument("--memory-high-watermark", type=size, default=None,
                    help="queued bytes above which publishers are blocked (default 40%% of RAM)")
     add_ops_arguments(s)
+    if serve_defaults:
+        s.set_defaults(**serve_defaults)
     from .admin.ctl import add_ctl_parser
 
     add_ctl_parser(sub)
@@ -264,6 +253,18 @@ async def _start_management(broker: Node, server: Server, args: argparse.Namespa
     return api
 
 
+def _read_config(args: argparse.Namespace) -> Loaded | None:
+    """``--config FILE`` or ``$HUTCH_CONFIG_FILE``, checked before anything starts: a bad
+    file is one line naming file and line, and no broker (RabbitMQ refuses to boot too)."""
+    path = args.config or os.environ.get("HUTCH_CONFIG_FILE") or None
+    if path is None:
+        return None
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise SystemExit(f"hutch: configuration file {exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "ctl":
@@ -281,10 +282,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "serve":
         build_parser().print_help()
         return 2
+    config = _read_config(args)
+    if config is not None:
+        args = build_parser(config.values).parse_args(argv)
+    args._config = config
     try:
         setup_logging(log_settings(args))
     except OSError as exc:
         raise SystemExit(f"hutch: cannot open log file {exc.filename}: {exc.strerror}") from None
+    if config is not None:
+        log = logging.getLogger("hutch")
+        log.info("configuration file: %s", config.path)
+        for warning in config.warnings:
+            log.warning("%s", warning)
     try:
         import uvloop
         runner: Any = uvloop.run
