@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 from typing import Any
 from urllib.parse import quote
 
@@ -17,8 +18,15 @@ from .broker.node import Node
 from .config import ConfigError, Loaded
 from .config import load as load_config
 from .datadir import default_data_dir, lock_data_dir
-from .logs import reopen_logs, setup_logging
-from .ops_options import add_ops_arguments, default_data, log_settings
+from .environment import report
+from .logs import log_files, reopen_logs, setup_logging
+from .ops_options import (
+    add_ops_arguments,
+    default_data,
+    log_settings,
+    loopback_users,
+    settle,
+)
 from .server.listener import ListenError, Server, check_can_listen
 from .systemd import notify
 from .version import RABBITMQ_VERSION, __version__
@@ -137,7 +145,11 @@ async def _serve(args: argparse.Namespace) -> int:
     broker = Node(loop, max_message_size=args.max_message_size,
                     memory_high_watermark=args.memory_high_watermark, defaults=None)
     broker.consumer_timeout = args.consumer_timeout
-    broker.users.loopback_only = set(args.loopback_users)
+    broker.log_files = log_files()
+    if args._config is not None:
+        broker.config_files = [os.path.abspath(args._config.path)]
+    broker.environment = args._environment
+    broker.users.loopback_only = loopback_users(args)
     defaults = default_data(args)
     lock = None
     if args.in_memory and defaults is not None:
@@ -286,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     if config is not None:
         args = build_parser(config.values).parse_args(argv)
     args._config = config
+    settle(args)
+    args._environment = report(build_parser(), list(argv if argv is not None else sys.argv[1:]),
+                               args, config)
     try:
         setup_logging(log_settings(args))
     except OSError as exc:

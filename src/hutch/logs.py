@@ -211,6 +211,14 @@ def reopen_logs() -> bool:
 
 
 def log_files() -> list[str]:
-    """The file outputs, for /api/nodes' ``log_files`` and ``hutch ctl status``."""
-    path = _file_settings.file_path() if _file_settings is not None else None
-    return [os.path.abspath(path)] if path and _file_handler is not None else []
+    """The outputs, for /api/nodes' ``log_files`` and ``hutch ctl status``: the file's
+    absolute path, and ``<stderr>`` / ``<stdout>`` for the console (RabbitMQ's
+    log_location says ``<stdout>``)."""
+    settings = _file_settings
+    if settings is None:
+        return []
+    out = [f"<{settings.console_stream}>"] if settings.console else []
+    path = settings.file_path()
+    if path and _file_handler is not None:
+        out.insert(0, os.path.abspath(path))
+    return out

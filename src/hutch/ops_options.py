@@ -122,7 +122,7 @@ def add_ops_arguments(s: argparse.ArgumentParser) -> None:
                              "load_definitions)")
     g.add_argument("--default-user", type=non_empty, default="guest",
                    help="user created at the first start (default_user; default guest)")
-    g.add_argument("--default-pass", default="guest",
+    g.add_argument("--default-pass", type=password, default="guest",
                    help="its password (default_pass; default guest)")
     g.add_argument("--default-vhost", type=non_empty, default="/",
                    help="virtual host created at the first start (default_vhost; default /)")
@@ -136,7 +136,9 @@ def add_ops_arguments(s: argparse.ArgumentParser) -> None:
                                         "(default_user_tags.*; default administrator)")
     g.add_argument("--loopback-users", type=name_list, default=["guest"], metavar="USERS",
                    help="comma-separated users who may only connect from loopback, or none "
-                        "(loopback_users; default guest)")
+                        "(loopback_users.USER; default guest)")
+    # loopback_users = none in a file (no flag: --loopback-users none says it).
+    s.set_defaults(loopback_users_none=False)
     g.add_argument("--load-definitions", default=None, metavar="PATH",
                    help="import this definitions file, or every file of this directory, "
                         "at boot (load_definitions); the default user is then not created")
@@ -157,6 +159,20 @@ def log_settings(args: Any) -> LogSettings:
                        rotation_count=args.log_file_rotation_count, dir=args.log_dir)
 
 
+def settle(args: Any) -> None:
+    """Fill in what one setting takes from another, so ``hutch ctl environment`` shows
+    the values in effect: each output's level (``--log-level`` unless its own is
+    given), and no loopback-only user after ``loopback_users = none``."""
+    args.log_file_level = args.log_file_level or args.log_level
+    args.log_console_level = args.log_console_level or args.log_level
+    if args.loopback_users_none:
+        args.loopback_users = []
+
+
+def loopback_users(args: Any) -> set[str]:
+    return set() if args.loopback_users_none else set(args.loopback_users)
+
+
 def default_data(args: Any) -> DefaultData | None:
     """What a blank node is seeded with; None when definitions are loaded at boot
     (RabbitMQ then creates neither the default user nor the default vhost)."""
@@ -168,3 +184,27 @@ def default_data(args: Any) -> DefaultData | None:
                        write=args.default_permissions_write,
                        read=args.default_permissions_read,
                        tags=tuple(args.default_user_tags))
+
+
+def password(text: str) -> str:
+    """``default_pass``; RabbitMQ's ``encrypted:`` values need its config_entry_decoder."""
+    if text.startswith("encrypted:"):
+        raise OptionError("encrypted values are not supported by Hutch: give the password "
+                          "itself (and keep the file readable by the broker's user only)")
+    return text
+
+
+def only_none(text: str) -> bool:
+    """``loopback_users = none`` (rabbit.schema's only value for the bare key)."""
+    if text.strip() != "none":
+        raise OptionError(f"invalid value {text!r}: none (or set loopback_users.USER = "
+                          "true|false)")
+    return True
+
+
+def local_backend(text: str) -> None:
+    """``definitions.import_backend``: Hutch reads local files only."""
+    if text not in ("local_filesystem", "local", "rabbit_definitions_import_local_filesystem",
+                    "rabbitmq_definitions_import_local_filesystem"):
+        raise OptionError(f"definitions.import_backend {text!r} is not supported: Hutch "
+                          "imports local files only (local_filesystem)")

@@ -365,6 +365,9 @@ def node_info(broker: Any, listeners: list[dict[str, Any]], data_dir: str | None
         "disk_free": disk_free(data_dir),
         "disk_free_alarm": False,
         "db_dir": data_dir or "",
+        # RabbitMQ's: the configuration file(s) read at start, the log file(s) written.
+        "config_files": list(broker.config_files),
+        "log_files": list(broker.log_files),
         "rates_mode": "basic",
         "listeners": listeners,
         "product_name": "Hutch",

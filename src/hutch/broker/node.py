@@ -89,6 +89,7 @@ class Node:
         # from, as the management API shows them; set by `hutch serve`.
         self.environment: list[dict[str, Any]] = []
         self.config_files: list[str] = []
+        self.log_files: list[str] = []
         self.connections: set[Any] = ConnectionSet()
         # Connections closed by their client whose socket is still read until the client
         # closes it (server/closing.py); the listener closes them at shutdown.
