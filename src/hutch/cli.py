@@ -261,7 +261,8 @@ async def _start_management(broker: Node, server: Server, args: argparse.Namespa
     logging.getLogger("hutch").info("started HTTP listener for the management API on %s",
                                     ", ".join(f"{h}:{p}" for h, p in api.http_listeners))
     # A line of its own (tests parse it); printed before the "ready" line.
-    print(f"hutch management API: {api.url} (HTTP basic auth, user guest)", flush=True)
+    who = "" if args.load_definitions else f", user {args.default_user}"
+    print(f"hutch management API: {api.url} (HTTP basic auth{who})", flush=True)
     return api
 
 
