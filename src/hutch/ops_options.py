@@ -137,8 +137,10 @@ def add_ops_arguments(s: argparse.ArgumentParser) -> None:
     g.add_argument("--loopback-users", type=name_list, default=["guest"], metavar="USERS",
                    help="comma-separated users who may only connect from loopback, or none "
                         "(loopback_users.USER; default guest)")
-    # loopback_users = none in a file (no flag: --loopback-users none says it).
-    s.set_defaults(loopback_users_none=False)
+    # loopback_users = none in a file: nobody is loopback-only, whatever loopback_users.USER
+    # says (a dest of its own: the file's pattern keys are combined after it).  On the
+    # command line --loopback-users none says the same; this flag exists for the file.
+    g.add_argument("--loopback-users-none", action="store_true", help=argparse.SUPPRESS)
     g.add_argument("--load-definitions", default=None, metavar="PATH",
                    help="import this definitions file, or every file of this directory, "
                         "at boot (load_definitions); the default user is then not created")
