@@ -40,6 +40,10 @@ def render_status(node: dict[str, Any], overview: dict[str, Any], quiet: bool = 
         f"Python version: {node.get('python_version', '')}",
         "", "Data directory", "",
         f"Node data directory: {node.get('db_dir') or '(none: in memory)'}",
+        "", "Config files", "",
+        *([f" * {f}" for f in node.get("config_files", [])] or ["(none)"]),
+        "", "Log file(s)", "",
+        *([f" * {f}" for f in node.get("log_files", [])] or ["(none)"]),
         "", "Listeners", "",
     ]
     purposes = {"amqp": "AMQP 0-9-1", "http": "HTTP API"}

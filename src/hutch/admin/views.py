@@ -367,6 +367,9 @@ def node_info(broker: Any, listeners: list[dict[str, Any]], data_dir: str | None
         "total_memory": res.total_memory,
         "queued_message_bytes": broker.queued_bytes,
         "db_dir": data_dir or "",
+        # RabbitMQ's: the configuration file(s) read at start, the log file(s) written.
+        "config_files": list(broker.config_files),
+        "log_files": list(broker.log_files),
         "rates_mode": "basic",
         "listeners": listeners,
         "product_name": "Hutch",

@@ -24,10 +24,11 @@ from ..store.log import SEGMENT_SIZE, MessageLog
 from . import definitions
 from .alarms import ResourceMonitor, as_limit, memory_watermark
 from .alarms import disk_free_limit as disk_free_limit_of
+from .defaults import GUEST, DefaultData, seed
 from .limits import NodeLimits
 from .pump import Pump
 from .queue_store.priority import PriorityStore
-from .users import Permission, Users
+from .users import Users
 from .vhost import Vhost
 
 log = logging.getLogger("hutch.broker")
@@ -56,16 +57,21 @@ class Node:
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *,
                  max_message_size: int = 128 * 1024 * 1024,
                  memory_high_watermark: Any = None, disk_free_limit: Any = None,
-                 default_user: str = "guest", default_pass: str = "guest") -> None:
+                 defaults: DefaultData | None = GUEST) -> None:
         self.loop = loop or asyncio.get_running_loop()
         self.pump = Pump(self.loop)
-        self.vhosts: dict[str, Vhost] = {"/": Vhost(self, "/")}
+        self.vhosts: dict[str, Vhost] = {}
         self._restoring = False
         # Inside definitions_batch(): whether anything durable changed (written once, at its end).
         self._batch_changed: bool | None = None
         self.users = Users()
-        self.users.add(default_user, default_pass, ["administrator"])
-        self.users.permissions[("/", default_user)] = Permission()
+        # Whether open_store found no definitions (a blank node, as RabbitMQ says).
+        self.blank = True
+        # The effective configuration (`hutch ctl environment`) and the files it came
+        # from, as the management API shows them; set by `hutch serve`.
+        self.environment: list[dict[str, Any]] = []
+        self.config_files: list[str] = []
+        self.log_files: list[str] = []
         self.connections: set[Any] = ConnectionSet()
         # Connections closed by their client whose socket is still read until the client
         # closes it (server/closing.py); the listener closes them at shutdown.
@@ -94,12 +100,18 @@ class Node:
         # The storage seam: None keeps every queue in memory; the durable store
         # plugs in here (add/remove per message, flush for confirms).
         self.store: Any = None
+        # None: a node that starts empty (`hutch serve` seeds it once it knows whether
+        # its data dir is blank: broker/defaults.py).
+        if defaults is not None:
+            seed(self, defaults, announce=False)
 
     # -- durability ------------------------------------------------------------------
     async def open_store(self, data_dir: str, sync: str = "always", files: Any = None,
-                         segment_size: int = SEGMENT_SIZE) -> dict[str, int]:
+                         segment_size: int = SEGMENT_SIZE,
+                         defaults: DefaultData | None = None) -> dict[str, int]:
         """Attach the durable store and bring back what it holds: definitions first,
-        then every persistent message of every durable queue, in publish order."""
+        then every persistent message of every durable queue, in publish order.
+        ``defaults``: what to seed if the data dir has no definitions yet."""
         started = time.monotonic()
         os.makedirs(data_dir, exist_ok=True)
         self.resources.watch_disk(data_dir)
@@ -110,6 +122,7 @@ class Node:
         self._restoring = True
         try:
             defs = definitions_file.load(data_dir)
+            self.blank = defs is None
             if defs is not None:
                 definitions.restore(self, defs)
             queues = {q.store_id: q for v in self.vhosts.values() for q in v.queues.values()
@@ -142,6 +155,8 @@ class Node:
                     else set())
             q.restore(rec.entries, rec.bytes, mine, rec.levels, rec.level_bytes)
             restored += len(rec.entries)
+        if self.blank and defaults is not None:
+            seed(self, defaults)  # written with the rest, just below
         store.definitions.write_now()
         log.info("recovered %d messages in %d durable queues from %s in %.2fs (%s)%s", restored,
                  len(queues), data_dir, time.monotonic() - started, store.recovered_from,

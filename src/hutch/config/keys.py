@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import limitargs
+from .. import ops_options as ops
 from ..argtypes import segment_size
 from ..broker.alarms import Limit, parse_information_unit, relative_disk_limit, relative_watermark
 from . import convert as c
@@ -195,6 +196,46 @@ KEYS: list[Key] = [
     Key("handshake_timeout", "handshake_timeout", c.argtype(limitargs.handshake_timeout),
         "ms a new connection has to complete the AMQP handshake (or infinity)"),
     # -- ops --
+    # Logs (RabbitMQ 4.x's log.* keys for the default category; logs.py).
+    Key("log.file", "log_file", ops.log_file, "log file path, or false for none"),
+    Key("log.file.level", "log_file_level", ops.log_level, "level of the file output"),
+    Key("log.file.formatter", "log_file_formatter", ops.log_formatter, "plaintext or json"),
+    Key("log.file.rotation.size", "log_file_rotation_size", c.integer(0),
+        "rotate the file at this many bytes (0: never)"),
+    Key("log.file.rotation.count", "log_file_rotation_count", c.integer(0),
+        "rotated files kept, FILE.0 (newest) ... FILE.<count-1>"),
+    Key("log.dir", "log_dir", c.text, "directory of a relative log.file"),
+    Key("log.console", "log_console", c.boolean, "log to the console"),
+    Key("log.console.level", "log_console_level", ops.log_level, "level of the console output"),
+    Key("log.console.formatter", "log_console_formatter", ops.log_formatter, "plaintext or json"),
+    Key("log.console.stdio", "log_console_stdio", ops.log_stdio, "stdout or stderr"),
+    Key("log.default.level", "log_level", ops.log_level, "level of every output without its own"),
+    # The first start's user and vhost (broker/defaults.py), loopback-only users.
+    Key("default_user", "default_user", ops.non_empty, "user created on a blank node"),
+    Key("default_pass", "default_pass", ops.password, "its password", secret=True),
+    Key("default_vhost", "default_vhost", ops.non_empty, "vhost created on a blank node"),
+    Key("default_permissions.configure", "default_permissions_configure", ops.regex,
+        "the default user's configure permission"),
+    Key("default_permissions.read", "default_permissions_read", ops.regex,
+        "the default user's read permission"),
+    Key("default_permissions.write", "default_permissions_write", ops.regex,
+        "the default user's write permission"),
+    # default_user_tags.TAG = true|false: the tags set to true (replacing administrator).
+    Key("default_user_tags.*", "default_user_tags", c.boolean, "the default user's tags",
+        combine=lambda items: [tag for tag, on in items if on]),
+    # loopback_users.USER = true|false: the users set to true (replacing guest);
+    # loopback_users = none: nobody, whatever loopback_users.USER says (rabbit.schema).
+    Key("loopback_users", "loopback_users_none", ops.only_none, "none: no loopback-only user"),
+    Key("loopback_users.*", "loopback_users", c.boolean, "users who may only connect from "
+        "loopback", combine=lambda items: [user for user, on in items if on]),
+    # Definitions imported at boot (admin/boot_definitions.py); the 3.x key and 4.x's.
+    Key("load_definitions", "load_definitions", c.text, "definitions file or directory "
+        "imported at boot"),
+    Key("definitions.local.path", "load_definitions", c.text, "definitions file or directory "
+        "imported at boot"),
+    Key("definitions.import_backend", None, ops.local_backend),
+    Key("definitions.skip_if_unchanged", "definitions_skip_if_unchanged", c.boolean,
+        "import only if the definitions changed since the last import"),
 ]
 
 
@@ -206,7 +247,6 @@ UNSUPPORTED: dict[str, str] = {
     "management.rates_mode": "Hutch keeps basic message rates only",
     "management.sample_retention_policies.*.*": "Hutch keeps basic message rates only",
     "default_queue_type": "declare the queue type in x-queue-type (or a policy can't: as RabbitMQ 3.x)",
-    "log.dir": "give log.file a full path",
     "vm_memory_calculation_strategy": "Hutch measures the resident memory of its process",
     # -- alarms --
     "vm_memory_high_watermark_paging_ratio": "not used since RabbitMQ 4.0; Hutch pages "
@@ -248,6 +288,12 @@ UNSUPPORTED: dict[str, str] = {
                                 "(distinguished_name or common_name), not a SAN",
     "ssl_allow_poodle_attack": "SSLv3 is never enabled: Hutch speaks TLS 1.2 and 1.3 only",
     "num_ssl_acceptors": "one event loop accepts connections",
+    # -- ops --
+    "log.file.rotation.date": "Hutch rotates by size (log.file.rotation.size) or leaves "
+                              "rotation to logrotate",
+    "log.file.rotation.compress": "Hutch does not compress rotated files (logrotate can)",
+    "default_users.*.*": "Hutch seeds one default user (default_user); add others with "
+                         "load_definitions",
 }
 
 # Reasons for the rest of RabbitMQ's keys, by the start of the key, then by plugin.
