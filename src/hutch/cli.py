@@ -9,9 +9,13 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from .argtypes import consumer_timeout, segment_size, size
+from .broker.alarms import disk_free_limit, memory_watermark
+from .broker.defaults import seed
 from .broker.node import Node
 from .cli_tls import (
     DefaultPort,
@@ -24,8 +28,31 @@ from .cli_tls import (
 from .config import ConfigError, Loaded
 from .config import load as load_config
 from .datadir import default_data_dir, lock_data_dir
+from .environment import report
+from .limitargs import add_serve_arguments as add_limit_arguments
+from .limitargs import apply_serve_arguments as apply_limit_arguments
+from .logs import log_files, reopen_logs, setup_logging
+from .ops_options import (
+    add_ops_arguments,
+    default_data,
+    log_settings,
+    loopback_users,
+    settle,
+)
 from .server.listener import ListenError, Server, check_can_listen
+from .systemd import notify
 from .version import RABBITMQ_VERSION, __version__
+
+
+def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from a parser that raises ValueError with its own message."""
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = parse.__name__
+    return convert
 
 
 def build_parser(serve_defaults: dict[str, Any] | None = None) -> argparse.ArgumentParser:
@@ -72,11 +99,19 @@ def build_parser(serve_defaults: dict[str, Any] | None = None) -> argparse.Argum
                         "$HUTCH_CONFIG_FILE; flags given on the command line override it)")
     s.add_argument("--max-message-size", type=size, default=128 * 1024 * 1024,
                    help="largest accepted message body (default 128MiB, like RabbitMQ 3.x)")
-    s.add_argument("--memory-high-watermark", type=size, default=None,
-                   help="queued bytes above which publishers are blocked (default 40%% of RAM)")
-    s.add_argument("--log-level", default="info",
-                   choices=["debug", "info", "warning", "error"], help="log verbosity")
-    s.add_argument("--log-file", default=None, help="also write the log to this file")
+    s.add_argument("--memory-high-watermark", type=_arg(memory_watermark), default=None,
+                   metavar="FRACTION|SIZE",
+                   help="resident memory above which publishers are blocked: a fraction of "
+                        "total memory (machine or cgroup) such as 0.6, the default as in "
+                        "RabbitMQ 4.x, or a size such as 2GB, 1024MiB "
+                        "(vm_memory_high_watermark.relative / .absolute)")
+    s.add_argument("--disk-free-limit", type=_arg(disk_free_limit), default=None,
+                   metavar="SIZE|mem_relative:F",
+                   help="free disk space on the data dir's filesystem below which publishers "
+                        "are blocked: a size (default 50MB, as RabbitMQ) or mem_relative:1.5 "
+                        "times total memory (disk_free_limit.absolute / .relative)")
+    add_limit_arguments(s)
+    add_ops_arguments(s)
     add_tls_arguments(s)
     if serve_defaults:
         s.set_defaults(**serve_defaults)
@@ -90,16 +125,6 @@ def build_parser(serve_defaults: dict[str, Any] | None = None) -> argparse.Argum
 
     add_perf_parser(sub)
     return p
-
-
-def _setup_logging(level: str, log_file: str | None) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file:
-        # backslashreplace, as stderr does: an error text may quote a routing key or
-        # exchange name that is not UTF-8 (codec.decode_shortstr).
-        handlers.append(logging.FileHandler(log_file, errors="backslashreplace"))
-    logging.basicConfig(level=getattr(logging, level.upper()), handlers=handlers,
-                        format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
 
 
 def _listen_failure(exc: ListenError, option: str) -> SystemExit:
@@ -154,13 +179,23 @@ def _tls_setup(args: argparse.Namespace) -> None:
 
 
 def _on_sighup(server: Server) -> None:
-    """SIGHUP: reload the TLS certificates (server.reload_tls)."""
+    """SIGHUP: reopen the log file (logs.py) and reload the TLS certificates
+    (server.reload_tls); each logs its own failure and keeps what it had."""
+    reopen_logs()
     server.reload_tls()
 
 
 async def serve(args: argparse.Namespace) -> int:
     _tls_setup(args)
     _check_ports(args)
+    args._boot_definitions = None
+    if args.load_definitions:  # read and checked before anything is created on disk
+        from .admin.boot_definitions import BootDefinitions, BootDefinitionsError
+
+        try:
+            args._boot_definitions = BootDefinitions(args.load_definitions)
+        except BootDefinitionsError as exc:
+            raise SystemExit(f"hutch: {exc}") from None
     args._created_data_dir = None
     try:
         return await _serve(args)
@@ -175,22 +210,43 @@ async def serve(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     broker = Node(loop, max_message_size=args.max_message_size,
-                    memory_high_watermark=args.memory_high_watermark)
+                  memory_high_watermark=args.memory_high_watermark,
+                  disk_free_limit=args.disk_free_limit, defaults=None)
     broker.consumer_timeout = args.consumer_timeout
+    apply_limit_arguments(args, broker.limits)
+    broker.log_files = log_files()
+    if args._config is not None:
+        broker.config_files = [os.path.abspath(args._config.path)]
+    broker.environment = args._environment
+    broker.users.loopback_only = loopback_users(args)
+    defaults = default_data(args)
     lock = None
+    if args.in_memory and defaults is not None:
+        seed(broker, defaults)  # in memory, every start is a first start
     if not args.in_memory:
         data_dir = default_data_dir() if args.data_dir is None else args.data_dir
         if not os.path.exists(data_dir):
             args._created_data_dir = data_dir
         lock = lock_data_dir(data_dir)
         try:
-            await broker.open_store(data_dir, sync=args.sync, segment_size=args.segment_size)
+            await broker.open_store(data_dir, sync=args.sync, segment_size=args.segment_size,
+                                    defaults=defaults)
         except OSError as exc:
             # The disk refused a read, a rename or a write of recovery: nothing was
             # changed that a later start cannot redo, so say it in one line and stop.
             where = f" ({exc.filename})" if exc.filename else ""
             raise SystemExit(f"hutch: cannot open the message store in {data_dir}: "
                              f"{exc.strerror or exc}{where}") from None
+    if args._boot_definitions is not None:
+        from .admin.boot_definitions import BootDefinitionsError, load_at_boot
+
+        try:
+            await load_at_boot(broker, args._boot_definitions,
+                               None if args.in_memory else data_dir,
+                               args.definitions_skip_if_unchanged)
+        except BootDefinitionsError as exc:
+            await broker.close_store()
+            raise SystemExit(f"hutch: {exc}") from None
     server = Server(broker, args.host, args.port, listeners=args._listeners, tls=args._tls,
                     auth=args._auth)
     for extra in (args._http_tls, args._prometheus_tls):
@@ -227,6 +283,8 @@ async def _serve(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # SIGHUP (systemd's ExecReload, logrotate's postrotate): reopen the log file and
+    # reload the TLS certificates.
     loop.add_signal_handler(signal.SIGHUP, _on_sighup, server)
     log = logging.getLogger("hutch")
     if server.addresses:
@@ -240,13 +298,16 @@ async def _serve(args: argparse.Namespace) -> int:
     # (tests/brokerproc.py reads "amqp://...localhost:PORT/" and "amqps://localhost:PORT/").
     urls = []
     if server.servers:
-        urls.append(f"amqp://guest:guest@localhost:{server.port}/")
+        urls.append(f"{_ready_url(args)}localhost:{server.port}/")
     if server.tls_servers:
         urls.append(f"amqps://localhost:{server.tls_port}/")
     listening = server.addresses + [f"TLS {a}" for a in server.tls_addresses]
     print(f"hutch {__version__} ready: {' '.join(urls)} (listening on {', '.join(listening)})",
           flush=True)
+    # Every listener accepts connections: a Type=notify unit is started (systemd.py).
+    notify(f"READY=1\nSTATUS=listening on {', '.join(listening)}\nMAINPID={os.getpid()}")
     await stop.wait()
+    notify("STOPPING=1")
     if management is not None:
         await management.stop()
     if prometheus is not None:
@@ -259,6 +320,16 @@ async def _serve(args: argparse.Namespace) -> int:
         lock.close()
     log.info("stopped")
     return 0
+
+
+def _ready_url(args: argparse.Namespace) -> str:
+    """``amqp://guest:guest@`` as always for the default user; another one is named
+    without its password (the ready line ends up in logs)."""
+    if args.load_definitions:
+        return "amqp://"
+    if (args.default_user, args.default_pass) == ("guest", "guest"):
+        return "amqp://guest:guest@"
+    return f"amqp://{quote(args.default_user, safe='')}@"
 
 
 async def _start_management(broker: Node, server: Server, args: argparse.Namespace) -> Any:
@@ -279,14 +350,15 @@ async def _start_management(broker: Node, server: Server, args: argparse.Namespa
     await api.start()
     log = logging.getLogger("hutch")
     # Lines of their own (tests parse them); printed before the "ready" line.
+    who = "" if args.load_definitions else f", user {args.default_user}"
     if api.http_listeners:
         log.info("started HTTP listener for the management API on %s",
                  ", ".join(f"{h}:{p}" for h, p in api.http_listeners))
-        print(f"hutch management API: {api.url} (HTTP basic auth, user guest)", flush=True)
+        print(f"hutch management API: {api.url} (HTTP basic auth{who})", flush=True)
     if api.https.addresses:
         log.info("started HTTPS listener for the management API on %s",
                  ", ".join(f"{h}:{p}" for h, p in api.https.addresses))
-        print(f"hutch management API: {api.https.url} (HTTP basic auth, user guest)", flush=True)
+        print(f"hutch management API: {api.https.url} (HTTP basic auth{who})", flush=True)
     return api
 
 
@@ -323,7 +395,13 @@ def main(argv: list[str] | None = None) -> int:
     if config is not None:
         args = build_parser(config.values).parse_args(argv)
     args._config = config
-    _setup_logging(args.log_level, args.log_file)
+    settle(args)
+    args._environment = report(build_parser(), list(argv if argv is not None else sys.argv[1:]),
+                               args, config)
+    try:
+        setup_logging(log_settings(args))
+    except OSError as exc:
+        raise SystemExit(f"hutch: cannot open log file {exc.filename}: {exc.strerror}") from None
     if config is not None:
         log = logging.getLogger("hutch")
         log.info("configuration file: %s", config.path)

@@ -40,7 +40,8 @@ class Broker:
     def __init__(self, *, host: str = "localhost", port: int = 0, data_dir: str | None = None,
                  management: bool = True, http_port: int = 0, sync: str = "always",
                  max_message_size: int = 128 * 1024 * 1024,
-                 memory_high_watermark: int | None = None,
+                 memory_high_watermark: int | float | str | None = None,
+                 disk_free_limit: int | float | str | None = None,
                  consumer_timeout: int | None = None) -> None:
         self.host = host
         self.port = port
@@ -49,7 +50,10 @@ class Broker:
         self.http_port = http_port
         self.sync = sync
         self.max_message_size = max_message_size
+        # As ``hutch serve --memory-high-watermark`` / ``--disk-free-limit``: bytes (int),
+        # a fraction (float) or the flag's text; None: RabbitMQ 4.x's defaults.
         self.memory_high_watermark = memory_high_watermark
+        self.disk_free_limit = disk_free_limit
         # Delivery acknowledgement timeout in ms (``hutch serve --consumer-timeout``).
         self.consumer_timeout = consumer_timeout
         self.broker: Any = None  # the hutch.broker.node.Node while running
@@ -83,7 +87,8 @@ class Broker:
             raise RuntimeError("this hutch.Broker is already running")
         loop = asyncio.get_running_loop()
         core = Core(loop, max_message_size=self.max_message_size,
-                    memory_high_watermark=self.memory_high_watermark)
+                    memory_high_watermark=self.memory_high_watermark,
+                    disk_free_limit=self.disk_free_limit)
         core.consumer_timeout = self.consumer_timeout
         if self.data_dir is not None:
             self._lock = _lock(self.data_dir)

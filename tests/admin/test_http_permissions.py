@@ -302,5 +302,5 @@ def test_refusals_are_logged_as_warnings(tenant: Tenant, session_hutch: Any) -> 
                  "virtual host",
                  f"HTTP access denied: user '{user}' - Not administrator user"):
         assert line in log, line
-    assert "[WARNING] hutch.management" in log
+    assert "[warning] <hutch.management>" in log
     assert "Traceback" not in log

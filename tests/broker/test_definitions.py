@@ -14,6 +14,7 @@ import pytest
 
 from hutch.admin.definitions import DefinitionsError, import_definitions
 from hutch.broker import definitions
+from hutch.broker.defaults import DefaultData
 from hutch.broker.node import Node
 from hutch.broker.users import Permission, hash_password
 from hutch.store import definitions as definitions_file
@@ -163,7 +164,7 @@ def test_the_definitions_file_holds_durable_objects_and_comes_back(tmp_path) -> 
         return doc, ids
 
     async def second() -> dict[str, Any]:
-        b = Node(default_user="other")  # the file's users replace the default one
+        b = Node(defaults=DefaultData(user="other"))  # the file's users replace the default one
         await b.open_store(str(tmp_path))
         doc = definitions.store_document(b)
         await b.close_store()

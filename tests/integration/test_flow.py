@@ -1,8 +1,8 @@
-"""Resource limits: memory alarm (connection.blocked), max message size, prefetch windows."""
+"""Resource limits: max message size, prefetch windows (the resource alarms:
+test_memory_alarm.py, test_resource_alarms.py)."""
 
 from __future__ import annotations
 
-import itertools
 import time
 
 import pika
@@ -13,49 +13,10 @@ from tests.brokerproc import HutchProcess
 
 @pytest.fixture
 def small_hutch():
-    proc = HutchProcess("--memory-high-watermark", "100000", "--max-message-size", "1000")
+    proc = HutchProcess("--max-message-size", "1000")
     proc.start()
     yield proc
     proc.stop()
-
-
-@pytest.mark.hutch_only
-def test_memory_alarm_blocks_publishers_and_unblocks_after_drain(small_hutch) -> None:
-    events: list[str] = []
-    params = pika.URLParameters(small_hutch.url)
-    params.blocked_connection_timeout = 30
-    pub = pika.BlockingConnection(params)
-    pub.add_on_connection_blocked_callback(lambda *a: events.append("blocked"))
-    pub.add_on_connection_unblocked_callback(lambda *a: events.append("unblocked"))
-    ch = pub.channel()
-    ch.queue_declare("big")
-    for _ in range(150):  # 150 KB queued > 100 KB watermark
-        ch.basic_publish("", "big", b"x" * 1000)
-    pub.process_data_events(time_limit=0.5)
-    assert events == ["blocked"]
-    assert small_hutch.wait_for_log("memory resource limit alarm set")
-
-    # A consumer-only connection keeps working while publishers are blocked.
-    cons = pika.BlockingConnection(pika.URLParameters(small_hutch.url))
-    cch = cons.channel()
-    drained = 0
-    while True:
-        method, _, _ = cch.basic_get("big", auto_ack=True)
-        if method is None:
-            break
-        drained += 1
-    assert drained == 150
-    deadline = time.monotonic() + 5
-    while "unblocked" not in events and time.monotonic() < deadline:
-        pub.process_data_events(time_limit=0.1)
-    # Publishes still in the socket when the alarm went off may raise it once more
-    # while we drain; what matters is that it alternates and ends unblocked.
-    assert events[0] == "blocked" and events[-1] == "unblocked"
-    assert all(a != b for a, b in itertools.pairwise(events))
-    ch.basic_publish("", "big", b"after")
-    assert cch.basic_get("big", auto_ack=True)[2] == b"after"
-    pub.close()
-    cons.close()
 
 
 @pytest.mark.hutch_only

@@ -22,13 +22,15 @@ from pamqp import heartbeat as pheartbeat
 
 from tests.brokerproc import HutchProcess
 from tests.integration.rawamqp import PROTOCOL_HEADER, RawConnection
+from tests.mgmt import Api
 
 HEARTBEAT = 1  # seconds: the broker drops a silent client after 2 of them
 
 
 @pytest.mark.hutch_only
 def test_blocked_publisher_survives_many_heartbeat_periods_then_publishes() -> None:
-    proc = HutchProcess("--memory-high-watermark", "100000")
+    # A watermark of one byte: the memory alarm is on from the start.
+    proc = HutchProcess("--memory-high-watermark", "1", http=True)
     proc.start()
     try:
         params = pika.URLParameters(proc.url)
@@ -40,7 +42,7 @@ def test_blocked_publisher_survives_many_heartbeat_periods_then_publishes() -> N
         pub.add_on_connection_unblocked_callback(lambda *a: events.append("unblocked"))
         ch = pub.channel()
         ch.queue_declare("hb-blocked")
-        for _ in range(150):  # 150 KB queued > the 100 KB watermark
+        for _ in range(150):  # the first publish blocks it (the rest wait in the socket)
             ch.basic_publish("", "hb-blocked", b"x" * 1000)
         deadline = time.monotonic() + 10
         while "blocked" not in events:
@@ -57,14 +59,15 @@ def test_blocked_publisher_survives_many_heartbeat_periods_then_publishes() -> N
 
         cons = pika.BlockingConnection(pika.URLParameters(proc.url))
         cch = cons.channel()
-        while cch.basic_get("hb-blocked", auto_ack=True)[0] is not None:
-            pass
+        # The watermark back to the default: the alarm clears.
+        r = Api(proc.http_url).put("hutch/vm-memory-high-watermark", json={"relative": 0.6})
+        assert r.status_code == 204, r.text
         deadline = time.monotonic() + 10
         while not events or events[-1] != "unblocked":
             assert time.monotonic() < deadline, f"never unblocked: {events}"
             pub.process_data_events(time_limit=0.1)
-            while cch.basic_get("hb-blocked", auto_ack=True)[0] is not None:
-                pass  # publishes still in the socket when the alarm went off
+        while cch.basic_get("hb-blocked", auto_ack=True)[0] is not None:
+            pass  # the publishes that waited in the socket
         # The same connection publishes (confirmed) after the alarm.
         ch.confirm_delivery()
         ch.basic_publish("", "hb-blocked", b"after the alarm")

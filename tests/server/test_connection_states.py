@@ -84,7 +84,8 @@ class Client:
         steps = [(rc.PROTOCOL_HEADER, STARTING),
                  (method_frame(0, m.ConnectionStartOk(mechanism="PLAIN",
                                                       response=b"\0guest\0guest").encode()), TUNING),
-                 (method_frame(0, m.ConnectionTuneOk().encode()), OPENING),
+                 (method_frame(0, m.ConnectionTuneOk(channel_max=CHANNEL_MAX,
+                                                     frame_max=FRAME_MAX).encode()), OPENING),
                  (method_frame(0, m.ConnectionOpen(virtual_host="/").encode()), RUNNING)]
         for data, reached in steps:
             if self.conn.state is state:
@@ -118,7 +119,8 @@ def test_handshake_bytes(loop: asyncio.AbstractEventLoop) -> None:
         method_frame(0, m.ConnectionTune(channel_max=CHANNEL_MAX, frame_max=FRAME_MAX,
                                          heartbeat=HEARTBEAT).encode())
     assert c.conn.state is TUNING
-    assert c.send(m.ConnectionTuneOk(channel_max=0, frame_max=FRAME_MAX, heartbeat=0)) == b""
+    assert c.send(m.ConnectionTuneOk(channel_max=CHANNEL_MAX, frame_max=FRAME_MAX,
+                                     heartbeat=0)) == b""
     assert c.conn.state is OPENING
     assert c.send(m.ConnectionOpen(virtual_host="/")) == method_frame(0, m.ConnectionOpenOk().encode())
     assert c.conn.state is RUNNING

@@ -24,7 +24,7 @@ PRIORITIES = [(0, 0), (3, 3), (9, 9), (None, 0), (200, 9)]
 
 
 def _recovered_by(proc: HutchProcess) -> str:
-    line = [x for x in proc.log_lines if "hutch.broker: recovered" in x][-1]
+    line = [x for x in proc.log_lines if "<hutch.broker> recovered" in x][-1]
     return "shutdown snapshot" if "(shutdown snapshot)" in line else \
         "log scan" if "(log scan)" in line else line
 

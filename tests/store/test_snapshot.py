@@ -27,7 +27,7 @@ def _snapshot(proc: HutchProcess) -> str:
 
 def _recovered_by(proc: HutchProcess) -> str:
     """How the latest start recovered: 'shutdown snapshot' or 'log scan'."""
-    line = [x for x in proc.log_lines if "hutch.broker: recovered" in x][-1]
+    line = [x for x in proc.log_lines if "<hutch.broker> recovered" in x][-1]
     return "shutdown snapshot" if "(shutdown snapshot)" in line else \
         "log scan" if "(log scan)" in line else line
 

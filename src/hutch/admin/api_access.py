@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..broker import limits
 from ..broker.definitions import permission_info, user_info
 from ..broker.permissions import validate_regex
 from ..broker.users import HASHING_ALGORITHM, Permission, hash_password, parse_tags, valid_password_hash
@@ -112,7 +113,15 @@ async def put_user(req: Request) -> web.Response:
         password_hash, algorithm = existing.password_hash, existing.hashing_algorithm
     else:
         password_hash = ""  # a user who cannot log in with a password, as RabbitMQ allows
-    users.put(name, password_hash, tags, algorithm)
+    new_limits = None
+    if body.get("limits") is not None:  # as RabbitMQ 3.10+: merged into the user's
+        try:
+            new_limits = limits.validate(body["limits"], "user")
+        except limits.LimitsError as exc:
+            raise bad_request(str(exc)) from None
+    user = users.put(name, password_hash, tags, algorithm)
+    if new_limits:
+        user.limits.update(new_limits)
     req.broker.definitions_changed()
     return no_content(created=existing is None)
 

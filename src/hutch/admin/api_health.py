@@ -45,7 +45,11 @@ async def health_node(req: Request) -> web.Response:
 
 
 def _alarms(req: Request) -> list[dict[str, str]]:
-    return [{"resource": "memory", "node": node_name()}] if req.broker.memory_alarm else []
+    # rabbit_alarm:format_as_maps ("disk space", "memory"), in get_alarms' order.
+    alarms = req.broker.resources.alarms
+    return [{"resource": resource, "node": node_name()}
+            for name, resource in (("disk", "disk space"), ("memory", "memory"))
+            if name in alarms]
 
 
 async def health_alarms(req: Request) -> web.Response:

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..datadir import default_data_dir
+from .ctl_alarms import ALARM_COMMANDS, AlarmCommands
+from .ctl_environment import EnvironmentCommands
 from .ctl_io import (
     DEFAULT_URL,
     EX_DATAERR,
@@ -35,6 +37,7 @@ from .ctl_io import (
     Output,
     q,
 )
+from .ctl_limits import LIMIT_COMMANDS, LimitCommands
 from .ctl_policies import POLICY_COMMANDS, PolicyCommands
 
 # -- listing columns ------------------------------------------------------------------------------------
@@ -82,7 +85,7 @@ def check_columns(requested: list[str], allowed: list[str], usage: str) -> list[
 
 
 # -- the commands ---------------------------------------------------------------------------------
-class Ctl(PolicyCommands):
+class Ctl(PolicyCommands, LimitCommands, AlarmCommands, EnvironmentCommands):
     def __init__(self, client: Client, out: Output, vhost: str,
                  connect: Callable[[], Client | None] | None = None) -> None:
         self.client = client
@@ -442,12 +445,13 @@ ARITY = {"list_users": 0, "list_permissions": 0, "list_user_permissions": 1, "ad
          "delete_user": 1, "change_password": 2, "clear_password": 1, "authenticate_user": 2,
          "add_vhost": 1, "delete_vhost": 1, "set_permissions": 4, "clear_permissions": 1,
          "purge_queue": 1, "close_connection": 2, "close_all_connections": 1,
-         "export_definitions": 1, "import_definitions": 1, "status": 0, "ping": 0,
+         "export_definitions": 1, "import_definitions": 1, "status": 0, "ping": 0, "environment": 0,
          "await_startup": 0}
 # rabbitmqctl's defaults: await_startup waits 300 s (AwaitStartupCommand's
 # @default_timeout), everything else 60 s.
 DEFAULT_TIMEOUTS = {"await_startup": 300.0}
-COMMANDS = sorted(LISTINGS | set(ARITY) | {"set_user_tags", "delete_queue"} | POLICY_COMMANDS)
+COMMANDS = sorted(LISTINGS | set(ARITY) | {"set_user_tags", "delete_queue"} | POLICY_COMMANDS
+                  | LIMIT_COMMANDS | ALARM_COMMANDS)
 
 
 # -- argument parsing ------------------------------------------------------------------------------

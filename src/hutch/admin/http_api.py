@@ -320,12 +320,24 @@ class ManagementApi:
         self.router = Router()
         self._runner: web.AppRunner | None = None
         self._sampler: asyncio.Task[None] | None = None
-        from . import api_access, api_health, api_objects, api_policies, metrics
+        from . import (
+            api_access,
+            api_alarms,
+            api_environment,
+            api_health,
+            api_limits,
+            api_objects,
+            api_policies,
+            metrics,
+        )
 
         api_access.register(self.router)
+        api_alarms.register(self.router)
+        api_environment.register(self.router)
         api_objects.register(self.router)
         api_health.register(self.router)
         api_policies.register(self.router)
+        api_limits.register(self.router)
         self.router.add("GET", "metrics", metrics.handle_metrics, auth=False)
 
     # -- lifecycle -----------------------------------------------------------------

@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, UnknownMetricFamily
 from prometheus_client.registry import Collector
 
+from ..broker.alarms import rss
 from ..protocol.state import RUNNING
 from ..version import __version__
 from .definitions import RABBIT_VERSION
@@ -234,31 +235,23 @@ def _open_fds() -> int:
         return 0
 
 
-def _rss() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        # ru_maxrss: the peak, in KiB on Linux; better than nothing elsewhere.
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def node_values(broker: Any, data_dir: str | None) -> dict[str, float]:
-    try:
-        disk_free = shutil.disk_usage(data_dir or os.getcwd()).free
-    except OSError:
-        disk_free = 0
+    disk_free = broker.resources.disk_free
+    if disk_free is None:  # --in-memory: no disk monitor (broker/alarms.py)
+        try:
+            disk_free = shutil.disk_usage(data_dir or os.getcwd()).free
+        except OSError:
+            disk_free = 0
     max_fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     return {
         **churn_counts(broker),
         "open_fds": _open_fds(),
         "open_sockets": len(broker.connections),
-        "rss": _rss(),
+        "rss": rss(),
         "disk_free": disk_free,
         "max_fds": max_fds if max_fds != resource.RLIM_INFINITY else 1 << 20,
-        "mem_limit": broker.memory_high_watermark,
-        # Hutch has no free-disk alarm: nothing blocks publishers on disk space.
-        "disk_limit": 0,
+        "mem_limit": broker.resources.mem_limit,
+        "disk_limit": broker.resources.disk_limit,
         "uptime": round(time.time() - broker.started_at, 3),
     }
 
@@ -353,18 +346,19 @@ class RabbitCollector(Collector):
             gauge = GaugeMetricFamily(f"rabbitmq_global_{name}", help_text, labels=["protocol"])
             gauge.add_metric(["amqp091"], value)
             yield gauge
-        # Hutch's own: the measure the memory alarm compares with the watermark.
+        # Hutch's own: the message bytes in memory, the memory alarm's estimate between
+        # two samples of RSS (broker/alarms.py).
         yield GaugeMetricFamily("hutch_queued_message_bytes",
-                                "Bytes of queued message bodies (the memory alarm's measure)",
+                                "Bytes of message bodies held in memory",
                                 value=self.broker.queued_bytes)
 
     def _alarms(self) -> Iterator[Metric]:
         for name, help_text, on in (
                 ("file_descriptor_limit", "is 1 if file descriptor limit alarm is in effect", False),
                 ("free_disk_space_watermark", "is 1 if free disk space watermark alarm is in effect",
-                 False),
+                 "disk" in self.broker.resources.alarms),
                 ("memory_used_watermark", "is 1 if VM memory watermark alarm is in effect",
-                 self.broker.memory_alarm)):
+                 "memory" in self.broker.resources.alarms)):
             fam = UnknownMetricFamily(f"rabbitmq_alarms_{name}", help_text)
             fam.add_metric([], 1 if on else 0)
             yield fam

@@ -280,7 +280,7 @@ GET_MESSAGES = Schema({"count": integer, "truncate": integer, "requeue": boolean
                                           "encoding. Please use auto or base64.")})
 BINDING_POST = Schema({"routing_key": string, "arguments": table})
 USER_PUT = Schema({"password": string, "password_hash": string, "hashing_algorithm": string,
-                   "tags": tags})
+                   "tags": tags, "limits": lambda name, value: value})
 VHOST_PUT = Schema({"description": string, "tags": tags, "tracing": boolean,
                     "default_queue_type": string})
 PERMISSION_PUT = Schema({"configure": string, "write": string, "read": string},
@@ -288,9 +288,17 @@ PERMISSION_PUT = Schema({"configure": string, "write": string, "read": string},
 
 # Definitions files (POST /api/definitions, hutch ctl import_definitions): every
 # list item is checked before anything is applied, so a bad file changes nothing.
+def _limits(name: str, value: Any) -> Any:
+    """A user's or a vhost's limits: checked by broker/limits.validate on import."""
+    return value
+
+
 _DEF_USER = Schema({"name": string, "password": string, "password_hash": string,
-                    "hashing_algorithm": string, "tags": tags})
-_DEF_VHOST = Schema({"name": string, "description": string, "tags": tags})
+                    "hashing_algorithm": string, "tags": tags, "limits": _limits})
+_DEF_VHOST = Schema({"name": string, "description": string, "tags": tags, "limits": _limits})
+# Runtime parameters: only vhost-limits is applied (broker/definitions.py).
+_DEF_PARAMETER = Schema({"vhost": string, "component": string, "name": string,
+                         "value": _limits})
 _DEF_PERMISSION = Schema({"user": string, "vhost": string, "configure": string,
                           "write": string, "read": string})
 _DEF_QUEUE = Schema({"name": string, "vhost": string, "durable": boolean,
@@ -315,5 +323,6 @@ _DEF_POLICY = Schema({"name": string, "vhost": string, "pattern": _as_is,
                       "apply-to": _as_is, "priority": _as_is, "definition": _as_is})
 DEFINITIONS = Schema({"users": list_of(_DEF_USER), "vhosts": list_of(_DEF_VHOST),
                       "permissions": list_of(_DEF_PERMISSION), "queues": list_of(_DEF_QUEUE),
+                      "parameters": list_of(_DEF_PARAMETER),
                       "policies": list_of(_DEF_POLICY),
                       "exchanges": list_of(_DEF_EXCHANGE), "bindings": list_of(_DEF_BINDING)})

@@ -16,6 +16,7 @@ import time
 from typing import Any
 from urllib.parse import quote
 
+from ..broker.alarms import rss
 from ..broker.definitions import jsonable
 from ..protocol.state import RUNNING
 from ..version import RABBITMQ_VERSION, __version__
@@ -344,27 +345,31 @@ def disk_free(path: str | None) -> int:
 
 
 def node_info(broker: Any, listeners: list[dict[str, Any]], data_dir: str | None) -> dict[str, Any]:
-    import resource
-
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    try:
-        with open("/proc/self/statm") as f:
-            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        pass
+    res = broker.resources  # broker/alarms.py
     return {
         "name": node_name(),
         "type": "disc" if data_dir else "ram",
         "running": True,
         "os_pid": str(os.getpid()),
         "uptime": int((time.time() - broker.started_at) * 1000),
-        "mem_used": rss,
-        "mem_limit": broker.memory_high_watermark,
-        "mem_alarm": broker.memory_alarm,
+        # RabbitMQ's fields: RSS and the watermark in bytes, the alarms in effect.
+        "mem_used": rss(),
+        "mem_limit": res.mem_limit,
+        "mem_alarm": "memory" in res.alarms,
+        "mem_calculation_strategy": "rss",
+        "disk_free": res.disk_free if res.disk_free is not None else disk_free(data_dir),
+        "disk_free_limit": res.disk_limit,
+        "disk_free_alarm": "disk" in res.alarms,
+        # Hutch's: the settings as given (rabbitmqctl status shows them), what they are
+        # relative to, and the message bytes held in memory (the alarm's estimate).
+        "vm_memory_high_watermark": res.memory.setting(),
+        "disk_free_limit_setting": res.disk.setting(),
+        "total_memory": res.total_memory,
         "queued_message_bytes": broker.queued_bytes,
-        "disk_free": disk_free(data_dir),
-        "disk_free_alarm": False,
         "db_dir": data_dir or "",
+        # RabbitMQ's: the configuration file(s) read at start, the log file(s) written.
+        "config_files": list(broker.config_files),
+        "log_files": list(broker.log_files),
         "rates_mode": "basic",
         "listeners": listeners,
         "product_name": "Hutch",

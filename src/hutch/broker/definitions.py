@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AMQPError
 from ..version import RABBITMQ_VERSION, __version__
+from . import limits
 from .permissions import validate_regex
 from .policies import PolicyError, make_policy, set_policy
 from .users import HASHING_ALGORITHM, Permission, User, hash_password, parse_tags, valid_password_hash
@@ -68,7 +69,8 @@ def is_builtin_exchange(name: str) -> bool:
 
 def user_info(user: User) -> dict[str, Any]:
     return {"name": user.name, "password_hash": user.password_hash,
-            "hashing_algorithm": user.hashing_algorithm, "tags": list(user.tags), "limits": {}}
+            "hashing_algorithm": user.hashing_algorithm, "tags": list(user.tags),
+            "limits": dict(user.limits)}
 
 
 def permission_info(vhost: str, user: str, perm: Permission) -> dict[str, Any]:
@@ -121,7 +123,7 @@ def _document(broker: Node, vhosts: list[dict[str, Any]], durable_only: bool) ->
         "vhosts": vhosts,
         "permissions": [permission_info(v, u, p) for (v, u), p in users.permissions.items()],
         "topic_permissions": [],
-        "parameters": [],
+        "parameters": limits.vhost_parameters(broker),
         "global_parameters": [],
         "policies": [],
         "queues": [],
@@ -145,7 +147,8 @@ def export_vhost_document(vhost: Vhost) -> Document:
     """GET /api/definitions/{vhost}: its objects, without a vhost field."""
     # Unlike its queues and exchanges, RabbitMQ keeps the vhost field on policies here.
     policies = [p.info() for p in vhost.policies.values()]
-    return {"rabbit_version": RABBITMQ_VERSION, "parameters": [], "policies": policies,
+    parameters = [p for p in limits.vhost_parameters(vhost.broker) if p["vhost"] == vhost.name]
+    return {"rabbit_version": RABBITMQ_VERSION, "parameters": parameters, "policies": policies,
             **vhost_objects(vhost, with_vhost_field=False)}
 
 
@@ -206,6 +209,10 @@ def _apply(broker: Node, defs: Document, only_vhost: str | None,
             users.permissions.clear()
         for p in defs.get("permissions", []):
             _set_permission(broker, p, warnings)
+        for v in defs.get("vhosts", []):
+            # RabbitMQ 4.x also writes a vhost's limits into its entry.
+            if isinstance(v.get("limits"), dict) and v["limits"] and v.get("name") in broker.vhosts:
+                _set_vhost_limits(broker, broker.vhosts[v["name"]], v["limits"], warnings)
 
     def vhost_of(obj: dict[str, Any]) -> Vhost | None:
         name = only_vhost if only_vhost is not None else obj.get("vhost", "/")
@@ -215,6 +222,13 @@ def _apply(broker: Node, defs: Document, only_vhost: str | None,
                             "does not exist")
         return vhost
 
+    # Vhost limits (runtime parameters) before the queues, as RabbitMQ imports them.
+    for p in defs.get("parameters", []):
+        value = limits.parameter_limits(p)
+        if value is not None:
+            vhost = vhost_of(p)
+            if vhost is not None:
+                _set_vhost_limits(broker, vhost, value, warnings)
     # Policies before the objects they match, as RabbitMQ imports them.
     operator = defs.get("hutch", {}).get("operator_policies", []) if restoring else []
     for entries, is_op in ((defs.get("policies", []), False), (operator, True)):
@@ -298,7 +312,21 @@ def _put_user(broker: Node, u: dict[str, Any], warnings: list[str]) -> None:
     if not valid_password_hash(password_hash, algorithm):
         warnings.append(f"user '{name}' skipped: unsupported password hash ({algorithm})")
         return
-    broker.users.put(name, password_hash, parse_tags(u.get("tags")), algorithm)
+    user = broker.users.put(name, password_hash, parse_tags(u.get("tags")), algorithm)
+    if u.get("limits"):
+        try:
+            user.limits.update(limits.validate(u["limits"], "user"))
+        except limits.LimitsError as exc:
+            warnings.append(f"limits of user '{name}' skipped: {exc}")
+    broker.definitions_changed()
+
+
+def _set_vhost_limits(broker: Node, vhost: Vhost, value: Any, warnings: list[str]) -> None:
+    try:
+        vhost.limits = limits.validate(value, "vhost")
+    except limits.LimitsError as exc:
+        warnings.append(f"limits of vhost '{vhost.name}' skipped: {exc.args[0].strip()}")
+        return
     broker.definitions_changed()
 
 

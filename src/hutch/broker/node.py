@@ -22,33 +22,16 @@ from ..store import snapshot
 from ..store.files import files_from_env
 from ..store.log import SEGMENT_SIZE, MessageLog
 from . import definitions
+from .alarms import ResourceMonitor, as_limit, memory_watermark
+from .alarms import disk_free_limit as disk_free_limit_of
+from .defaults import GUEST, DefaultData, seed
+from .limits import NodeLimits
 from .pump import Pump
 from .queue_store.priority import PriorityStore
-from .users import Permission, Users
+from .users import Users
 from .vhost import Vhost
 
 log = logging.getLogger("hutch.broker")
-
-
-# The memory alarm clears only once memory is this far below the watermark.  Hutch
-# counts bytes exactly and re-checks on every change, so without a margin the alarm
-# flapped every ~60 ms under load: a consumer took it just below the watermark, the
-# unblocked publishers' socket backlog took it straight back over.  RabbitMQ has no
-# margin (vm_memory_monitor sets and clears at the same limit) but samples memory
-# only once a second, which damps it.  With 10% a publisher unblocked by a draining
-# consumer gets a tenth of the watermark's worth of room before it is blocked again.
-MEMORY_CLEAR_RATIO = 0.9
-
-
-def total_memory() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 8 * 1024**3
 
 
 class ConnectionSet(set[Any]):
@@ -73,17 +56,22 @@ class ConnectionSet(set[Any]):
 class Node:
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *,
                  max_message_size: int = 128 * 1024 * 1024,
-                 memory_high_watermark: int | None = None,
-                 default_user: str = "guest", default_pass: str = "guest") -> None:
+                 memory_high_watermark: Any = None, disk_free_limit: Any = None,
+                 defaults: DefaultData | None = GUEST) -> None:
         self.loop = loop or asyncio.get_running_loop()
         self.pump = Pump(self.loop)
-        self.vhosts: dict[str, Vhost] = {"/": Vhost(self, "/")}
+        self.vhosts: dict[str, Vhost] = {}
         self._restoring = False
         # Inside definitions_batch(): whether anything durable changed (written once, at its end).
         self._batch_changed: bool | None = None
         self.users = Users()
-        self.users.add(default_user, default_pass, ["administrator"])
-        self.users.permissions[("/", default_user)] = Permission()
+        # Whether open_store found no definitions (a blank node, as RabbitMQ says).
+        self.blank = True
+        # The effective configuration (`hutch ctl environment`) and the files it came
+        # from, as the management API shows them; set by `hutch serve`.
+        self.environment: list[dict[str, Any]] = []
+        self.config_files: list[str] = []
+        self.log_files: list[str] = []
         self.connections: set[Any] = ConnectionSet()
         # Connections closed by their client whose socket is still read until the client
         # closes it (server/closing.py); the listener closes them at shutdown.
@@ -94,26 +82,39 @@ class Node:
         self.queues_deleted = 0
         self.started_at = time.time()
         self.max_message_size = max_message_size
+        # connection_max, channel_max, frame_max, heartbeat, handshake_timeout (limits.py).
+        self.limits = NodeLimits()
         # Delivery acknowledgement timeout in ms for queues without their own
         # (``hutch serve --consumer-timeout``; RabbitMQ's ``consumer_timeout``).  None:
         # off, unlike RabbitMQ's 30 minutes (server/ack_timeout.py).
         self.consumer_timeout: int | None = None
-        # RabbitMQ's default vm_memory_high_watermark is 0.4 of RAM.  Hutch measures
-        # the bytes of queued message bodies, which is what grows without bound.
-        self.memory_high_watermark = memory_high_watermark or int(total_memory() * 0.4)
+        # Bytes of message bodies held in memory (``account``): the memory alarm's
+        # estimate between two samples of RSS (broker/alarms.py).
         self.queued_bytes = 0
-        self.memory_alarm = False
+        # The resource alarms (memory watermark, free disk space; broker/alarms.py).
+        # Limits: None (RabbitMQ 4.x's defaults), a Limit, bytes, or a flag's text.
+        self.resources = ResourceMonitor(
+            self.loop, self._alarms_changed, lambda: self.queued_bytes,
+            memory=as_limit(memory_high_watermark, None, memory_watermark),
+            disk=as_limit(disk_free_limit, None, disk_free_limit_of))
         # The storage seam: None keeps every queue in memory; the durable store
         # plugs in here (add/remove per message, flush for confirms).
         self.store: Any = None
+        # None: a node that starts empty (`hutch serve` seeds it once it knows whether
+        # its data dir is blank: broker/defaults.py).
+        if defaults is not None:
+            seed(self, defaults, announce=False)
 
     # -- durability ------------------------------------------------------------------
     async def open_store(self, data_dir: str, sync: str = "always", files: Any = None,
-                         segment_size: int = SEGMENT_SIZE) -> dict[str, int]:
+                         segment_size: int = SEGMENT_SIZE,
+                         defaults: DefaultData | None = None) -> dict[str, int]:
         """Attach the durable store and bring back what it holds: definitions first,
-        then every persistent message of every durable queue, in publish order."""
+        then every persistent message of every durable queue, in publish order.
+        ``defaults``: what to seed if the data dir has no definitions yet."""
         started = time.monotonic()
         os.makedirs(data_dir, exist_ok=True)
+        self.resources.watch_disk(data_dir)
         store = MessageLog(os.path.join(data_dir, "msgs"), self.loop, files or files_from_env(),
                            sync=sync, segment_size=segment_size, definitions_dir=data_dir)
         store.definitions.snapshot = partial(definitions.store_document, self)
@@ -121,6 +122,7 @@ class Node:
         self._restoring = True
         try:
             defs = definitions_file.load(data_dir)
+            self.blank = defs is None
             if defs is not None:
                 definitions.restore(self, defs)
             queues = {q.store_id: q for v in self.vhosts.values() for q in v.queues.values()
@@ -153,6 +155,8 @@ class Node:
                     else set())
             q.restore(rec.entries, rec.bytes, mine, rec.levels, rec.level_bytes)
             restored += len(rec.entries)
+        if self.blank and defaults is not None:
+            seed(self, defaults)  # written with the rest, just below
         store.definitions.write_now()
         log.info("recovered %d messages in %d durable queues from %s in %.2fs (%s)%s", restored,
                  len(queues), data_dir, time.monotonic() - started, store.recovered_from,
@@ -164,7 +168,8 @@ class Node:
     async def close_store(self) -> None:
         """At a clean stop (connections closed, unacked messages requeued): write
         everything out, leave the shutdown snapshot that makes the next start fast,
-        close the files."""
+        close the files.  The resource monitor stops too (every stop path comes here)."""
+        self.resources.stop()
         store = self.store
         if store is None:
             return
@@ -272,19 +277,16 @@ class Node:
 
     def account(self, delta: int) -> None:
         """Message bodies in memory grew (or shrank) by ``delta`` bytes: queued ones,
-        unacked ones and those still being received.  The memory alarm is set above
-        the watermark and cleared only once below MEMORY_CLEAR_RATIO of it."""
+        unacked ones and those still being received.  Past ``resample_at`` RSS may have
+        crossed the memory watermark: it is sampled now rather than at the next tick."""
         self.queued_bytes += delta
-        if not self.memory_alarm:
-            if self.queued_bytes > self.memory_high_watermark:
-                self.memory_alarm = True
-                log.warning("memory resource limit alarm set: %d bytes queued > %d",
-                            self.queued_bytes, self.memory_high_watermark)
-                for conn in list(self.connections):
-                    conn.on_memory_alarm(True)
-        elif self.queued_bytes <= self.memory_high_watermark * MEMORY_CLEAR_RATIO:
-            self.memory_alarm = False
-            log.warning("memory resource limit alarm cleared: %d bytes queued", self.queued_bytes)
-            for conn in list(self.connections):
-                conn.on_memory_alarm(False)
+        if self.queued_bytes > self.resources.resample_at:
+            self.resources.check_soon()
 
+    @property
+    def memory_alarm(self) -> bool:
+        return "memory" in self.resources.alarms
+
+    def _alarms_changed(self, alarms: frozenset[str]) -> None:
+        for conn in list(self.connections):
+            conn.on_alarm(alarms)

@@ -67,6 +67,8 @@ class User:
     password_hash: str
     tags: list[str] = field(default_factory=list)
     hashing_algorithm: str = HASHING_ALGORITHM
+    # max-connections / max-channels (limits.py); empty: none.
+    limits: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -105,8 +107,10 @@ class Users:
 
     def put(self, name: str, password_hash: str, tags: list[str],
             algorithm: str = HASHING_ALGORITHM) -> User:
-        """Create or replace a user from a stored hash (definitions import, HTTP PUT)."""
-        user = User(name, password_hash, list(tags), algorithm)
+        """Create or replace a user from a stored hash (definitions import, HTTP PUT).
+        A replaced user keeps its limits, as in RabbitMQ (a PUT does not carry them)."""
+        old = self.users.get(name)
+        user = User(name, password_hash, list(tags), algorithm, dict(old.limits) if old else {})
         self.users[name] = user
         self.generation += 1
         return user

@@ -21,6 +21,7 @@ from .deadletter import dead_letter_header
 from .delayed_store import DelayStore
 from .exchanges import EXCHANGE_TYPES, Exchange
 from .exchanges.delayed import DelayedExchange, DelayHeaderError, swap_delay_header
+from .limits import queue_refusal
 from .message import Message
 from .policies import Policy, apply_to_exchange, apply_to_queue
 from .queue import Queue
@@ -78,6 +79,8 @@ class Vhost:
         # name -> Policy (policies.py); the two kinds are separate sets, as in RabbitMQ.
         self.policies: dict[str, Policy] = {}
         self.operator_policies: dict[str, Policy] = {}
+        # RabbitMQ's vhost-limits parameter (limits.py): None when it is not set.
+        self.limits: dict[str, int] | None = None
         # (exchange, delay ms) for each x-delayed-message exchange that kept the message
         # being routed (filled by ``route``, emptied by ``_hold_delayed``).
         self._delayed: list[tuple[Any, int]] = []
@@ -217,6 +220,10 @@ class Vhost:
             existing.touch()
             return existing
         validate_queue_args(self.name, name, durable, exclusive, auto_delete, arguments)
+        if self.limits:
+            refusal = queue_refusal(self, name)
+            if refusal is not None:
+                raise ChannelError(rc.PRECONDITION_FAILED, refusal)
         q = Queue(self, name, durable, conn if exclusive else None, auto_delete, arguments)
         self.queues[name] = q
         if self.policies or self.operator_policies:

@@ -23,7 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import limitargs
+from .. import ops_options as ops
 from ..argtypes import segment_size
+from ..broker.alarms import Limit, parse_information_unit, relative_disk_limit, relative_watermark
 from . import convert as c
 from .rabbitmq_keys import RABBITMQ_KEYS
 
@@ -56,6 +59,28 @@ def _only_internal(value: str) -> None:
     if value not in ("internal", "rabbit_auth_backend_internal"):
         raise ValueError(f"Hutch has only the internal user database, not {value!r}; it refuses to "
                          f"start rather than ignore an authentication backend")
+
+
+def _alarm_limit(name: str, absolute: Callable[[str], Limit],
+                 relative: Callable[[str], Limit]) -> Combine:
+    """``NAME.absolute`` / ``NAME.relative`` -> one Limit (broker/alarms.py)."""
+    def combine(items: list[tuple[str, Any]]) -> Limit:
+        values = dict(items)
+        unknown = set(values) - {"absolute", "relative"}
+        if unknown:
+            raise ValueError(f"Conf file attempted to set unknown variable: "
+                             f"{name}.{sorted(unknown)[0]}")
+        if "absolute" in values:
+            return absolute(values["absolute"])
+        return relative(values["relative"])
+    return combine
+
+
+def absolute_memory(text: str) -> Limit:
+    return Limit("absolute", parse_information_unit(text))
+
+
+absolute_disk = absolute_memory
 
 
 def _listener(value: str) -> str:
@@ -149,8 +174,68 @@ KEYS: list[Key] = [
     Key("prometheus.ssl.ip", "prometheus_tls_host", c.ip_address, "Prometheus HTTPS address"),
     *_tls_keys("prometheus.ssl", "prometheus_tls"),
     # -- alarms --
+    # .absolute and .relative set one threshold; with both, absolute wins (RabbitMQ's
+    # schema translation does the same, with a warning).
+    Key("vm_memory_high_watermark.*", "memory_high_watermark", c.text,
+        "memory alarm threshold: .relative = fraction of total memory, .absolute = size",
+        combine=_alarm_limit("vm_memory_high_watermark", absolute_memory, relative_watermark)),
+    Key("disk_free_limit.*", "disk_free_limit", c.text,
+        "disk alarm threshold: .absolute = size, .relative = times total memory",
+        combine=_alarm_limit("disk_free_limit", absolute_disk, relative_disk_limit)),
     # -- limits --
+    # connection_max and handshake_timeout take ``infinity``; frame_max is cuttlefish's
+    # bytesize (131072, 128KB: powers of 1024); 0 is no limit for channel_max/frame_max.
+    Key("connection_max", "connection_max", c.argtype(limitargs.connection_max),
+        "connections the node accepts at once (infinity = no limit)"),
+    Key("channel_max", "channel_max", c.argtype(limitargs.channel_max),
+        "channels per connection proposed in connection.tune (0 = no limit)"),
+    Key("frame_max", "frame_max", c.argtype(limitargs.frame_max_bytesize),
+        "largest frame proposed in connection.tune (0 = no limit)"),
+    Key("heartbeat", "heartbeat", c.argtype(limitargs.heartbeat),
+        "heartbeat timeout in seconds proposed in connection.tune (0 = off)"),
+    Key("handshake_timeout", "handshake_timeout", c.argtype(limitargs.handshake_timeout),
+        "ms a new connection has to complete the AMQP handshake (or infinity)"),
     # -- ops --
+    # Logs (RabbitMQ 4.x's log.* keys for the default category; logs.py).
+    Key("log.file", "log_file", ops.log_file, "log file path, or false for none"),
+    Key("log.file.level", "log_file_level", ops.log_level, "level of the file output"),
+    Key("log.file.formatter", "log_file_formatter", ops.log_formatter, "plaintext or json"),
+    Key("log.file.rotation.size", "log_file_rotation_size", c.integer(0),
+        "rotate the file at this many bytes (0: never)"),
+    Key("log.file.rotation.count", "log_file_rotation_count", c.integer(0),
+        "rotated files kept, FILE.0 (newest) ... FILE.<count-1>"),
+    Key("log.dir", "log_dir", c.text, "directory of a relative log.file"),
+    Key("log.console", "log_console", c.boolean, "log to the console"),
+    Key("log.console.level", "log_console_level", ops.log_level, "level of the console output"),
+    Key("log.console.formatter", "log_console_formatter", ops.log_formatter, "plaintext or json"),
+    Key("log.console.stdio", "log_console_stdio", ops.log_stdio, "stdout or stderr"),
+    Key("log.default.level", "log_level", ops.log_level, "level of every output without its own"),
+    # The first start's user and vhost (broker/defaults.py), loopback-only users.
+    Key("default_user", "default_user", ops.non_empty, "user created on a blank node"),
+    Key("default_pass", "default_pass", ops.password, "its password", secret=True),
+    Key("default_vhost", "default_vhost", ops.non_empty, "vhost created on a blank node"),
+    Key("default_permissions.configure", "default_permissions_configure", ops.regex,
+        "the default user's configure permission"),
+    Key("default_permissions.read", "default_permissions_read", ops.regex,
+        "the default user's read permission"),
+    Key("default_permissions.write", "default_permissions_write", ops.regex,
+        "the default user's write permission"),
+    # default_user_tags.TAG = true|false: the tags set to true (replacing administrator).
+    Key("default_user_tags.*", "default_user_tags", c.boolean, "the default user's tags",
+        combine=lambda items: [tag for tag, on in items if on]),
+    # loopback_users.USER = true|false: the users set to true (replacing guest);
+    # loopback_users = none: nobody, whatever loopback_users.USER says (rabbit.schema).
+    Key("loopback_users", "loopback_users_none", ops.only_none, "none: no loopback-only user"),
+    Key("loopback_users.*", "loopback_users", c.boolean, "users who may only connect from "
+        "loopback", combine=lambda items: [user for user, on in items if on]),
+    # Definitions imported at boot (admin/boot_definitions.py); the 3.x key and 4.x's.
+    Key("load_definitions", "load_definitions", c.text, "definitions file or directory "
+        "imported at boot"),
+    Key("definitions.local.path", "load_definitions", c.text, "definitions file or directory "
+        "imported at boot"),
+    Key("definitions.import_backend", None, ops.local_backend),
+    Key("definitions.skip_if_unchanged", "definitions_skip_if_unchanged", c.boolean,
+        "import only if the definitions changed since the last import"),
 ]
 
 
@@ -162,8 +247,14 @@ UNSUPPORTED: dict[str, str] = {
     "management.rates_mode": "Hutch keeps basic message rates only",
     "management.sample_retention_policies.*.*": "Hutch keeps basic message rates only",
     "default_queue_type": "declare the queue type in x-queue-type (or a policy can't: as RabbitMQ 3.x)",
-    "log.dir": "give log.file a full path",
     "vm_memory_calculation_strategy": "Hutch measures the resident memory of its process",
+    # -- alarms --
+    "vm_memory_high_watermark_paging_ratio": "not used since RabbitMQ 4.0; Hutch pages "
+                                             "queues by its own rule (in-memory window)",
+    "memory_monitor_interval": "not used since RabbitMQ 4.0; Hutch samples its memory every 0.5 s",
+    "total_memory_available_override_value": "Hutch reads total memory from the machine and "
+                                             "its cgroup's limit; use "
+                                             "vm_memory_high_watermark.absolute",
     "proxy_protocol": "Hutch does not read the PROXY protocol header",
     "reverse_dns_lookups": "Hutch shows peer addresses, not names",
     "num_acceptors.tcp": "one event loop accepts connections",
@@ -197,6 +288,12 @@ UNSUPPORTED: dict[str, str] = {
                                 "(distinguished_name or common_name), not a SAN",
     "ssl_allow_poodle_attack": "SSLv3 is never enabled: Hutch speaks TLS 1.2 and 1.3 only",
     "num_ssl_acceptors": "one event loop accepts connections",
+    # -- ops --
+    "log.file.rotation.date": "Hutch rotates by size (log.file.rotation.size) or leaves "
+                              "rotation to logrotate",
+    "log.file.rotation.compress": "Hutch does not compress rotated files (logrotate can)",
+    "default_users.*.*": "Hutch seeds one default user (default_user); add others with "
+                         "load_definitions",
 }
 
 # Reasons for the rest of RabbitMQ's keys, by the start of the key, then by plugin.

@@ -19,6 +19,7 @@ import struct
 import time
 from typing import Any
 
+from ..broker import limits
 from ..broker.node import Node
 from ..broker.permissions import Access, vhost_access_allowed
 from ..errors import AMQPError, ChannelError, HardError
@@ -51,10 +52,11 @@ from .flow import FlowControl
 
 log = logging.getLogger("hutch.connection")
 
-CHANNEL_MAX = 2047
-FRAME_MAX = 131072
-HEARTBEAT = 60
-HANDSHAKE_TIMEOUT = 10.0
+# The defaults; the node's own values are ``broker.limits`` (broker/limits.py).
+CHANNEL_MAX = limits.CHANNEL_MAX
+FRAME_MAX = limits.FRAME_MAX
+HEARTBEAT = limits.HEARTBEAT
+HANDSHAKE_TIMEOUT = limits.HANDSHAKE_TIMEOUT / 1000
 DEFAULT_AUTH = AuthSettings()
 # Errors in these states are logged as "during handshake": the user is not known yet,
 # or (tuning) has just been; from opening on they name the vhost and user as RabbitMQ does.
@@ -106,6 +108,17 @@ def is_loopback(host: str) -> bool:
     return addr.is_loopback
 
 
+def _negotiated(field: str, minimum: int, server: int, client: int) -> None:
+    """connection.tune-ok's value refused as RabbitMQ refuses it (530, 'connection.tune')."""
+    if client != 0 and client < minimum:
+        raise HardError(rc.NOT_ALLOWED, f"negotiated {field} = {client} is lower than the "
+                                        f"minimum allowed value ({minimum})")
+    if server != 0 and (client == 0 or client > server):
+        detail = " (no limit)" if field == "channel_max" and client == 0 else ""
+        raise HardError(rc.NOT_ALLOWED, f"negotiated {field} = {client}{detail} is higher "
+                                        f"than the maximum allowed value ({server})")
+
+
 class Connection(asyncio.Protocol):
     def __init__(self, broker: Node, auth: AuthSettings | None = None) -> None:
         self.broker = broker
@@ -151,7 +164,10 @@ class Connection(asyncio.Protocol):
         self.name = f"{peer[0]}:{peer[1]} -> {sock[0]}:{sock[1]}"
         log.info("accepting AMQP connection %s", self.name)
         self.broker.connections.add(self)
-        self._handshake_timer = self.broker.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout)
+        timeout = self.broker.limits.handshake_timeout
+        if timeout is not None:
+            self._handshake_timer = self.broker.loop.call_later(timeout / 1000,
+                                                                self._handshake_timeout)
 
     def data_received(self, data: bytes) -> None:
         self.last_recv = time.monotonic()
@@ -298,13 +314,17 @@ class Connection(asyncio.Protocol):
                 exc.class_id = payload[0] << 8 | payload[1]
                 exc.method_id = payload[2] << 8 | payload[3]
             raise exc
-        # Like RabbitMQ 3.10, channel_max limits how many channels are open,
-        # not the channel id.
-        if len(self.channels) >= self.channel_max:
+        # Like RabbitMQ, channel_max limits how many channels are open, not the
+        # channel id; 0 is no limit.
+        if self.channel_max and len(self.channels) >= self.channel_max:
             raise HardError(
                 rc.NOT_ALLOWED,
                 f"number of channels opened ({len(self.channels)}) has reached the "
                 f"negotiated channel_max ({self.channel_max})")
+        if self.user.limits or self.broker.users.users.get(self.user.name, self.user).limits:
+            refusal = limits.channel_refusal(self.broker, self.user)
+            if refusal is not None:
+                raise HardError(rc.NOT_ALLOWED, refusal)
         ch = Channel(self, number)
         self.channels[number] = ch
         self.send_method(number, m.ChannelOpenOk())
@@ -384,8 +404,9 @@ class Connection(asyncio.Protocol):
         self.user = user
         self.auth_mechanism = mechanism
         self._advance(Event.LOGGED_IN)
-        self.send_method(0, m.ConnectionTune(channel_max=CHANNEL_MAX, frame_max=FRAME_MAX,
-                                             heartbeat=HEARTBEAT))
+        conf = self.broker.limits
+        self.send_method(0, m.ConnectionTune(channel_max=conf.channel_max,
+                                             frame_max=conf.frame_max, heartbeat=conf.heartbeat))
 
     def _refuse_login(self, mechanism: str) -> None:
         text = (f"ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism}. "
@@ -403,20 +424,13 @@ class Connection(asyncio.Protocol):
                 self.transport.close()
 
     def _tune_ok(self, method: Any) -> None:
-        if method.channel_max and method.channel_max > CHANNEL_MAX:
-            raise HardError(rc.NOT_ALLOWED,
-                                   f"negotiated channel_max = {method.channel_max} is higher "
-                                   f"than the maximum allowed value ({CHANNEL_MAX})")
-        if method.frame_max and method.frame_max > FRAME_MAX:
-            raise HardError(rc.NOT_ALLOWED,
-                                   f"negotiated frame_max = {method.frame_max} is higher than "
-                                   f"the maximum allowed value ({FRAME_MAX})")
-        if method.frame_max and method.frame_max < rc.FRAME_MIN_SIZE:
-            raise HardError(rc.NOT_ALLOWED,
-                                   f"negotiated frame_max = {method.frame_max} is lower than "
-                                   f"the minimum allowed value ({rc.FRAME_MIN_SIZE})")
-        self.channel_max = method.channel_max or CHANNEL_MAX
-        self.frame_max = method.frame_max or FRAME_MAX
+        conf = self.broker.limits
+        # rabbit_reader:validate_negotiated_integer_value: frame_max first.  The client's
+        # value is taken as it is; 0 (no limit) only where the node has none either.
+        _negotiated("frame_max", rc.FRAME_MIN_SIZE, conf.frame_max, method.frame_max)
+        _negotiated("channel_max", 1, conf.channel_max, method.channel_max)
+        self.channel_max = method.channel_max
+        self.frame_max = method.frame_max
         self.reader.frame_max = self.frame_max
         self.heartbeat = method.heartbeat
         self._advance(Event.TUNED)
@@ -429,6 +443,9 @@ class Connection(asyncio.Protocol):
         if vhost is None:
             # RabbitMQ refuses after Open (not in Tune): 530 NOT_ALLOWED.
             raise HardError(rc.NOT_ALLOWED, f"vhost {method.virtual_host} not found")
+        refusal = limits.connection_refusal(self.broker, vhost, self.user)
+        if refusal is not None:
+            raise HardError(rc.NOT_ALLOWED, refusal)
         if not vhost_access_allowed(self.broker.users, vhost.name, self.user.name):
             # RabbitMQ: no permission entry for the vhost at all -> 530 on open.
             raise HardError(rc.NOT_ALLOWED, f"access to vhost '{vhost.name}' refused for user "
@@ -442,8 +459,8 @@ class Connection(asyncio.Protocol):
         log.info("connection %s: user '%s' authenticated and granted access to vhost '%s'",
                  self.name, self.user.name, vhost.name)
         self.send_method(0, m.ConnectionOpenOk())
-        if self.broker.memory_alarm:
-            self.on_memory_alarm(True)
+        if self.broker.resources.alarms:
+            self.on_alarm(self.broker.resources.alarms)
 
     # -- heartbeats ------------------------------------------------------------
     def _heartbeat_tick(self) -> None:
@@ -467,22 +484,34 @@ class Connection(asyncio.Protocol):
         self._timer = self.broker.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
 
     # -- resource alarms -------------------------------------------------------------
-    def on_memory_alarm(self, active: bool) -> None:
-        if self.state is not RUNNING or active == self.flow.blocked:
+    # As rabbit_reader (4.x): an alarm going on blocks no one by itself; a connection
+    # that publishes while one is on is blocked then (no longer read; told with
+    # connection.blocked "low on memory" / "low on disk" / "low on disk & memory" if it
+    # has the capability), and unblocked once every alarm has cleared.  Connections
+    # that only consume are never blocked, so they drain what raised the alarm.
+    def on_alarm(self, alarms: frozenset[str]) -> None:
+        """The node's resource alarms changed."""
+        if self.state is not RUNNING:
             return
-        if self.capabilities.get("connection.blocked"):
-            self.send_method(0, m.ConnectionBlocked(reason="low on memory") if active
-                             else m.ConnectionUnblocked())
-        # Connections that publish stop being read; pure consumers keep going.
-        self.flow.set_blocked(active)
+        flow = self.flow
+        flow.alarms = alarms
+        if alarms or not flow.blocked:
+            return
+        if flow.blocked_sent:
+            flow.blocked_sent = False
+            self.send_method(0, m.ConnectionUnblocked())
+        flow.set_blocked(False)
 
     def on_publish(self) -> None:
-        """Called for every basic.publish; the first while the memory alarm is on
-        stops reading this connection."""
+        """Called for every basic.publish; the first while an alarm is on blocks."""
         flow = self.flow
-        flow.published = True
-        if flow.blocked:
-            flow.on_publish()
+        if flow.alarms and not flow.blocked:
+            if self.capabilities.get("connection.blocked"):
+                # rabbit_reader lists the alarms in term order: disk before memory.
+                reason = "low on " + " & ".join(sorted(flow.alarms))
+                self.send_method(0, m.ConnectionBlocked(reason=reason))
+                flow.blocked_sent = True
+            flow.set_blocked(True)
 
     # -- closing -----------------------------------------------------------------
     def _hard_error(self, exc: AMQPError) -> None:

@@ -5,8 +5,9 @@ The broker stops reading a client's socket while any of these reasons holds
 
 * ``WRITE``  TCP backpressure: the client does not read what we write
   (``pause_writing``); a publisher gets backpressure in turn, and no deliveries go out.
-* ``ALARM``  the memory alarm is on (``blocked``) and this connection has published;
-  pure consumers keep being read, so they can drain what raised the alarm.
+* ``ALARM``  a resource alarm is on and this connection published since it went on
+  (``blocked``, rabbit_reader's ``blocked`` state); until it publishes it is only
+  ``blocking`` and read as usual, so consumers drain what raised the alarm.
 * ``QUEUES`` queues it published to have ready messages a consumer could take right
   now (``Queue.is_behind``): they get to deliver before this publisher adds more.
 * ``SHARE``  one of them is congested (``Queue.is_congested``): the publisher waits out
@@ -89,8 +90,8 @@ def _peer_gone(transport: asyncio.Transport) -> bool:
 class FlowControl:
     """One connection's reasons not to read its socket (see the module docstring)."""
 
-    __slots__ = ("_conn", "_peer_timer", "_socket_levels", "blocked", "last_flow",
-                 "published", "reading_paused", "reasons", "write_paused")
+    __slots__ = ("_conn", "_peer_timer", "_socket_levels", "alarms", "blocked",
+                 "blocked_sent", "last_flow", "reading_paused", "reasons", "write_paused")
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
@@ -98,8 +99,12 @@ class FlowControl:
         # Reason.WRITE in reasons, as a plain attribute: Channel.can_deliver reads it
         # for every delivery.
         self.write_paused = False
-        self.blocked = False  # the memory alarm is on for this connection
-        self.published = False  # it has published (only publishers are blocked)
+        # The node's resource alarms in effect ("disk", "memory"), as this connection
+        # heard of them; blocked: it published while one was (so it is not read);
+        # blocked_sent: it was told so with connection.blocked.
+        self.alarms: frozenset[str] = frozenset()
+        self.blocked = False
+        self.blocked_sent = False
         self.last_flow = -1e9  # monotonic time the fair share last held it back
         # Whether the socket is not read right now, and, while it is not, what it held
         # at the last heartbeat tick (bytes the client sent that we have not read, bytes
@@ -120,17 +125,12 @@ class FlowControl:
         self._update()
 
     def set_blocked(self, blocked: bool) -> None:
-        """The memory alarm went on or off (for a running connection)."""
+        """A publish while an alarm is on (True), or every alarm cleared (False)."""
         self.blocked = blocked
-        if blocked and self.published:
+        if blocked:
             self.reasons.add(Reason.ALARM)
         else:
             self.reasons.discard(Reason.ALARM)
-        self._update()
-
-    def on_publish(self) -> None:
-        """A publish while the memory alarm is on: stop reading this connection."""
-        self.reasons.add(Reason.ALARM)
         self._update()
 
     def after_read(self, spent: float) -> None:
@@ -273,11 +273,14 @@ class FlowControl:
     @property
     def api_state(self) -> str:
         """The connection's state as RabbitMQ's management API names it: ``blocked``
-        while the memory alarm is on for it, ``flow`` for a while after the fair share
-        held it back, else its protocol state (``running``, ``closing``)."""
+        once it published while a resource alarm is on, ``blocking`` while one is on
+        and it has not published since, ``flow`` for a while after the fair share held
+        it back, else its protocol state (``running``, ``closing``)."""
         if self.blocked:
             return "blocked"
         state = self._conn.state
+        if self.alarms and state is RUNNING:
+            return "blocking"
         if state is RUNNING and time.monotonic() - self.last_flow < FLOW_STATE_SECONDS:
             return "flow"
         return str(state)
