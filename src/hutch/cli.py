@@ -17,7 +17,14 @@ from .argtypes import consumer_timeout, segment_size, size
 from .broker.alarms import disk_free_limit, memory_watermark
 from .broker.defaults import seed
 from .broker.node import Node
-from .cli_tls import add_tls_arguments, amqp_listeners, amqp_tls, auth_settings, http_tls
+from .cli_tls import (
+    DefaultPort,
+    add_tls_arguments,
+    amqp_listeners,
+    amqp_tls,
+    auth_settings,
+    http_tls,
+)
 from .config import ConfigError, Loaded
 from .config import load as load_config
 from .datadir import default_data_dir, lock_data_dir
@@ -59,12 +66,12 @@ def build_parser(serve_defaults: dict[str, Any] | None = None) -> argparse.Argum
     s.add_argument("--host", default="localhost",
                    help="address to listen on (default: localhost = 127.0.0.1 and ::1)")
     s.add_argument("--port", type=int, default=5672, help="AMQP port (default 5672; 0 = any free)")
-    s.add_argument("--http-port", type=int, default=None,
+    s.add_argument("--http-port", type=int, default=DefaultPort(15672),
                    help="management HTTP API port (default 15672 unless --http-tls-port is "
                         "given; 0 = disabled)")
     s.add_argument("--http-host", default="localhost",
                    help="management API listen address (default: localhost = loopback only)")
-    s.add_argument("--prometheus-port", type=int, default=None,
+    s.add_argument("--prometheus-port", type=int, default=DefaultPort(15692),
                    help="Prometheus metrics port, as RabbitMQ's rabbitmq_prometheus plugin "
                         "(default 15692 unless --prometheus-tls-port is given; 0 = disabled)")
     s.add_argument("--prometheus-host", default="localhost",
@@ -160,10 +167,10 @@ def _tls_setup(args: argparse.Namespace) -> None:
     certificate or option stops the start here with one line."""
     # RabbitMQ starts the plain management/Prometheus listener by default only when no
     # TLS one is configured (the two may coexist when both are set).
-    if args.http_port is None:
-        args.http_port = 0 if args.http_tls_port is not None else 15672
-    if args.prometheus_port is None:
-        args.prometheus_port = 0 if args.prometheus_tls_port is not None else 15692
+    if isinstance(args.http_port, DefaultPort) and args.http_tls_port is not None:
+        args.http_port = 0
+    if isinstance(args.prometheus_port, DefaultPort) and args.prometheus_tls_port is not None:
+        args.prometheus_port = 0
     args._listeners = amqp_listeners(args)
     args._tls = amqp_tls(args, args._listeners)
     args._auth = auth_settings(args)

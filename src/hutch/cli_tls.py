@@ -24,6 +24,12 @@ from .server.tls import (
 )
 
 
+class DefaultPort(int):
+    """A built-in default port (management 15672, Prometheus 15692), told apart from the
+    same number given by a flag or the file: RabbitMQ starts the plain listener by
+    default only when no TLS one is configured."""
+
+
 def _arg(fn: Any) -> Any:
     """A converter raising ValueError, as argparse wants it."""
     def convert(text: str) -> Any:
