@@ -32,8 +32,10 @@ def ctl(proc: HutchProcess, user: str, password: str, *args: str) -> subprocess.
 
 
 def line_of(path: Path, key: str) -> int:
+    """The line setting ``key`` (or, ending in '.', the first key under it)."""
     for number, text in enumerate(path.read_text().splitlines(), 1):
-        if text.split("=")[0].strip() == key:
+        name = text.split("=")[0].strip()
+        if name == key or (key.endswith(".") and name.startswith(key)):
             return number
     raise KeyError(key)
 
@@ -46,7 +48,10 @@ def test_the_sample_file_loads_cleanly_and_takes_effect(tmp_path: Path) -> None:
     proc.start()
     try:
         assert refused(proc.port, "guest", "guest")
-        connect(proc.port, "admin", "change-me-before-the-first-start").close()
+        with connect(proc.port, "admin", "change-me-before-the-first-start") as conn:
+            # channel_max and heartbeat from the sample, as connection.tune proposed them.
+            params = conn._impl.params
+            assert (params.channel_max, params.heartbeat) == (2047, 60)
         # log.console.level = warning: no info line on the console, all in the file.
         console = [x for x in proc.log_lines if LINE.match(x)]
         assert not any("[info]" in x for x in console), console
@@ -61,6 +66,9 @@ def test_the_sample_file_loads_cleanly_and_takes_effect(tmp_path: Path) -> None:
         assert rows["log.file"].startswith(f"log.file = {log} ")
         assert rows["log.file"].endswith("# flag --log-file")
         assert rows["log.file.formatter"].endswith("# default")
+        for key in ("vm_memory_high_watermark.*", "disk_free_limit.*", "connection_max"):
+            assert rows[key].endswith(f"# {SAMPLE}:{line_of(SAMPLE, key.replace('*', ''))}"), \
+                rows[key]
         as_json = ctl(proc, "admin", "change-me-before-the-first-start", "--formatter", "json",
                       "environment")
         docs = json.loads(as_json.stdout)
