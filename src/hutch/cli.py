@@ -17,7 +17,22 @@ from .argtypes import consumer_timeout, segment_size, size
 from .broker.alarms import disk_free_limit, memory_watermark
 from .broker.defaults import seed
 from .broker.node import Node
-from .cli_tls import (
+from .config import ConfigError, Loaded
+from .config import load as load_config
+from .config.environment import report
+from .datadir import default_data_dir, lock_data_dir
+from .serve.limit_options import add_serve_arguments as add_limit_arguments
+from .serve.limit_options import apply_serve_arguments as apply_limit_arguments
+from .serve.logs import log_files, reopen_logs, setup_logging
+from .serve.ops_options import (
+    add_ops_arguments,
+    default_data,
+    log_settings,
+    loopback_users,
+    settle,
+)
+from .serve.systemd import notify
+from .serve.tls_options import (
     DefaultPort,
     add_tls_arguments,
     amqp_listeners,
@@ -25,22 +40,7 @@ from .cli_tls import (
     auth_settings,
     http_tls,
 )
-from .config import ConfigError, Loaded
-from .config import load as load_config
-from .datadir import default_data_dir, lock_data_dir
-from .environment import report
-from .limitargs import add_serve_arguments as add_limit_arguments
-from .limitargs import apply_serve_arguments as apply_limit_arguments
-from .logs import log_files, reopen_logs, setup_logging
-from .ops_options import (
-    add_ops_arguments,
-    default_data,
-    log_settings,
-    loopback_users,
-    settle,
-)
 from .server.listener import ListenError, Server, check_can_listen
-from .systemd import notify
 from .version import RABBITMQ_VERSION, __version__
 
 
@@ -163,7 +163,7 @@ def _check_ports(args: argparse.Namespace) -> None:
 
 
 def _tls_setup(args: argparse.Namespace) -> None:
-    """Listeners, TLS contexts and SASL settings from the flags (cli_tls.py); a bad
+    """Listeners, TLS contexts and SASL settings from the flags (serve/tls_options.py); a bad
     certificate or option stops the start here with one line."""
     # RabbitMQ starts the plain management/Prometheus listener by default only when no
     # TLS one is configured (the two may coexist when both are set).
@@ -304,7 +304,7 @@ async def _serve(args: argparse.Namespace) -> int:
     listening = server.addresses + [f"TLS {a}" for a in server.tls_addresses]
     print(f"hutch {__version__} ready: {' '.join(urls)} (listening on {', '.join(listening)})",
           flush=True)
-    # Every listener accepts connections: a Type=notify unit is started (systemd.py).
+    # Every listener accepts connections: a Type=notify unit is started (serve/systemd.py).
     notify(f"READY=1\nSTATUS=listening on {', '.join(listening)}\nMAINPID={os.getpid()}")
     await stop.wait()
     notify("STOPPING=1")

@@ -2,7 +2,7 @@
 
 Hutch-only (RabbitMQ's HTTP API has no equivalent: rabbitmq-diagnostics environment
 asks the node over Erlang distribution).  Administrators only, as the configuration
-says where files and users are; secrets are already ``********`` (environment.py).
+says where files and users are; secrets are already ``********`` (config/environment.py).
 Rows: ``[{"key": "log.file", "value": "/var/log/hutch/hutch.log",
 "source": "/etc/hutch/hutch.conf:12"}, ...]``.
 """

@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .. import limitargs
-from .. import ops_options as ops
 from ..argtypes import segment_size
 from ..broker.alarms import Limit, parse_information_unit, relative_disk_limit, relative_watermark
+from ..serve import limit_options as limitargs
+from ..serve import ops_options as ops
 from . import convert as c
 from .rabbitmq_keys import RABBITMQ_KEYS
 
@@ -165,7 +165,7 @@ KEYS: list[Key] = [
         "always: a confirm means fsync'd; none: write without fsync"),
     Key("hutch.segment_size", "segment_size", c.argtype(segment_size),
         "message log segment size (4k ... 1g)"),
-    # -- tls -- (converters in cli_tls.py / server/tls.py; README "TLS")
+    # -- tls -- (converters in serve/tls_options.py / server/tls.py; README "TLS")
     Key("listeners.tcp", "listen", _none_listener, "'none' disables plain AMQP"),
     Key("listeners.tcp.*", "listen", _listener, "plain AMQP listener: PORT, IP:PORT, [IPv6]:PORT"),
     Key("listeners.ssl", "tls_listen", _none_listener, "'none': no AMQPS listener"),

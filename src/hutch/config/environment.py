@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .config.keys import KEYS
-from .config.load import SECRET_SHOWN
+from .keys import KEYS
+from .load import SECRET_SHOWN
 
 # Internal dests of `hutch serve` that are not settings.
 _NOT_SETTINGS = {"help", "command", "config", "version"}

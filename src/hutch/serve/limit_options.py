@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from .argtypes import size
+from ..argtypes import size
 
 FRAME_MIN_SIZE = 4096  # AMQP 0-9-1: every peer accepts frames this large
 

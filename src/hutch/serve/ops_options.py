@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .broker.defaults import DefaultData
-from .broker.permissions import validate_regex
+from ..broker.defaults import DefaultData
+from ..broker.permissions import validate_regex
 from .logs import FORMATTERS, LEVELS, LogSettings
 
 

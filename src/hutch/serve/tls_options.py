@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .server.auth import AuthSettings, parse_cert_login_from, parse_mechanism
-from .server.listener import ListenSpec, parse_listen
-from .server.tls import (
+from ..server.auth import AuthSettings, parse_cert_login_from, parse_mechanism
+from ..server.listener import ListenSpec, parse_listen
+from ..server.tls import (
     TlsConfigError,
     TlsContext,
     TlsSettings,
@@ -196,6 +196,6 @@ def http_tls(args: argparse.Namespace, dest: str, what: str) -> Any:
     port = getattr(args, f"{dest}_port")
     if port is None:
         return None
-    from .admin.https import HttpsConfig  # aiohttp only when an HTTP listener is on
+    from ..admin.https import HttpsConfig  # aiohttp only when an HTTP listener is on
 
     return HttpsConfig(_context(args, dest, what), getattr(args, f"{dest}_host"), port)
