@@ -12,28 +12,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-_UNITS = {
-    # RabbitMQ 3.13+ (rabbit_resource_monitor_misc:parse_information_unit): k/M/G/T/P are
-    # decimal, the "i" forms binary, as Kubernetes reads them.
-    **{u: 1024 for u in ("kiB", "KiB", "KIB", "kib", "ki", "Ki")},
-    **{u: 1024**2 for u in ("MiB", "MIB", "mib", "mi", "Mi")},
-    **{u: 1024**3 for u in ("GiB", "GIB", "gib", "gi", "Gi")},
-    **{u: 1024**4 for u in ("TiB", "TIB", "tib", "ti", "Ti")},
-    **{u: 1000 for u in ("k", "K", "KB", "kB", "kb", "Kb")},
-    **{u: 1000**2 for u in ("m", "M", "MB", "mB", "mb", "Mb")},
-    **{u: 1000**3 for u in ("g", "G", "GB", "gB", "gb", "Gb")},
-    **{u: 1000**4 for u in ("t", "T", "TB", "tB", "tb", "Tb")},
-}
-_INFO = re.compile(r"^([0-9]+)([A-Za-z]*)$")
+from ..broker.alarms import parse_information_unit
 
-
-def information_unit(text: str) -> int:
-    """Bytes as RabbitMQ 4.x writes them: ``50000000``, ``50MB`` (10^6), ``2GiB`` (2^30)."""
-    m = _INFO.match(text)
-    if m is None or (m.group(2) and m.group(2) not in _UNITS):
-        raise ValueError(f"invalid amount of bytes {text!r}: a whole number, optionally with a "
-                         f"unit such as kB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024)")
-    return int(m.group(1)) * _UNITS.get(m.group(2), 1)
+# RabbitMQ's sizes (kB, MB, GB: powers of 1000; KiB, MiB, GiB: of 1024) have one parser,
+# shared with rabbitmqctl-style runtime commands.
+information_unit = parse_information_unit
 
 
 def integer(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
