@@ -338,3 +338,36 @@ def test_import_takes_vhost_limits_from_a_4x_vhost_entry(api: Api) -> None:
             {"vhost": vhost, "value": {"max-queues": 3}}]
     finally:
         api.delete(f"vhosts/{seg(vhost)}")
+
+
+@pytest.mark.parametrize("where", ["parameter", "user"])
+def test_import_with_an_invalid_limit_is_refused_whole(api: Api, where: str,
+                                                      against_rabbitmq: bool) -> None:
+    """RabbitMQ refuses the import and applies nothing; Hutch used to answer 204 and drop
+    the limits (all of them, the valid one too) with only a warning in its log."""
+    vhost, user = f"lim-bad-{uuid.uuid4().hex[:8]}", f"limbad-{uuid.uuid4().hex[:8]}"
+    bad = {"max-queues": "10", "max-connections": 5}
+    doc: dict[str, Any] = {"vhosts": [{"name": vhost}]}
+    if where == "parameter":
+        doc["parameters"] = [{"vhost": vhost, "component": "vhost-limits", "name": "limits",
+                              "value": bad}]
+    else:
+        doc["users"] = [{"name": user, "password": "pw", "tags": "",
+                         "limits": {"max-channels": "10"}}]
+    try:
+        r = api.post("definitions", doc)
+        if where == "user" and against_rabbitmq:
+            # RabbitMQ 3.10.8 crashes on a bad user limit (500, nothing applied); Hutch
+            # answers 400 with the validation text, as RabbitMQ does for a vhost limit.
+            assert r.status_code == 500, r.text
+        else:
+            assert r.status_code == 400, r.text
+            assert "should be a number" in r.text
+        assert api.get(f"users/{seg(user)}").status_code == 404
+        if where == "parameter":
+            # No limit in force (RabbitMQ creates the vhost, Hutch applies nothing at all).
+            got = api.get(f"vhost-limits/{seg(vhost)}")
+            assert got.status_code == 404 or all(not x["value"] for x in got.json()), got.text
+    finally:
+        api.delete(f"vhosts/{seg(vhost)}")
+        api.delete(f"users/{seg(user)}")

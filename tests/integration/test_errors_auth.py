@@ -109,3 +109,47 @@ def test_hutch_logs_unknown_vhost(hutch):
         connect(_with(hutch.url, vhost="%2Fnope"))
     assert hutch.wait_for_log("vhost /nope not found"), hutch.log_text()
     assert_broker_ok(hutch.url)
+
+
+def test_plain_with_an_authorization_identity_is_refused(broker_url):
+    """PLAIN's response is ``authzid NUL user NUL password``; RabbitMQ takes no authzid
+    and refuses a response that does not start with NUL (Hutch logged such a client in
+    as the user, ignoring the identity it asked for)."""
+    import socket
+    import struct
+
+    u = urlparse(broker_url)
+    s = socket.create_connection((u.hostname, u.port), timeout=5)
+    try:
+        s.sendall(b"AMQP\x00\x00\x09\x01")
+
+        def frame() -> tuple[int, bytes]:
+            head = b""
+            while len(head) < 7:
+                chunk = s.recv(7 - len(head))
+                if not chunk:
+                    raise ConnectionError("closed")
+                head += chunk
+            ftype, _ch, size = struct.unpack(">BHI", head)
+            body = b""
+            while len(body) < size + 1:
+                chunk = s.recv(size + 1 - len(body))
+                if not chunk:
+                    raise ConnectionError("closed")
+                body += chunk
+            return ftype, body[:size]
+
+        frame()  # connection.start
+        response = b"someone-else\x00guest\x00guest"
+        args = (struct.pack(">I", 0) + b"\x05PLAIN" + struct.pack(">I", len(response)) + response
+                + b"\x05en_US")
+        payload = struct.pack(">HH", 10, 11) + args
+        s.sendall(struct.pack(">BHI", 1, 0, len(payload)) + payload + b"\xce")
+        try:
+            _ftype, reply = frame()
+        except (ConnectionError, OSError):
+            reply = b""  # RabbitMQ closes the socket without a frame
+        assert reply[:4] != struct.pack(">HH", 10, 30), "logged in (connection.tune)"
+    finally:
+        s.close()
+    assert_broker_ok(broker_url)

@@ -228,17 +228,31 @@ def test_tls_only(certs):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--tls-versions", "tlsv1.1"], "TLS version 'tlsv1.1' is not supported"),
-    (["--tls-ciphers", "NO-SUCH-CIPHER"], "no usable cipher in NO-SUCH-CIPHER"),
+    (["--tls-ciphers", "NO-SUCH-CIPHER"], "unknown cipher 'NO-SUCH-CIPHER'"),
+    # OpenSSL drops an unknown name from a list without a word; Erlang refuses it.
+    (["--tls-ciphers", "ECDHE-ECDSA-AES256-GCM-SHA384,NO-SUCH-CIPHER"],
+     "unknown cipher 'NO-SUCH-CIPHER'"),
+    (["--tls-ciphers", "TLS_AES_256_GCM_SHA384"], "lists only TLS 1.3 suites while tlsv1.2"),
+    # Erlang refuses both combinations: the first would let clients in without a
+    # certificate, the second refuse every certificate.
+    (["--tls-fail-if-no-peer-cert", "true"], "fail_if_no_peer_cert = true needs verify = verify_peer"),
+    (["--tls-verify", "verify_peer"], "verify = verify_peer needs cacertfile"),
+    # OpenSSL would ask for the pass phrase on the terminal (blocking the loop).
+    (["--tls-keyfile", "{encrypted-key}"], "cannot load TLS certificate"),
     (["--tls-certfile", "/nonexistent/cert.pem"], "cannot read TLS certificate/key"),
     (["--tls-keyfile", "{other-key}"], "cannot load TLS certificate"),
     (["--tls-verify", "verify_maybe"], "invalid verify value"),
     (["--listen", "[::1:5672"], "invalid listener"),
     (["--auth-mechanisms", "PLAIN,CRAM-MD5"], "unsupported authentication mechanism"),
-], ids=["old-version", "cipher", "missing-cert", "key-mismatch", "verify", "listener",
-        "mechanism"])
-def test_bad_tls_settings_stop_the_start_with_one_line(certs, args, message):
+], ids=["old-version", "cipher", "cipher-in-a-list", "tls13-only-ciphers-with-tls12",
+        "fail-without-verify", "verify-without-ca", "encrypted-key-no-password", "missing-cert",
+        "key-mismatch", "verify", "listener", "mechanism"])
+def test_bad_tls_settings_stop_the_start_with_one_line(certs, args, message, tmp_path):
     cert, key = certs.pair("server")
-    args = [a.replace("{other-key}", certs.path("client-key.pem")) for a in args]
+    encrypted = tmp_path / "server-key-encrypted.pem"
+    encrypted.write_bytes(_encrypted_key(key, b"S3cret"))
+    args = [a.replace("{other-key}", certs.path("client-key.pem"))
+            .replace("{encrypted-key}", str(encrypted)) for a in args]
     base = ["--tls-port", "0", "--tls-certfile", cert, "--tls-keyfile", key]
     env = dict(os.environ)
     out = subprocess.run([sys.executable, "-m", "hutch", "serve", "--port", "0", "--http-port",
@@ -247,6 +261,36 @@ def test_bad_tls_settings_stop_the_start_with_one_line(certs, args, message):
     assert out.returncode != 0
     assert message in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
+
+
+def _encrypted_key(key_path: str, password: bytes) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    with open(key_path, "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), None)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.BestAvailableEncryption(password))
+
+
+def test_an_encrypted_key_with_its_password_and_tls13_suites(certs, tmp_path):
+    """ssl_options.password opens an encrypted key; TLS 1.3 suite names (RabbitMQ's ssl.md
+    example for versions = tlsv1.3) start the broker, with a warning that Python's ssl
+    offers OpenSSL's TLS 1.3 defaults."""
+    cert, key = certs.pair("server")
+    encrypted = tmp_path / "key.pem"
+    encrypted.write_bytes(_encrypted_key(key, b"S3cret"))
+    proc = HutchProcess("--in-memory", "--tls-port", "0", "--tls-certfile", cert, "--tls-keyfile",
+                        str(encrypted), "--tls-password", "S3cret", "--tls-versions", "tlsv1.3",
+                        "--tls-ciphers", "TLS_AES_256_GCM_SHA384,TLS_AES_128_GCM_SHA256")
+    proc.start()
+    try:
+        broker = TlsBroker(certs, proc.tls_port, "", proc)
+        conn = pika.BlockingConnection(broker.pika_params(broker.client_context()))
+        conn.close()
+        assert "TLS 1.3 cipher suites (TLS_AES_256_GCM_SHA384, TLS_AES_128_GCM_SHA256) cannot " \
+               "be chosen" in proc.log_text()
+    finally:
+        proc.stop()
 
 
 def test_config_file_tls_keys(certs, tmp_path):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..broker import definitions
+from ..broker import definitions, limits
 from ..version import RABBITMQ_VERSION
 from .schema import DEFINITIONS, BodyError
 
@@ -36,9 +36,26 @@ def _checked(defs: Any) -> dict[str, list[dict[str, Any]]]:
     if not isinstance(defs, dict):
         raise DefinitionsError("definitions must be a JSON object")
     try:
-        return DEFINITIONS.check(defs)
+        checked = DEFINITIONS.check(defs)
     except BodyError as exc:
         raise DefinitionsError(str(exc.reason)) from None
+    _check_limits(checked)
+    return checked
+
+
+def _check_limits(defs: dict[str, list[dict[str, Any]]]) -> None:
+    """Every limit of the document, before anything is applied: RabbitMQ refuses the whole
+    import (400, its validation text) rather than dropping a user's or vhost's limits."""
+    terms: list[tuple[Any, str]] = [(u["limits"], "user") for u in defs.get("users", [])
+                                    if u.get("limits")]
+    terms += [(v["limits"], "vhost") for v in defs.get("vhosts", []) if v.get("limits")]
+    terms += [(p.get("value"), "vhost") for p in defs.get("parameters", [])
+              if p.get("component") == "vhost-limits"]
+    for term, kind in terms:
+        try:
+            limits.validate(term, kind)
+        except limits.LimitsError as exc:
+            raise DefinitionsError(str(exc.args[0]).strip()) from None
 
 
 def import_definitions(broker: Any, defs: Any, only_vhost: str | None = None) -> list[str]:

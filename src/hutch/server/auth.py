@@ -91,7 +91,9 @@ class AuthSettings:
             return name, user
         if mechanism == "PLAIN":
             parts = response.split(b"\x00")
-            if len(parts) != 3:
+            # RabbitMQ takes no authorization identity: the response must start with NUL
+            # (rabbit_auth_mechanism_plain), or anyone could name another identity.
+            if len(parts) != 3 or parts[0]:
                 raise HardError(rc.ACCESS_REFUSED, "PLAIN: malformed response")
             name, password = parts[1].decode("utf-8", "replace"), parts[2].decode("utf-8", "replace")
         else:  # AMQPLAIN

@@ -89,16 +89,28 @@ def build_context(s: TlsSettings) -> ssl.SSLContext:
     file fails here with a one-line ``TlsConfigError``."""
     if not s.certfile:
         raise TlsConfigError("TLS needs a certificate: set ssl_options.certfile (--tls-certfile)")
+    # Erlang's ssl refuses both combinations, so RabbitMQ's listener does not start; here
+    # the first would admit clients without a certificate and the second would admit
+    # those without one and refuse every one that comes: either way not what was asked.
+    if s.fail_if_no_peer_cert and not s.verify_peer:
+        raise TlsConfigError("fail_if_no_peer_cert = true needs verify = verify_peer "
+                             "(with verify_none no client certificate is asked for)")
+    if s.verify_peer and not s.cacertfile:
+        raise TlsConfigError("verify = verify_peer needs cacertfile: the CA bundle that "
+                             "client certificates are checked against")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     versions = sorted(_VERSIONS[parse_version(v)] for v in (s.versions or ["tlsv1.2", "tlsv1.3"]))
     ctx.minimum_version = versions[0]
     ctx.maximum_version = versions[-1]
     try:
-        ctx.load_cert_chain(s.certfile, s.keyfile or None, s.password or None)
+        # A callable, never None: OpenSSL would otherwise ask for the pass phrase of an
+        # encrypted key on the terminal, blocking the event loop (at a SIGHUP too).
+        password = s.password
+        ctx.load_cert_chain(s.certfile, s.keyfile or None, lambda: password or "")
     except FileNotFoundError as exc:
         raise TlsConfigError(f"cannot read TLS certificate/key {exc.filename or s.certfile}: "
                              f"{exc.strerror}") from None
-    except (ssl.SSLError, OSError) as exc:
+    except (ssl.SSLError, OSError, ValueError) as exc:  # ValueError: password over 1 KiB
         raise TlsConfigError(f"cannot load TLS certificate {s.certfile}"
                              f"{' / key ' + s.keyfile if s.keyfile else ''}: "
                              f"{getattr(exc, 'reason', None) or exc}") from None
@@ -115,14 +127,40 @@ def build_context(s: TlsSettings) -> ssl.SSLContext:
     else:
         ctx.verify_mode = ssl.CERT_NONE
     if s.ciphers:
-        try:
-            ctx.set_ciphers(":".join(s.ciphers))  # TLS 1.2 suites; 1.3's are OpenSSL's
-        except ssl.SSLError:
-            raise TlsConfigError(f"no usable cipher in {', '.join(s.ciphers)} (OpenSSL names, "
-                                 f"e.g. ECDHE-RSA-AES256-GCM-SHA384)") from None
+        _set_ciphers(ctx, s)
     if s.honor_cipher_order:
         ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
     return ctx
+
+
+# TLS 1.3's suites (RFC 8446), as RabbitMQ's ssl.md lists them for `versions = tlsv1.3`.
+# Python's ssl cannot choose among them (no SSL_CTX_set_ciphersuites): OpenSSL offers its
+# default set, all AEAD.  They are accepted so such a file works, and said so at start.
+TLS13_SUITES = frozenset({"TLS_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256",
+                          "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_CCM_SHA256",
+                          "TLS_AES_128_CCM_8_SHA256"})
+
+
+def _set_ciphers(ctx: ssl.SSLContext, s: TlsSettings) -> None:
+    """``ciphers.N``: each name checked on its own (OpenSSL drops unknown names from a
+    list silently; Erlang refuses them, and so does Hutch)."""
+    tls12 = [c for c in s.ciphers if c not in TLS13_SUITES]
+    for name in tls12:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ciphers(name)
+        except ssl.SSLError:
+            raise TlsConfigError(f"unknown cipher {name!r} (OpenSSL names for TLS 1.2, e.g. "
+                                 f"ECDHE-RSA-AES256-GCM-SHA384; TLS 1.3: TLS_AES_256_GCM_SHA384)"
+                                 ) from None
+    if tls12:
+        ctx.set_ciphers(":".join(tls12))
+    elif "tlsv1.2" in (s.versions or ["tlsv1.2"]):
+        raise TlsConfigError("ciphers lists only TLS 1.3 suites while tlsv1.2 is enabled: add "
+                             "TLS 1.2 ciphers or set versions to tlsv1.3 only")
+    if len(tls12) < len(s.ciphers):
+        log.warning("TLS 1.3 cipher suites (%s) cannot be chosen with Python's ssl: "
+                    "OpenSSL's TLS 1.3 defaults are offered",
+                    ", ".join(c for c in s.ciphers if c in TLS13_SUITES))
 
 
 class TlsContext:
@@ -244,8 +282,20 @@ _RDN_NAMES = {
     "stateOrProvinceName": "ST", "organizationName": "O", "organizationalUnitName": "OU",
     "title": "TITLE", "countryName": "C", "serialNumber": "SERIALNUMBER",
     "pseudonym": "PSEUDONYM", "domainComponent": "DC", "emailAddress": "EMAILADDRESS",
-    "streetAddress": "STREET", "userId": "UID",
+    "userId": "UID",
 }
+
+
+def _rdn_type(name: str) -> str:
+    """RabbitMQ's short name, or for an attribute outside its table the dotted OID it
+    prints (``businessCategory`` -> ``2.5.4.15``; so is ``streetAddress``, whose entry in
+    RabbitMQ's table never matches)."""
+    if name in _RDN_NAMES:
+        return _RDN_NAMES[name]
+    try:
+        return str(ssl._txt2obj(name, name=True)[3])  # type: ignore[attr-defined]
+    except (AttributeError, ValueError):
+        return name
 
 
 def _escape_rdn_value(value: str) -> str:
@@ -273,7 +323,7 @@ def distinguished_name(peercert: dict[str, Any]) -> str:
     values of one RDN joined by ``+`` (e.g. ``CN=alice,O=Hutch,C=SE``)."""
     rdns = []
     for rdn in reversed(peercert.get("subject", ())):
-        rdns.append("+".join(f"{_RDN_NAMES.get(k, k)}={_escape_rdn_value(v)}" for k, v in rdn))
+        rdns.append("+".join(f"{_rdn_type(k)}={_escape_rdn_value(v)}" for k, v in rdn))
     return ",".join(rdns)
 
 
