@@ -49,6 +49,13 @@ def json_object(text: str) -> dict[str, Any]:
     return value
 
 
+def directory(text: str) -> str:
+    """A path to a directory (an empty one would mean the current directory by accident)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a directory path may not be empty")
+    return text
+
+
 def consumer_timeout(text: str) -> int:
     try:
         value = int(text)

@@ -13,13 +13,13 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from .argtypes import consumer_timeout, segment_size, size
+from .argtypes import consumer_timeout, directory, segment_size, size
 from .broker.alarms import disk_free_limit, memory_watermark
 from .broker.defaults import seed
 from .broker.node import Node
 from .config import ConfigError, Loaded
 from .config import load as load_config
-from .config.environment import report
+from .config.environment import given_dests, report
 from .datadir import default_data_dir, lock_data_dir
 from .serve.limit_options import add_serve_arguments as add_limit_arguments
 from .serve.limit_options import apply_serve_arguments as apply_limit_arguments
@@ -79,10 +79,10 @@ def build_parser(serve_defaults: dict[str, Any] | None = None) -> argparse.Argum
     s.add_argument("--http-max-body", type=size, default=20_000_000,
                    help="largest management API request body in bytes; larger ones get 413 "
                         "(default 20000000, RabbitMQ's management.http.max_body_size)")
-    s.add_argument("--data-dir", default=None,
+    s.add_argument("--data-dir", type=directory, default=None,
                    help="where durable queues, exchanges, users and persistent messages live "
                         "(default: $HUTCH_DATA_DIR or ~/.local/share/hutch)")
-    s.add_argument("--in-memory", action="store_true",
+    s.add_argument("--in-memory", action=argparse.BooleanOptionalAction, default=False,
                    help="keep nothing on disk: every queue behaves as non-durable")
     s.add_argument("--sync", choices=["always", "none"], default="always",
                    help="always (default): a confirm means fsync'd; none: write without fsync, "
@@ -362,6 +362,16 @@ async def _start_management(broker: Node, server: Server, args: argparse.Namespa
     return api
 
 
+def _flags_win(args: argparse.Namespace, given: set[str]) -> None:
+    """A flag overrides the file also where the file says the same thing with another
+    setting: ``--host``/``--port`` against its ``listeners.tcp.*`` list, ``--loopback-users``
+    against its ``loopback_users = none``."""
+    if given & {"host", "port"} and "listen" not in given:
+        args.listen = None
+    if "loopback_users" in given:
+        args.loopback_users_none = False
+
+
 def _read_config(args: argparse.Namespace) -> Loaded | None:
     """``--config FILE`` or ``$HUTCH_CONFIG_FILE``, checked before anything starts: a bad
     file is one line naming file and line, and no broker (RabbitMQ refuses to boot too)."""
@@ -394,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     config = _read_config(args)
     if config is not None:
         args = build_parser(config.values).parse_args(argv)
+        _flags_win(args, given_dests(build_parser(), list(argv if argv is not None else sys.argv[1:])))
     args._config = config
     settle(args)
     args._environment = report(build_parser(), list(argv if argv is not None else sys.argv[1:]),
@@ -402,11 +413,17 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging(log_settings(args))
     except OSError as exc:
         raise SystemExit(f"hutch: cannot open log file {exc.filename}: {exc.strerror}") from None
+    log = logging.getLogger("hutch")
     if config is not None:
-        log = logging.getLogger("hutch")
         log.info("configuration file: %s", config.path)
         for warning in config.warnings:
             log.warning("%s", warning)
+    if args.default_user != "guest" and args.default_pass == "guest":
+        log.warning("default_user '%s' gets the password 'guest' (default_pass is not set): "
+                    "anyone who guesses it can log in from anywhere", args.default_user)
+    # Until the serve loop installs its handler (after recovery and the listeners), a
+    # SIGHUP from logrotate or `systemctl reload` must not end the start (its default).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         import uvloop
         runner: Any = uvloop.run

@@ -371,3 +371,21 @@ def test_import_with_an_invalid_limit_is_refused_whole(api: Api, where: str,
     finally:
         api.delete(f"vhosts/{seg(vhost)}")
         api.delete(f"users/{seg(user)}")
+
+
+@pytest.mark.hutch_only  # RabbitMQ has topic permissions and imports them
+def test_import_with_topic_permissions_is_refused(api: Api) -> None:
+    """Hutch has no topic permissions: importing a RabbitMQ export without them would let
+    every user publish to routing keys the file restricts, so the import is refused whole."""
+    vhost = f"topic-{uuid.uuid4().hex[:8]}"
+    doc = {"vhosts": [{"name": vhost}],
+           "topic_permissions": [{"user": "guest", "vhost": vhost, "exchange": "amq.topic",
+                                  "write": "^public\\.", "read": ".*"}]}
+    try:
+        r = api.post("definitions", doc)
+        assert r.status_code == 400, r.text
+        assert "topic permissions are not supported" in r.text
+        assert api.get(f"vhosts/{seg(vhost)}").status_code == 404
+        assert api.post("definitions", {"topic_permissions": []}).status_code in (200, 201, 204)
+    finally:
+        api.delete(f"vhosts/{seg(vhost)}")

@@ -109,3 +109,42 @@ def test_crl_check_true_refuses_to_start_false_is_accepted(prefix: str) -> None:
     assert load_text(f"{prefix}.crl_check = false\n").warnings == []
     with pytest.raises(ConfigError, match="does not check certificate revocation lists"):
         load_text(f"{prefix}.crl_check = true\n")
+
+
+@pytest.mark.parametrize(("line", "harmless"), [
+    ("management.listener.ssl = true", "management.listener.ssl = false"),
+    ("management.listener.ssl_opts.certfile = /etc/c.pem", None),
+    ("management.disable_basic_auth = true", "management.disable_basic_auth = false"),
+    ("prometheus.authentication.enabled = true", "prometheus.authentication.enabled = false"),
+    ("credential_validator.min_length = 20", None),
+    ("credential_validator.validation_backend = regexp",
+     "credential_validator.validation_backend = accept_everything"),
+    ("management.restrictions.operator_policy_changes.disabled = true",
+     "management.restrictions.operator_policy_changes.disabled = false"),
+    ("management.hsts.policy = max-age=31536000", None),
+    ("ssl_options.depth = 2", "ssl_options.depth = 100"),
+    ("password_hashing_module = rabbit_password_hashing_sha512",
+     "password_hashing_module = rabbit_password_hashing_sha256"),
+    ("vhost_max = 10", "vhost_max = infinity"),
+    ("consumer_max_per_channel = 5", "consumer_max_per_channel = infinity"),
+])
+def test_keys_that_would_leave_the_broker_more_open_refuse_to_start(line, harmless) -> None:
+    """Warning and going on would run the broker more open than its file says (plain HTTP
+    on the port meant for HTTPS, metrics without authentication, no password policy, no
+    limit): such a key refuses unless it says what Hutch does anyway."""
+    with pytest.raises(ConfigError, match="is not supported: "):
+        load_text(line + "\n", "h.conf")
+    if harmless:
+        loaded = load_text(harmless + "\n", "h.conf")
+        assert loaded.values == {} and loaded.warnings == []
+
+
+def test_escaped_dots_are_part_of_one_segment() -> None:
+    """cuttlefish reads ``loopback_users.app\\.user`` as the user ``app.user``."""
+    loaded = load_text("loopback_users.app\\.user = true\n", "h.conf")
+    assert loaded.warnings == []
+    assert "app.user" in str(loaded.values)
+
+
+def test_rabbitmq_4_name_of_connection_max() -> None:
+    assert load_text("max_connections = 100\n").values == {"connection_max": 100}

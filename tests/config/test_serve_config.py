@@ -107,6 +107,7 @@ def test_hutch_config_file_environment_variable(tmp_path):
     ("hutch.in_memory = true\nheartbeat_typo = 5\n",
      "{conf}:2: Conf file attempted to set unknown variable: heartbeat_typo"),
     ("management.tcp.port = http\n", "{conf}:1: management.tcp.port: invalid integer 'http'"),
+    ("hutch.data_dir = ''\n", "{conf}:1: hutch.data_dir: a directory path may not be empty"),
     ("listeners.tcp.default 5672\n",
      "{conf}:1: expected 'key = value', got 'listeners.tcp.default 5672'"),
 ])
@@ -125,3 +126,46 @@ def test_a_missing_file_is_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip() == (f"hutch: configuration file {tmp_path / 'nope.conf'}: cannot read "
                                      f"the configuration file: No such file or directory")
+
+
+def test_flags_win_over_the_files_other_spelling_of_the_same_setting(tmp_path):
+    """--port against the file's listeners.tcp.default, --loopback-users against its
+    loopback_users = none, --no-in-memory against hutch.in_memory = true."""
+    in_file, on_flag, http = free_port(), free_port(), free_port()
+    conf = _write(tmp_path, f"listeners.tcp.default = {in_file}\nloopback_users = none\n"
+                            f"hutch.in_memory = true\nmanagement.tcp.port = {http}\n")
+    proc = HutchProcess("--config", conf, "--host", "127.0.0.1", "--port", str(on_flag),
+                        "--loopback-users", "guest", "--no-in-memory", "--data-dir",
+                        str(tmp_path / "d"), "--prometheus-port", "0", base_flags=False)
+    proc.start()
+    try:
+        pika.BlockingConnection(pika.URLParameters(f"amqp://guest:guest@127.0.0.1:{on_flag}/")).close()
+        with pytest.raises(pika.exceptions.AMQPConnectionError):
+            pika.BlockingConnection(pika.URLParameters(f"amqp://guest:guest@127.0.0.1:{in_file}/"))
+        rows = requests.get(f"http://127.0.0.1:{http}/api/hutch/environment", auth=("guest", "guest"),
+                            timeout=5).json()
+        values = {r["key"]: r["value"] for r in rows}
+        assert values["loopback_users.*"] == "guest" and values["loopback_users"] == "false", values
+        assert os.path.isdir(tmp_path / "d" / "msgs")
+    finally:
+        proc.stop()
+
+
+def test_log_directory_is_created_and_a_default_user_without_password_is_warned(tmp_path):
+    log_file = tmp_path / "new" / "sub" / "hutch.log"
+    conf = _write(tmp_path, f"log.file = {log_file}\nhutch.in_memory = true\ndefault_user = admin\n")
+    proc = HutchProcess("--config", conf, "--port", "0", "--http-port", "0", "--prometheus-port",
+                        "0", base_flags=False)
+    proc.start()
+    try:
+        assert log_file.exists()
+        assert "default_user 'admin' gets the password 'guest'" in log_file.read_text()
+    finally:
+        proc.stop()
+
+
+def test_an_empty_data_dir_flag_is_one_line(tmp_path):
+    result = _serve("--port", "0", "--data-dir", "")
+    assert result.returncode == 2
+    assert "a directory path may not be empty" in result.stderr
+    assert "Traceback" not in result.stderr

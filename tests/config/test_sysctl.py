@@ -41,6 +41,7 @@ def test_a_key_set_twice_appears_twice_in_file_order() -> None:
     ("default_pass = 'a' b\n", 1, "unexpected text after the quoted value"),
     ("x..y = 1\n", 1, "invalid key"),
     ("= 1\n", 1, "invalid key"),
+    ("include /etc/rabbitmq/conf.d/*.conf\n", 1, "include is not supported"),
 ])
 def test_errors_name_the_file_and_line(text: str, line: int, words: str) -> None:
     with pytest.raises(ConfigError) as exc:

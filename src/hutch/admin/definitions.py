@@ -40,6 +40,12 @@ def _checked(defs: Any) -> dict[str, list[dict[str, Any]]]:
     except BodyError as exc:
         raise DefinitionsError(str(exc.reason)) from None
     _check_limits(checked)
+    if defs.get("topic_permissions"):
+        # Hutch has no topic permissions: importing without them would let every user
+        # publish to every routing key the file restricts.  Refused, as a whole.
+        raise DefinitionsError(f"topic permissions are not supported by Hutch: remove the "
+                               f"{len(defs['topic_permissions'])} topic_permissions entries to "
+                               f"import this file (refused rather than grant more than it says)")
     return checked
 
 

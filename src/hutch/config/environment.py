@@ -40,6 +40,11 @@ def _given(action: argparse.Action, argv: list[str]) -> str | None:
     return None
 
 
+def given_dests(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The settings of ``hutch serve`` given as flags on the command line."""
+    return {a.dest for a in _serve_parser(parser)._actions if _given(a, argv) is not None}
+
+
 def shown(value: Any) -> str:
     """A value as a configuration file would write it; ``(unset)`` for nothing (no log
     file, no consumer timeout), ``none`` for an empty list (no loopback-only user)."""

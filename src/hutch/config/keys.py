@@ -19,11 +19,12 @@ Each area of the broker registers its keys in its own section below.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..argtypes import segment_size
+from ..argtypes import directory, segment_size
 from ..broker.alarms import Limit, parse_information_unit, relative_disk_limit, relative_watermark
 from ..serve import limit_options as limitargs
 from ..serve import ops_options as ops
@@ -140,6 +141,71 @@ def _tls_keys(prefix: str, dest: str) -> list[Key]:
     ]
 
 
+def _only(accepted: Callable[[str], bool], reason: str) -> Callable[[str], None]:
+    """A key Hutch does not implement whose other values would make the broker stricter
+    than Hutch is (authentication, HTTPS, limits): accepted at the value that is what
+    Hutch does anyway, otherwise the start is refused, since warning and going on would
+    run the broker more open than its file says."""
+    def check(value: str) -> None:
+        try:
+            ok = accepted(value)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{value!r} is not supported: {reason}")
+    return check
+
+
+def _false(value: str) -> bool:
+    return not c.boolean(value)
+
+
+def _depth_default(value: str) -> bool:
+    return c.integer(0)(value) >= 100
+
+
+def _refused(pattern: str, accepted: Callable[[str], bool], reason: str) -> Key:
+    return Key(pattern, None, _only(accepted, reason))
+
+
+def _never(value: str) -> bool:
+    return False
+
+
+_NO_HTTPS_3X = ("management.listener.ssl is RabbitMQ 3.x's HTTPS setting: use management.ssl.port, "
+                "management.ssl.certfile and management.ssl.keyfile (Hutch refuses rather than serve "
+                "plain HTTP on the port meant for HTTPS)")
+_NO_LIMIT = "Hutch does not implement this limit and refuses rather than run without it"
+
+REFUSED: list[Key] = [
+    _refused("management.listener.ssl", _false, _NO_HTTPS_3X),
+    _refused("management.listener.ssl_opts.*", _never, _NO_HTTPS_3X),
+    _refused("management.listener.ssl_opts.*.*", _never, _NO_HTTPS_3X),
+    _refused("management.disable_basic_auth", _false,
+             "the management API authenticates with HTTP basic auth only (no OAuth 2)"),
+    _refused("prometheus.authentication.enabled", _false,
+             "the Prometheus endpoint has no authentication; keep it on loopback "
+             "(prometheus.tcp.ip) or a private network"),
+    _refused("credential_validator.validation_backend", lambda v: v == "accept_everything",
+             "passwords are not checked against a policy"),
+    _refused("credential_validator.min_length", _never, "passwords are not checked against a policy"),
+    _refused("credential_validator.regexp", _never, "passwords are not checked against a policy"),
+    _refused("management.restrictions.operator_policy_changes.disabled", _false,
+             "operator policies can always be changed by administrators"),
+    *(_refused(f"management.{h}", _never, "the management API does not send this header")
+      for h in ("hsts.policy", "csp.policy", "headers.content_type_options",
+                "headers.xss_protection", "headers.frame_options", "headers.referrer_policy")),
+    *(_refused(f"{p}.depth", _depth_default,
+               "Python's ssl cannot limit the certificate chain's depth (OpenSSL's 100 applies)")
+      for p in ("ssl_options", "management.ssl", "prometheus.ssl")),
+    _refused("password_hashing_module", lambda v: v == "rabbit_password_hashing_sha256",
+             "Hutch hashes passwords with SHA-256 (rabbit_password_hashing_sha256)"),
+    *(_refused(k, lambda v: v == "infinity", _NO_LIMIT)
+      for k in ("vhost_max", "channel_max_per_node", "consumer_max_per_channel",
+                "cluster_queue_limit", "cluster_exchange_limit")),
+]
+
+
 KEYS: list[Key] = [
     # -- lead: listeners of the HTTP side, message and store settings --
     Key("management.tcp.port", "http_port", c.port, "management API port (0 = disabled)"),
@@ -159,7 +225,7 @@ KEYS: list[Key] = [
     Key("auth_backends.*.authn", None, _only_internal),
     Key("auth_backends.*.authz", None, _only_internal),
     # Hutch's own keys, in a namespace RabbitMQ does not use.
-    Key("hutch.data_dir", "data_dir", c.text, "where durable data lives"),
+    Key("hutch.data_dir", "data_dir", c.argtype(directory), "where durable data lives"),
     Key("hutch.in_memory", "in_memory", c.boolean, "keep nothing on disk"),
     Key("hutch.sync", "sync", c.choice("always", "none"),
         "always: a confirm means fsync'd; none: write without fsync"),
@@ -196,6 +262,9 @@ KEYS: list[Key] = [
     # connection_max and handshake_timeout take ``infinity``; frame_max is cuttlefish's
     # bytesize (131072, 128KB: powers of 1024); 0 is no limit for channel_max/frame_max.
     Key("connection_max", "connection_max", c.argtype(limitargs.connection_max),
+        "connections the node accepts at once (infinity = no limit)"),
+    # RabbitMQ 4.x's name for the same setting (connection_max is its alias there).
+    Key("max_connections", "connection_max", c.argtype(limitargs.connection_max),
         "connections the node accepts at once (infinity = no limit)"),
     Key("channel_max", "channel_max", c.argtype(limitargs.channel_max),
         "channels per connection proposed in connection.tune (0 = no limit)"),
@@ -246,6 +315,7 @@ KEYS: list[Key] = [
     Key("definitions.import_backend", None, ops.local_backend),
     Key("definitions.skip_if_unchanged", "definitions_skip_if_unchanged", c.boolean,
         "import only if the definitions changed since the last import"),
+    *REFUSED,
 ]
 
 
@@ -273,8 +343,6 @@ UNSUPPORTED: dict[str, str] = {
     # -- tls --
     **{f"{p}.{k}": reason for p in ("ssl_options", "management.ssl", "prometheus.ssl")
        for k, reason in (
-           ("depth", "Python's ssl module cannot set the verification depth (OpenSSL's "
-                     "default, 100, applies)"),
            ("cacerts.*", "give the CA bundle as a file: cacertfile"),
            ("cert", "give the certificate as a file: certfile"),
            ("key.*", "give the key as a file: keyfile"),
@@ -337,10 +405,19 @@ def rabbitmq_reason(key: str) -> str | None:
     return "not implemented by Hutch"
 
 
+_UNESCAPED_DOT = re.compile(r"(?<!\\)\.")
+
+
+def segments(key: str) -> list[str]:
+    """A file's key split as cuttlefish splits it: ``loopback_users.app\\.user`` is
+    ``["loopback_users", "app.user"]``."""
+    return [s.replace("\\.", ".") for s in _UNESCAPED_DOT.split(key)]
+
+
 def matches(pattern: str, key: str) -> str | None:
     """The part of ``key`` a one-``*`` pattern matched ('' for an exact match), or None.
     Patterns with several ``*`` return the matched parts joined by '.'."""
-    p, k = pattern.split("."), key.split(".")
+    p, k = pattern.split("."), segments(key)
     if len(p) != len(k):
         return None
     parts = []

@@ -101,7 +101,7 @@ def load_text(text: str, path: str = "<config>") -> Loaded:
 
 
 def _not_hutch(loaded: Loaded, entry: Entry, key: str) -> None:
-    reason = unsupported_reason(key)
+    reason = unsupported_reason(entry.key)
     if reason is None:
         # cuttlefish's words, so an operator searching for them finds RabbitMQ's docs.
         raise ConfigError(loaded.path, entry.line,

@@ -68,6 +68,9 @@ def parse(text: str, path: str = "<config>") -> list[Entry]:
         if not stripped or stripped.startswith("#"):
             continue
         m = _LINE.match(raw.rstrip("\r"))
+        if m is None and stripped.split(None, 1)[0] == "include":
+            raise ConfigError(path, number, "include is not supported: put the settings in "
+                                            "one file")
         if m is None:
             if "=" not in stripped:
                 raise ConfigError(path, number, f"expected 'key = value', got {stripped!r}")

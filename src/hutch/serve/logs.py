@@ -146,6 +146,8 @@ _file_settings: LogSettings | None = None
 
 def _open_file(settings: LogSettings, path: str) -> logging.Handler:
     handler: logging.Handler
+    # RabbitMQ's handler creates the log file's directory (filelib:ensure_dir).
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if settings.rotation_size > 0:
         # Without a count RabbitMQ keeps no archive (rabbit_logger_std_h's max_no_files
         # defaults to 0): the full file is emptied.
