@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
@@ -47,6 +48,18 @@ def json_object(text: str) -> dict[str, Any]:
         raise argparse.ArgumentTypeError(f"expected a JSON object like "
                                          f'\'{{"x-max-length": 1000}}\', got {text!r}')
     return value
+
+
+def from_value_error(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse ``type=`` from a parser that raises ValueError with its own message
+    (the converters config/keys.py shares with the flags)."""
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = parse.__name__
+    return convert
 
 
 def directory(text: str) -> str:

@@ -9,11 +9,10 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from .argtypes import consumer_timeout, directory, segment_size, size
+from .argtypes import consumer_timeout, directory, from_value_error, segment_size, size
 from .broker.alarms import disk_free_limit, memory_watermark
 from .broker.defaults import seed
 from .broker.node import Node
@@ -43,16 +42,7 @@ from .serve.tls_options import (
 from .server.listener import ListenError, Server, check_can_listen
 from .version import RABBITMQ_VERSION, __version__
 
-
-def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An argparse type from a parser that raises ValueError with its own message."""
-    def convert(text: str) -> Any:
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    convert.__name__ = parse.__name__
-    return convert
+_arg = from_value_error
 
 
 def build_parser(serve_defaults: dict[str, Any] | None = None) -> argparse.ArgumentParser:

@@ -310,7 +310,7 @@ ssl_options.versions.1 = tlsv1.3
 ssl_options.versions.2 = tlsv1.2
 ssl_options.ciphers.1 = ECDHE-ECDSA-AES256-GCM-SHA384
 ssl_options.honor_cipher_order = true
-ssl_options.depth = 3
+ssl_options.honor_ecc_order = true
 ssl_handshake_timeout = 3000
 auth_mechanisms.1 = PLAIN
 auth_mechanisms.2 = EXTERNAL
@@ -329,7 +329,7 @@ prometheus.ssl.keyfile = {key}
     proc.start()
     try:
         assert proc.port == plain and proc.tls_port == amqps
-        assert proc.wait_for_log("ssl_options.depth is not supported")
+        assert proc.wait_for_log("ssl_options.honor_ecc_order is not supported")
         broker = TlsBroker(certs, amqps, "", proc)
         # listeners.ssl.default = PORT listens on every interface, as RabbitMQ's.
         assert f"TLS 0.0.0.0:{amqps}" in next(x for x in proc.log_lines if " ready: " in x)

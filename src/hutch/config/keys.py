@@ -261,11 +261,10 @@ KEYS: list[Key] = [
     # -- limits --
     # connection_max and handshake_timeout take ``infinity``; frame_max is cuttlefish's
     # bytesize (131072, 128KB: powers of 1024); 0 is no limit for channel_max/frame_max.
-    Key("connection_max", "connection_max", c.argtype(limitargs.connection_max),
-        "connections the node accepts at once (infinity = no limit)"),
-    # RabbitMQ 4.x's name for the same setting (connection_max is its alias there).
-    Key("max_connections", "connection_max", c.argtype(limitargs.connection_max),
-        "connections the node accepts at once (infinity = no limit)"),
+    # max_connections is RabbitMQ 4.x's name for it (connection_max its alias there).
+    *(Key(name, "connection_max", c.argtype(limitargs.connection_max),
+          "connections the node accepts at once (infinity = no limit)")
+      for name in ("connection_max", "max_connections")),
     Key("channel_max", "channel_max", c.argtype(limitargs.channel_max),
         "channels per connection proposed in connection.tune (0 = no limit)"),
     Key("frame_max", "frame_max", c.argtype(limitargs.frame_max_bytesize),

@@ -51,11 +51,16 @@ def connection_max(text: str) -> int | None:
     return value
 
 
-def channel_max(text: str) -> int:
-    value = _integer(text, "channel_max")
+def _short(text: str, name: str) -> int:
+    """A 16-bit field of connection.tune (0 = no limit / off)."""
+    value = _integer(text, name)
     if not 0 <= value <= 65535:
-        raise LimitValueError(f"invalid channel_max {text!r}: {_WANTS['channel_max']}")
+        raise LimitValueError(f"invalid {name} {text!r}: {_WANTS[name]}")
     return value
+
+
+def channel_max(text: str) -> int:
+    return _short(text, "channel_max")
 
 
 def frame_max(text: str) -> int:
@@ -69,10 +74,7 @@ def frame_max(text: str) -> int:
 
 
 def heartbeat(text: str) -> int:
-    value = _integer(text, "heartbeat")
-    if not 0 <= value <= 65535:
-        raise LimitValueError(f"invalid heartbeat {text!r}: {_WANTS['heartbeat']}")
-    return value
+    return _short(text, "heartbeat")
 
 
 def handshake_timeout(text: str) -> int | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..argtypes import from_value_error
 from ..server.auth import AuthSettings, parse_cert_login_from, parse_mechanism
 from ..server.listener import ListenSpec, parse_listen
 from ..server.tls import (
@@ -30,15 +31,7 @@ class DefaultPort(int):
     default only when no TLS one is configured."""
 
 
-def _arg(fn: Any) -> Any:
-    """A converter raising ValueError, as argparse wants it."""
-    def convert(text: str) -> Any:
-        try:
-            return fn(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    convert.__name__ = fn.__name__
-    return convert
+_arg = from_value_error
 
 
 def listen_value(text: str) -> str:
