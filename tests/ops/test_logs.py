@@ -133,10 +133,13 @@ def test_sighup_reopens_the_log_file(tmp_path: Path) -> None:
 
 
 def test_a_log_file_that_cannot_be_opened_stops_the_start_with_one_line(tmp_path: Path) -> None:
-    bad = tmp_path / "no-such-dir" / "hutch.log"
+    # A missing directory is created, as RabbitMQ's handler does; one that is a file
+    # cannot be.
+    (tmp_path / "a-file").write_text("")
+    bad = tmp_path / "a-file" / "hutch.log"
     out = subprocess.run([sys.executable, "-m", "hutch", "serve", "--in-memory", "--port", "0",
                           "--http-port", "0", "--prometheus-port", "0", "--log-file", str(bad)],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 1
     assert out.stderr.strip().splitlines() == [
-        f"hutch: cannot open log file {bad}: No such file or directory"], out.stderr
+        f"hutch: cannot open log file {tmp_path / 'a-file'}: File exists"], out.stderr
