@@ -323,9 +323,11 @@ prometheus.ssl.port = {prom}
 prometheus.ssl.certfile = {cert}
 prometheus.ssl.keyfile = {key}
 """)
-    # brokerproc's --http-port 0 / --prometheus-port 0 flags only turn the plain
-    # HTTP listeners off; the file's listeners.tcp replaces its --port.
-    proc = HutchProcess("--config", str(conf))
+    # --http-port 0 / --prometheus-port 0 only turn the plain HTTP listeners off; no
+    # --port: a flag would win over the file's listeners.tcp.
+    data = str(tmp_path / "data")
+    proc = HutchProcess("--config", str(conf), "--http-port", "0", "--prometheus-port", "0",
+                        "--data-dir", data, data_dir=data, base_flags=False)
     proc.start()
     try:
         assert proc.port == plain and proc.tls_port == amqps
