@@ -48,7 +48,9 @@ from .https import HttpsConfig, HttpsListeners
 from .listing import DEFAULT_SORT, ListingError, shape
 from .schema import BodyError, Schema, decode_object
 from .stats import SAMPLE_INTERVAL, Rates
+from .ui import load_assets, serve_asset, ui_path
 from .views import node_name
+from .web_security import CROSS_SITE_REASON, SecurityHeaders, cross_site
 
 log = logging.getLogger("hutch.management")
 
@@ -302,8 +304,11 @@ class ManagementApi:
                  amqp_listeners: list[tuple[str, int]] | None = None,
                  max_body: int = DEFAULT_MAX_BODY, plain_http: bool = True,
                  https: HttpsConfig | None = None,
-                 amqps_listeners: list[tuple[str, int]] | None = None) -> None:
+                 amqps_listeners: list[tuple[str, int]] | None = None,
+                 security: SecurityHeaders | None = None) -> None:
         self.broker = broker
+        self.security = security or SecurityHeaders()
+        self.assets = load_assets()
         # management.tcp.* and management.ssl.* (admin/https.py) may coexist, as in RabbitMQ.
         self.plain_http = plain_http
         self.https_config = https
@@ -343,6 +348,7 @@ class ManagementApi:
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
         app = web.Application(client_max_size=self.max_body)
+        app.on_response_prepare.append(self.security.on_prepare)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -432,7 +438,16 @@ class ManagementApi:
             if not segments:
                 segments = [""]
         elif segments != ["metrics"]:
+            asset = ui_path(segments)
+            found_asset = serve_asset(self.assets, asset, http) if asset is not None else None
+            if found_asset is not None and http.method in ("GET", "HEAD"):
+                return found_asset
             return json_response({"error": "Object Not Found", "reason": "Not Found"}, 404)
+        if cross_site(http):
+            log.warning("HTTP API: refused a cross-site %s %s (Origin %s, Sec-Fetch-Site %s)",
+                        http.method, http.path, http.headers.get("Origin"),
+                        http.headers.get("Sec-Fetch-Site"))
+            return json_response({"error": "forbidden", "reason": CROSS_SITE_REASON}, 403)
         try:
             found = self.router.find(http.method, segments)
             if found is None:
@@ -455,7 +470,11 @@ class ManagementApi:
             return response
         except ApiError as exc:
             response = json_response({"error": exc.error, "reason": exc.reason}, exc.status)
-            if exc.status == 401 and exc.error == "not_authorized":
+            # The UI marks its requests (X-Requested-With, as many web frameworks do)
+            # so a wrong password shows its own message rather than the browser's
+            # login prompt.
+            if exc.status == 401 and exc.error == "not_authorized" and \
+                    http.headers.get("X-Requested-With") != "XMLHttpRequest":
                 response.headers["WWW-Authenticate"] = 'Basic realm="RabbitMQ Management"'
             return response
         except Exception:

@@ -1,0 +1,7 @@
+// TODO(#17): the users page.
+import { h } from "../dom.js";
+
+export async function render(root, params, ctx) {
+  root.append(h("h1", {}, "users"));
+  return {};
+}

@@ -1,0 +1,45 @@
+"""The UI's frame: served by the management port, logging in and out, headers."""
+
+from __future__ import annotations
+
+import requests
+
+from tests.ui.conftest import Browser
+
+
+def test_login_shows_the_user_and_logout_returns_to_the_form(browser: Browser) -> None:
+    browser.login()
+    assert browser.text("#whoami") == "guest"
+    assert "administrator" in browser.text("#session")
+    browser.click("#logout")
+    browser.wait_for("#login")
+    # The credentials are gone: a reload shows the form, not the overview.
+    browser.d.refresh()
+    browser.wait_for("#login")
+
+
+def test_wrong_password_is_shown_in_words(browser: Browser) -> None:
+    browser.d.get(browser.base + "/")
+    browser.d.execute_script("sessionStorage.clear()")
+    browser.d.get(browser.base + "/")
+    browser.fill("#login [name=username]", "guest")
+    browser.fill("#login [name=password]", "wrong")
+    browser.click("#login button[type=submit]")
+    browser.wait_text("#login-error", "Login failed")
+    browser.console_errors()  # the 401 itself is logged by Chromium as a failed load
+
+
+def test_index_and_assets_carry_the_security_headers(hutch_ui) -> None:
+    r = requests.get(hutch_ui.http_url, timeout=5)
+    assert r.status_code == 200 and "text/html" in r.headers["Content-Type"]
+    assert r.headers["X-Frame-Options"] == "DENY"
+    assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    js = requests.get(hutch_ui.http_url + "static/js/main.js", timeout=5)
+    assert js.status_code == 200 and js.headers["Content-Type"].startswith("text/javascript")
+    again = requests.get(hutch_ui.http_url + "static/js/main.js", timeout=5,
+                         headers={"If-None-Match": js.headers["ETag"]})
+    assert again.status_code == 304
+    for bad in ("static/../http_api.py", "static/%2e%2e/ui.py", "static/js/nope.js", "ui.py"):
+        assert requests.get(hutch_ui.http_url + bad, timeout=5).status_code == 404, bad
