@@ -92,14 +92,15 @@ class History:
     def observe(self, key: Any, values: Mapping[str, float], now_ms: int | None = None) -> None:
         vals = tuple(values.values())
         runs = self._runs.get(key)
-        names = tuple(values)
-        if runs is not None and self._names[key] == names:
-            if runs[-1] == vals:
-                return  # unchanged: the last entry still holds
-        else:
-            runs = None
+        if runs is not None:
+            last = runs[-1]
+            if last == vals:
+                return  # unchanged: the last entry still holds (the idle case, kept cheap)
+            if len(last) != len(vals):
+                runs = None  # an object's value names do not change; if they did, start over
         now = int(time.time() * 1000) if now_ms is None else now_ms
         if runs is None:
+            names = tuple(values)
             self._names[key] = self._shared.setdefault(names, names)
             self._runs[key] = [now, vals]
             return
