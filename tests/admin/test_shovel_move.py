@@ -317,7 +317,10 @@ def test_kill_9_mid_move_loses_nothing(tmp_path) -> None:
         ch.queue_declare("work", durable=True)
         body = move_body("mv", "dlq", "work", **{"src-prefetch-count": 100})
         assert api.put("parameters/shovel/%2F/mv", body).status_code == 201
-        _until("part of the move", lambda: _count(ch, "work") > 0, timeout=30)
+        # A batch is acked on the source (ready + unacked drops) once the destination
+        # has it on disk: then kill.
+        _until("part of the move",
+               lambda: api.ok("GET", "queues/%2F/dlq")["messages"] < N_BIG, timeout=30)
         proc.kill()
         proc.start()
         conn = pika.BlockingConnection(pika.URLParameters(proc.url))
