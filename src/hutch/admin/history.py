@@ -80,14 +80,15 @@ def parse_ranges(query: Mapping[str, str], ceil_lengths: bool = False
 
 
 class History:
-    """Per object: its value names and a flat run-length list ``[t0, v0, t1, v1, ...]``
-    (``t`` wall-clock ms the values were first seen, ``v`` a tuple of values)."""
+    """Per object one flat list: its value names, then run-length entries
+    ``[names, t0, v0, t1, v1, ...]`` (``t`` wall-clock ms the values were first seen,
+    ``v`` a tuple of values).  An idle object is one entry; the names tuple and an
+    all-zero values tuple are shared by every object of the same shape."""
 
     def __init__(self, retain: float = RETAIN) -> None:
         self.retain_ms = int(retain * 1000)
-        self._names: dict[Any, tuple[str, ...]] = {}
         self._runs: dict[Any, list[Any]] = {}
-        self._shared: dict[tuple[str, ...], tuple[str, ...]] = {}  # one names tuple per shape
+        self._shared: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # names; zeros by length
 
     def observe(self, key: Any, values: Mapping[str, float], now_ms: int | None = None) -> None:
         vals = tuple(values.values())
@@ -98,23 +99,23 @@ class History:
                 return  # unchanged: the last entry still holds (the idle case, kept cheap)
             if len(last) != len(vals):
                 runs = None  # an object's value names do not change; if they did, start over
+        if not any(vals):
+            vals = self._shared.setdefault((len(vals),), vals)
         now = int(time.time() * 1000) if now_ms is None else now_ms
         if runs is None:
             names = tuple(values)
-            self._names[key] = self._shared.setdefault(names, names)
-            self._runs[key] = [now, vals]
+            self._runs[key] = [self._shared.setdefault(names, names), now, vals]
             return
         runs.append(now)
         runs.append(vals)
         # Keep one entry at or before the retention window's start.
         horizon = now - self.retain_ms
-        while len(runs) > 2 and runs[2] <= horizon:
-            del runs[:2]
+        while len(runs) > 3 and runs[3] <= horizon:
+            del runs[1:3]
 
     def forget_missing(self, live: set[Any]) -> None:
         for key in [k for k in self._runs if k not in live]:
             del self._runs[key]
-            del self._names[key]
 
     def entries(self) -> int:
         """How many run-length entries are held (for tests and measurements)."""
@@ -127,18 +128,15 @@ class History:
         total: list[float] | None = None
         for key in keys:
             runs = self._runs.get(key)
-            if runs is None:
+            if runs is None or name not in runs[0]:
                 continue
-            names = self._names[key]
-            if name not in names:
-                continue
-            index = names.index(name)
+            index = runs[0].index(name)
             out: list[float] = []
             i = len(runs) - 2
             for t in times:  # newest first: walk the runs backwards
-                while i >= 0 and runs[i] > t:
+                while i >= 1 and runs[i] > t:
                     i -= 2
-                out.append(runs[i + 1][index] if i >= 0 else 0)
+                out.append(runs[i + 1][index] if i >= 1 else 0)
             total = out if total is None else [a + b for a, b in zip(total, out, strict=True)]
         return total
 

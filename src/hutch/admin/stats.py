@@ -76,6 +76,9 @@ class Rates:
         last = self._last.get(key)
         if last is not None:
             self._prev[key] = last
+            if last[1] == values:  # an idle object: share the values, history unchanged
+                self._last[key] = (now, last[1])
+                return
         self._last[key] = (now, dict(values))
         self.history.observe(key, values)
 
