@@ -56,7 +56,7 @@ export function limitsEditor(kind, owner, { ownerChoices } = {}) {
   const who = owner ? null : (ownerChoices || select(K.key, []));
   const limit = select("limit", K.names, K.names[0]);
   const value = input({ name: "value", type: "number", step: "1", required: true });
-  const form = h("form", { class: "form", dataset: { limits: kind } },
+  const form = h("form", { class: "form", novalidate: true, dataset: { limits: kind } },
     who ? field(K.label, who) : null,
     field("Limit", limit),
     field("Value", value, "A negative value means no limit; 0 refuses all."),

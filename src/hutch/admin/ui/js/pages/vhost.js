@@ -16,8 +16,7 @@ export async function render(root, params, ctx) {
     const v = await api.get("/api/vhosts/" + api.esc(name));
     fill(factsBox, facts([
       ["Description", v.description || (v.metadata && v.metadata.description) || ""],
-      ["Tags", (v.tags || []).join(", ")],
-      ["Default queue type", v.default_queue_type && v.default_queue_type !== "undefined" ? v.default_queue_type : "(none)"],
+      v.tags && v.tags.length ? ["Tags", v.tags.join(", ")] : null,
       ["State", vhostState(v)],
       ["Tracing", bool(v.tracing)],
       ["Messages ready", num(v.messages_ready)],
