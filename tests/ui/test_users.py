@@ -141,3 +141,16 @@ def test_a_policymaker_sees_only_the_policies(browser: Browser, hutch_ui: HutchP
     assert browser.text(".subnav") == "Policies"
     assert "Operator policies" not in browser.text("#main")
     browser.click("#logout")
+
+
+def test_a_user_named_like_markup_is_shown_as_text(browser: Browser, hutch_ui: HutchProcess) -> None:
+    name = f"<img src=x onerror=alert(1)>{uuid.uuid4().hex[:6]}"
+    assert api(hutch_ui, "PUT", "users/" + requests.utils.quote(name, safe=""),
+               json={"password": "x", "tags": "management"}).ok
+    browser.login()
+    browser.open("users")
+    browser.wait_text("[data-table=users] tbody", name)
+    assert not browser.find_all("[data-table=users] img")
+    browser.click(f'[data-table=users] tr[data-key="{name}"] a')
+    browser.wait_text("h1", "User: " + name)
+    assert not browser.find_all("#main img")
