@@ -4,9 +4,11 @@ user's page let them connect over AMQP, a password change, delete."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import pika
 import pika.exceptions
+import pytest
 import requests
 
 from tests.brokerproc import HutchProcess
@@ -37,6 +39,16 @@ def amqp_refused(hutch: HutchProcess, user: str, password: str, vhost: str = "/"
 
 def api(hutch: HutchProcess, method: str, path: str, **kw) -> requests.Response:
     return requests.request(method, hutch.http_url + "api/" + path, auth=GUEST, timeout=5, **kw)
+
+
+@pytest.fixture(autouse=True)
+def _forget_the_session(browser: Browser) -> Iterator[None]:
+    """Log out after the test: the next test's login() would otherwise load a logged-in
+    page whose requests race the storage being cleared (a stray 401 in the console)."""
+    yield
+    if any(b.is_displayed() for b in browser.find_all("#logout")):
+        browser.click("#logout")
+        browser.wait_for("#login")
 
 
 def test_add_a_management_user_who_sees_no_admin_and_connects_once_permitted(
@@ -111,6 +123,10 @@ def test_update_keeps_an_unchanged_password_and_changes_a_new_one(
     browser.click("#update-user button[type=submit]")
     browser.wait_until(lambda: amqp_refused(hutch_ui, name, "old-pw"), "the old password refused")
     amqp_login(hutch_ui, name, "new-pw")
+    # The picture for the docs: the page from the top, with a limit in its table.
+    assert api(hutch_ui, "PUT", f"user-limits/{name}/max-connections", json={"value": 10}).ok
+    browser.open(f"users/{name}")
+    browser.wait_text("[data-table=user-limits] tbody", "max-connections")
     browser.shot("user")
 
 
