@@ -125,8 +125,9 @@ def test_update_keeps_an_unchanged_password_and_changes_a_new_one(
     amqp_login(hutch_ui, name, "new-pw")
     # The picture for the docs: the page from the top, with a limit in its table.
     assert api(hutch_ui, "PUT", f"user-limits/{name}/max-connections", json={"value": 10}).ok
-    browser.open(f"users/{name}")
+    browser.d.refresh()
     browser.wait_text("[data-table=user-limits] tbody", "max-connections")
+    browser.d.execute_script("window.scrollTo(0, 0)")
     browser.shot("user")
 
 

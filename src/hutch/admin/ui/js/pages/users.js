@@ -70,7 +70,7 @@ export async function render(root, params, ctx) {
           const mine = perms.filter((p) => p.user === u.name).map((p) => p.vhost);
           return mine.length ? mine.join(", ") : h("span", { class: "muted" }, "No access");
         } },
-      { key: "password_hash", label: "Has password", render: (u) => (u.password_hash ? "●" : "○") },
+      { key: "password_hash", label: "Has password", render: (u) => (u.password_hash ? "yes" : "no") },
     ],
     load: async () => {
       const [users, p] = await Promise.all([api.get("/api/users"), api.get("/api/permissions")]);
