@@ -171,3 +171,20 @@ def test_a_user_named_like_markup_is_shown_as_text(browser: Browser, hutch_ui: H
     browser.click(f'[data-table=users] tr[data-key="{name}"] a')
     browser.wait_text("h1", "User: " + name)
     assert not browser.find_all("#main img")
+
+
+def test_changing_ones_own_password_keeps_the_session(browser: Browser, hutch_ui: HutchProcess) -> None:
+    name = unique("ui-self")
+    assert api(hutch_ui, "PUT", f"users/{name}", json={"password": "first", "tags": "administrator"}).ok
+    browser.login(name, "first")
+    browser.open(f"users/{name}")
+    browser.fill("#update-user [name=password]", "second")
+    browser.fill("#update-user [name=password_confirm]", "second")
+    browser.click("#update-user button[type=submit]")
+    browser.wait_text("#notices", f'User "{name}" updated')
+    # The page goes on with the new password: the next requests are not refused.
+    browser.go("users")
+    browser.wait_text("[data-table=users] tbody", name)
+    browser.d.refresh()
+    browser.wait_text("#whoami", name)
+    assert requests.get(hutch_ui.http_url + "api/whoami", auth=(name, "second"), timeout=5).ok
