@@ -54,6 +54,18 @@ def test_a_max_length_policy_takes_effect_and_is_cleared(browser: Browser, hutch
     assert (policy["pattern"], policy["apply-to"], policy["priority"]) == (rf"^pol\.{tag}", "queues", 3)
     browser.shot("policies")
 
+    # Edit fills the form with the policy; a changed value is the same PUT.
+    browser.fill("#add-policy [name=name]", "")
+    browser.click(f'[data-table=policies] button[aria-label="Edit the policy {name} on /"]')
+    assert browser.find("#add-policy [name=name]").get_attribute("value") == name
+    assert browser.find("#add-policy [name=apply-to]").get_attribute("value") == "queues"
+    browser.fill("#add-policy .arg-row:first-child [name=arg-value]", "2")
+    browser.fill("#add-policy [name=priority]", "4")
+    browser.click("#add-policy button[type=submit]")
+    browser.wait_until(lambda: api(hutch_ui, "GET", f"policies/%2F/{name}").json()["priority"] == 4,
+                       "the policy updated")
+    assert api(hutch_ui, "GET", f"policies/%2F/{name}").json()["definition"] == {"max-length": 2}
+
     conn = pika.BlockingConnection(pika.URLParameters(hutch_ui.url))
     try:
         ch = conn.channel()

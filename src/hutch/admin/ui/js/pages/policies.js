@@ -39,13 +39,17 @@ function definitionText(def) {
 }
 
 // The table of one kind of policy ("policies" or "operator-policies").
-function policyTable(base, label, mayChange) {
+function policyTable(base, label, mayChange, onEdit) {
   const table = new Table({
     name: base,
     label,
     columns: [
       { key: "vhost", label: "Virtual host", sort: "vhost" },
-      { key: "name", label: "Name", sort: "name" },
+      { key: "name", label: "Name", sort: "name",
+        render: (p) => (mayChange
+          ? [p.name, " ", button("Edit", () => onEdit(p),
+            { class: "edit", "aria-label": `Edit the policy ${p.name} on ${p.vhost}` })]
+          : p.name) },
       { key: "pattern", label: "Pattern", sort: "pattern" },
       { key: "apply-to", label: "Apply to", sort: "apply-to" },
       { key: "definition", label: "Definition", render: (p) => definitionText(p.definition) },
@@ -65,8 +69,23 @@ function policyTable(base, label, mayChange) {
   return table;
 }
 
-// "Add / update a policy" (or operator policy).
-function policyForm(base, id, picks, table) {
+// Select a value, adding it as an option when the list lacks it.
+function choose(sel, value) {
+  if (![...sel.options].some((o) => o.value === value)) sel.append(h("option", { value }, value));
+  sel.value = value;
+}
+
+// A definition value as an editor row: [text, type].
+function asRow(v) {
+  if (typeof v === "number") return [String(v), "number"];
+  if (typeof v === "boolean") return [String(v), "boolean"];
+  if (typeof v === "string") return [v, "string"];
+  return [JSON.stringify(v), "string"];
+}
+
+// "Add / update a policy" (or operator policy).  form.edit(policy) fills it with an
+// existing one (RabbitMQ's update is the same PUT).
+function policyForm(base, id, picks, tables) {
   const def = new ArgsEditor("Definition");
   const quick = h("div", { class: "quick-picks" }, picks.map(([group, keys]) =>
     h("p", {}, h("span", { class: "muted" }, group + ": "),
@@ -109,26 +128,44 @@ function policyForm(base, id, picks, table) {
     try {
       await api.put(`/api/${base}/${api.esc(v.vhost)}/${api.esc(v.name)}`, body);
       notify(`Policy "${v.name}" set on ${v.vhost}.`, "ok");
-      await table.refresh();
+      await tables.refresh();
     } catch (e) {
       showError(e);
     }
   });
+  form.edit = (p) => {
+    choose(form.querySelector("[name=vhost]"), p.vhost);
+    form.querySelector("[name=name]").value = p.name;
+    form.querySelector("[name=pattern]").value = p.pattern;
+    choose(form.querySelector("[name=apply-to]"), p["apply-to"]);
+    form.querySelector("[name=priority]").value = String(p.priority ?? "");
+    def.rows.replaceChildren();
+    for (const [k, v] of Object.entries(p.definition || {})) def.addRow(k, ...asRow(v));
+    def.addRow();
+    form.closest("details").open = true;
+    form.scrollIntoView({ block: "start" });
+    form.querySelector("[name=pattern]").focus();
+  };
   return form;
 }
 
 export async function render(root, params, ctx) {
   const admin = ctx.has(["administrator"]);
   const mayChange = ctx.has(["administrator", "policymaker"]);
-  const user = policyTable("policies", "policies", mayChange);
+  let userForm = null;
+  let opForm = null;
+  const user = policyTable("policies", "policies", mayChange, (p) => userForm.edit(p));
   const parts = [section("User policies", user.el)];
-  if (mayChange) parts.push(section("Add / update a policy", policyForm("policies", "add-policy", PICKS, user)));
+  if (mayChange) {
+    userForm = policyForm("policies", "add-policy", PICKS, user);
+    parts.push(section("Add / update a policy", userForm));
+  }
   let op = null;
   if (admin) {
-    op = policyTable("operator-policies", "operator policies", true);
+    op = policyTable("operator-policies", "operator policies", true, (p) => opForm.edit(p));
+    opForm = policyForm("operator-policies", "add-operator-policy", OPERATOR_PICKS, op);
     parts.push(section("Operator policies", op.el),
-      section("Add / update an operator policy",
-        policyForm("operator-policies", "add-operator-policy", OPERATOR_PICKS, op), { open: false }));
+      section("Add / update an operator policy", opForm, { open: false }));
   }
   root.append(adminNav(ctx, "policies"), h("h1", {}, "Policies"), ...parts);
   const refresh = () => Promise.all([user.refresh(), op && op.refresh()]);
