@@ -74,7 +74,8 @@ export async function render(root, params, ctx) {
     const unbind = (b) => button("Unbind", async () => {
       const dtype = b.destination_type === "queue" ? "q" : "e";
       const done = await act(() => api.del("/api/bindings/" + api.esc(b.vhost) + "/e/" + api.esc(b.source) + "/" +
-        dtype + "/" + api.esc(b.destination) + "/" + api.esc(b.properties_key)), "Binding removed.");
+        // properties_key is already percent-encoded, and the API takes it as it is.
+        dtype + "/" + api.esc(b.destination) + "/" + b.properties_key), "Binding removed.");
       if (done !== undefined) await refreshBindings();
     }, { class: "unbind", "aria-label": `Unbind ${b.destination} (routing key ${b.routing_key})` });
     refreshBindings = async () => {
