@@ -10,7 +10,7 @@ import pika
 import requests
 
 from tests.brokerproc import HutchProcess
-from tests.ui.conftest import Browser
+from tests.ui.conftest import Browser, clean_login
 
 
 def channels_of(hutch: HutchProcess, given: str) -> list[dict]:
@@ -43,7 +43,7 @@ def test_prefetch_unacked_mode_and_consumers(browser: Browser, hutch_ui: HutchPr
         chans = {c["number"]: c for c in channels_of(hutch_ui, given)}
         confirm_name, tx_name = chans[ch.channel_number]["name"], chans[tx.channel_number]["name"]
 
-        browser.login()
+        clean_login(browser)
         browser.go("channels")
         row = f"[data-table=channels] tr[data-key='{confirm_name}']"
         browser.wait_for(row)

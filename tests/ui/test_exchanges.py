@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.brokerproc import HutchProcess
-from tests.ui.conftest import Browser
+from tests.ui.conftest import Browser, clean_login
 
 AUTH = ("guest", "guest")
 
@@ -34,7 +34,7 @@ def test_the_list_shows_the_default_exchange_and_adds_one(browser: Browser, hutc
     xss = "<img src=x onerror=alert(1)>" + uuid.uuid4().hex[:6]
     channel.exchange_declare(xss, "fanout")
     channel.exchange_declare("orders", "topic", durable=True, arguments={"alternate-exchange": "amq.fanout"})
-    browser.login()
+    clean_login(browser)
     browser.go("exchanges")
     default = browser.wait_for("[data-table=exchanges] tr[data-key='//'] a.exchange-link")
     assert default.text == "(AMQP default)"
@@ -58,7 +58,8 @@ def test_the_list_shows_the_default_exchange_and_adds_one(browser: Browser, hutc
     browser.click("#add-exchange-form button[type=submit]")
     browser.wait_for(f"[data-table=exchanges] tr[data-key='//{name}']")
     made = api(hutch_ui, "GET", f"/api/exchanges/%2F/{name}").json()
-    assert (made["type"], made["durable"], made["internal"], made["auto_delete"]) == ("headers", False, True, False)
+    assert (made["type"], made["durable"], made["internal"], made["auto_delete"]) == (
+        "headers", False, True, False)
     assert made["arguments"] == {"alternate-exchange": "amq.direct"}
     assert "I" in browser.text(f"[data-table=exchanges] tr[data-key='//{name}']")
 
@@ -72,7 +73,7 @@ def test_bindings_publish_and_delete(browser: Browser, hutch_ui: HutchProcess, c
     for q in (q1, q2):
         channel.queue_declare(q)
     channel.queue_bind(q1, x, "a.#")
-    browser.login()
+    clean_login(browser)
     browser.go(f"exchanges/%2F/{quote(x)}")
     browser.wait_text("#exchange-name", x)
     browser.wait_text("[data-table=bindings-from]", q1)
@@ -127,7 +128,7 @@ def test_the_default_exchange_page_explains_and_publishes(browser: Browser, hutc
                                                           channel) -> None:
     q = "direct-" + uuid.uuid4().hex[:6]
     channel.queue_declare(q)
-    browser.login()
+    clean_login(browser)
     browser.go("exchanges/%2F/amq.default")
     browser.wait_text("#exchange-name", "(AMQP default)")
     assert "implicitly bound to every queue" in browser.text("#bindings")
@@ -138,5 +139,5 @@ def test_the_default_exchange_page_explains_and_publishes(browser: Browser, hutc
     browser.choose("#publish-form [name=payload_encoding]", "base64")
     browser.click("#publish-form button[type=submit]")
     browser.wait_text("#publish-form .publish-result", "Message published.")
-    method, props, body = channel.basic_get(q, auto_ack=True)
+    _method, props, body = channel.basic_get(q, auto_ack=True)
     assert body == b"hi" and props.delivery_mode == 1

@@ -32,15 +32,16 @@ function propertyValue(v) {
 
 function tlsFacts(c) {
   if (!c.ssl) return [];
+  // Only what the API reports (RabbitMQ's ssl_* and peer_cert_* fields).
   return [
-    ["TLS protocol", c.ssl_protocol || ""],
-    ["Key exchange", c.ssl_key_exchange || ""],
-    ["Cipher", c.ssl_cipher || ""],
-    ["Hash", c.ssl_hash || ""],
-    c.peer_cert_subject ? ["Peer certificate subject", c.peer_cert_subject] : null,
-    c.peer_cert_issuer ? ["Peer certificate issuer", c.peer_cert_issuer] : null,
-    c.peer_cert_validity ? ["Peer certificate validity", c.peer_cert_validity] : null,
-  ];
+    ["TLS protocol", c.ssl_protocol],
+    ["Key exchange", c.ssl_key_exchange],
+    ["Cipher", c.ssl_cipher],
+    ["Hash", c.ssl_hash],
+    ["Peer certificate subject", c.peer_cert_subject],
+    ["Peer certificate issuer", c.peer_cert_issuer],
+    ["Peer certificate validity", c.peer_cert_validity],
+  ].filter(([, v]) => v !== undefined && v !== null && v !== "").map(([k, v]) => [k, String(v)]);
 }
 
 export async function render(root, params, ctx) {
