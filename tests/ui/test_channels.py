@@ -4,6 +4,7 @@ and a channel's consumers, as pika leaves them."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 from urllib.parse import quote
 
 import pika
@@ -13,7 +14,7 @@ from tests.brokerproc import HutchProcess
 from tests.ui.conftest import Browser, clean_login
 
 
-def channels_of(hutch: HutchProcess, given: str) -> list[dict]:
+def channels_of(hutch: HutchProcess, given: str) -> list[dict[str, Any]]:
     conns = requests.get(hutch.http_url.rstrip("/") + "/api/connections", auth=("guest", "guest"),
                          timeout=5).json()
     name = next(c["name"] for c in conns if c["client_properties"].get("connection_name") == given)

@@ -4,6 +4,7 @@ closing a connection with a reason, and what a management-only user sees."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 from urllib.parse import quote
 
 import pika
@@ -16,7 +17,7 @@ from tests.ui.conftest import Browser, clean_login
 AUTH = ("guest", "guest")
 
 
-def api(hutch: HutchProcess, method: str, path: str, **kw) -> requests.Response:
+def api(hutch: HutchProcess, method: str, path: str, **kw: Any) -> requests.Response:
     r = requests.request(method, hutch.http_url.rstrip("/") + path, auth=kw.pop("auth", AUTH),
                          timeout=5, **kw)
     r.raise_for_status()
@@ -31,7 +32,7 @@ def connect(hutch: HutchProcess, name: str, user: str = "guest", password: str =
     return pika.BlockingConnection(params)
 
 
-def connection_named(hutch: HutchProcess, given: str) -> dict:
+def connection_named(hutch: HutchProcess, given: str) -> dict[str, Any]:
     for c in api(hutch, "GET", "/api/connections").json():
         if c["client_properties"].get("connection_name") == given:
             return c

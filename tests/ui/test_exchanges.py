@@ -4,6 +4,8 @@ publishing from it (routed / not routed, seen by pika) and deleting it."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 import pika
@@ -16,12 +18,12 @@ from tests.ui.conftest import Browser, clean_login
 AUTH = ("guest", "guest")
 
 
-def api(hutch: HutchProcess, method: str, path: str, **kw) -> requests.Response:
+def api(hutch: HutchProcess, method: str, path: str, **kw: Any) -> requests.Response:
     return requests.request(method, hutch.http_url.rstrip("/") + path, auth=AUTH, timeout=5, **kw)
 
 
 @pytest.fixture
-def channel(hutch_ui: HutchProcess):
+def channel(hutch_ui: HutchProcess) -> Iterator[Any]:
     conn = pika.BlockingConnection(pika.URLParameters(hutch_ui.url))
     try:
         yield conn.channel()
@@ -30,7 +32,7 @@ def channel(hutch_ui: HutchProcess):
 
 
 def test_the_list_shows_the_default_exchange_and_adds_one(browser: Browser, hutch_ui: HutchProcess,
-                                                          channel) -> None:
+                                                          channel: Any) -> None:
     xss = "<img src=x onerror=alert(1)>" + uuid.uuid4().hex[:6]
     channel.exchange_declare(xss, "fanout")
     channel.exchange_declare("orders", "topic", durable=True, arguments={"alternate-exchange": "amq.fanout"})
@@ -64,7 +66,7 @@ def test_the_list_shows_the_default_exchange_and_adds_one(browser: Browser, hutc
     assert "I" in browser.text(f"[data-table=exchanges] tr[data-key='//{name}']")
 
 
-def test_bindings_publish_and_delete(browser: Browser, hutch_ui: HutchProcess, channel) -> None:
+def test_bindings_publish_and_delete(browser: Browser, hutch_ui: HutchProcess, channel: Any) -> None:
     tag = uuid.uuid4().hex[:6]
     x, up, q1, q2 = f"logs-{tag}", f"upstream-{tag}", f"q1-{tag}", f"q2-{tag}"
     channel.exchange_declare(x, "topic")
@@ -116,6 +118,16 @@ def test_bindings_publish_and_delete(browser: Browser, hutch_ui: HutchProcess, c
     keys = {b["destination"] for b in api(hutch_ui, "GET", f"/api/exchanges/%2F/{x}/bindings/source").json()}
     assert keys == {q2}
 
+    # "Only if unused" refuses while q2 is bound: the API's reason in an alert, nothing deleted.
+    browser.click("#delete input[name=if-unused]")
+    browser.click("#delete-exchange")
+    browser.accept_confirm()
+    alert = browser.wait_for("#notices .notice.error[role=alert]")
+    assert "in use" in alert.text.lower() or "unused" in alert.text.lower(), alert.text
+    browser.console_errors()  # Chromium logs the refused DELETE itself
+    assert api(hutch_ui, "GET", f"/api/exchanges/%2F/{x}").status_code == 200
+    browser.click("#delete input[name=if-unused]")
+
     # Delete (confirmed), back to the list, gone from the broker.
     browser.click("#delete-exchange")
     assert x in browser.accept_confirm()
@@ -125,7 +137,7 @@ def test_bindings_publish_and_delete(browser: Browser, hutch_ui: HutchProcess, c
 
 
 def test_the_default_exchange_page_explains_and_publishes(browser: Browser, hutch_ui: HutchProcess,
-                                                          channel) -> None:
+                                                          channel: Any) -> None:
     q = "direct-" + uuid.uuid4().hex[:6]
     channel.queue_declare(q)
     clean_login(browser)
