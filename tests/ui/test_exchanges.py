@@ -153,3 +153,18 @@ def test_the_default_exchange_page_explains_and_publishes(browser: Browser, hutc
     browser.wait_text("#publish-form .publish-result", "Message published.")
     _method, props, body = channel.basic_get(q, auto_ack=True)
     assert body == b"hi" and props.delivery_mode == 1
+
+
+def test_the_list_refreshes_without_touching_the_form(browser: Browser, hutch_ui: HutchProcess,
+                                                      channel: Any) -> None:
+    late = "late-" + uuid.uuid4().hex[:6]
+    clean_login(browser)
+    browser.go("exchanges")
+    browser.wait_for("[data-table=exchanges] tr[data-key='//amq.direct']")
+    browser.fill("#add-exchange-form [name=name]", "half-typed")
+    box = browser.find("#add-exchange-form [name=name]")
+    channel.exchange_declare(late, "direct")
+    # The 5 s refresh brings it in; the form a user is typing in stays as it was.
+    browser.wait_for(f"[data-table=exchanges] tr[data-key='//{late}']", timeout=12)
+    assert browser.find("#add-exchange-form [name=name]") == box
+    assert box.get_attribute("value") == "half-typed"
