@@ -67,7 +67,11 @@ def test_a_connection_is_listed_shown_as_text_and_closed_with_a_reason(
         facts = browser.text(".connection-facts")
         assert "PLAIN" in facts and "AMQP 0-9-1" in facts and "60s" in facts
         browser.wait_for("[data-table=connection-channels] a.channel-link")
-        browser.shot("connection")
+        browser.d.set_window_size(1366, 1300)
+        try:
+            browser.shot("connection")
+        finally:
+            browser.d.set_window_size(1366, 900)
 
         browser.fill("#close-form [name=reason]", "maintenance")
         browser.click("#force-close")

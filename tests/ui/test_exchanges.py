@@ -81,7 +81,11 @@ def test_bindings_publish_and_delete(browser: Browser, hutch_ui: HutchProcess, c
     browser.wait_text("[data-table=bindings-from]", q1)
     assert "a.#" in browser.text("[data-table=bindings-from]")
     assert up in browser.text("[data-table=bindings-to]")  # exchange-to-exchange, to this one
-    browser.shot("exchange")
+    browser.d.set_window_size(1366, 1300)
+    try:
+        browser.shot("exchange")
+    finally:
+        browser.d.set_window_size(1366, 900)
 
     # Add a binding to a queue from the form.
     browser.choose("#bind-form [name=destination_type]", "q")

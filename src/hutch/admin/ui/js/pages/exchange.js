@@ -87,7 +87,7 @@ export async function render(root, params, ctx) {
           ["From exchange", (b) => h("a", { href: exchangeHref(b.vhost, b.source) }, exchangeLabel(b.source))],
           ["Routing key", (b) => b.routing_key],
           ["Arguments", (b) => argsText(b.arguments)],
-          ["", (b) => unbind(b)],
+          ["Action", (b) => unbind(b)],
         ], to, ""),
         h("p", { class: "arrow", "aria-hidden": "true" }, "⇓"),
       ]);
@@ -98,7 +98,7 @@ export async function render(root, params, ctx) {
           ["To", destinationLink],
           ["Routing key", (b) => b.routing_key],
           ["Arguments", (b) => argsText(b.arguments)],
-          ["", (b) => unbind(b)],
+          ["Action", (b) => unbind(b)],
         ], from, "No bindings from this exchange"));
     };
     bindingsBox.append(toBox, fromBox, bindForm(vhost, name, () => refreshBindings()));
