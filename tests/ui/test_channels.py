@@ -11,7 +11,7 @@ import pika
 import requests
 
 from tests.brokerproc import HutchProcess
-from tests.ui.conftest import Browser, clean_login
+from tests.ui.conftest import Browser
 
 
 def channels_of(hutch: HutchProcess, given: str) -> list[dict[str, Any]]:
@@ -44,7 +44,7 @@ def test_prefetch_unacked_mode_and_consumers(browser: Browser, hutch_ui: HutchPr
         chans = {c["number"]: c for c in channels_of(hutch_ui, given)}
         confirm_name, tx_name = chans[ch.channel_number]["name"], chans[tx.channel_number]["name"]
 
-        clean_login(browser)
+        browser.login()
         browser.go("channels")
         row = f"[data-table=channels] tr[data-key='{confirm_name}']"
         browser.wait_for(row)

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.brokerproc import HutchProcess
-from tests.ui.conftest import Browser, clean_login
+from tests.ui.conftest import Browser
 
 AUTH = ("guest", "guest")
 
@@ -46,7 +46,7 @@ def test_a_connection_is_listed_shown_as_text_and_closed_with_a_reason(
     try:
         conn.channel()
         name = connection_named(hutch_ui, given)["name"]
-        clean_login(browser)
+        browser.login()
         browser.go("connections")
         row = f"[data-table=connections] tr[data-key='{name}']"
         browser.wait_for(row)
@@ -103,7 +103,7 @@ def test_a_management_user_sees_only_its_own_connections_and_no_admin(
     try:
         my_name = connection_named(hutch_ui, "mine-" + user)["name"]
         their_name = connection_named(hutch_ui, "theirs-" + user)["name"]
-        clean_login(browser, user, "pw")
+        browser.login(user, "pw")
         assert "Admin" not in browser.text("#nav")
         assert "Connections" in browser.text("#nav")
         browser.go("connections")

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.brokerproc import HutchProcess
-from tests.ui.conftest import Browser, clean_login
+from tests.ui.conftest import Browser
 
 AUTH = ("guest", "guest")
 
@@ -36,7 +36,7 @@ def test_the_list_shows_the_default_exchange_and_adds_one(browser: Browser, hutc
     xss = "<img src=x onerror=alert(1)>" + uuid.uuid4().hex[:6]
     channel.exchange_declare(xss, "fanout")
     channel.exchange_declare("orders", "topic", durable=True, arguments={"alternate-exchange": "amq.fanout"})
-    clean_login(browser)
+    browser.login()
     browser.go("exchanges")
     default = browser.wait_for("[data-table=exchanges] tr[data-key='//'] a.exchange-link")
     assert default.text == "(AMQP default)"
@@ -75,7 +75,7 @@ def test_bindings_publish_and_delete(browser: Browser, hutch_ui: HutchProcess, c
     for q in (q1, q2):
         channel.queue_declare(q)
     channel.queue_bind(q1, x, "a.#")
-    clean_login(browser)
+    browser.login()
     browser.go(f"exchanges/%2F/{quote(x)}")
     browser.wait_text("#exchange-name", x)
     browser.wait_text("[data-table=bindings-from]", q1)
@@ -144,7 +144,7 @@ def test_the_default_exchange_page_explains_and_publishes(browser: Browser, hutc
                                                           channel: Any) -> None:
     q = "direct-" + uuid.uuid4().hex[:6]
     channel.queue_declare(q)
-    clean_login(browser)
+    browser.login()
     browser.go("exchanges/%2F/amq.default")
     browser.wait_text("#exchange-name", "(AMQP default)")
     assert "implicitly bound to every queue" in browser.text("#bindings")
@@ -162,7 +162,7 @@ def test_the_default_exchange_page_explains_and_publishes(browser: Browser, hutc
 def test_the_list_refreshes_without_touching_the_form(browser: Browser, hutch_ui: HutchProcess,
                                                       channel: Any) -> None:
     late = "late-" + uuid.uuid4().hex[:6]
-    clean_login(browser)
+    browser.login()
     browser.go("exchanges")
     browser.wait_for("[data-table=exchanges] tr[data-key='//amq.direct']")
     browser.fill("#add-exchange-form [name=name]", "half-typed")

@@ -137,7 +137,7 @@ function closeForm(path, name, ctx) {
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     if (!(await confirmed(`Close the connection "${name}"?`))) return;
-    const done = await act(() => api.delWithHeaders(path, { "X-Reason": reason.value }));
+    const done = await act(() => api.del(path, undefined, { "X-Reason": reason.value }));
     if (done === undefined) return;
     notify("Connection closed.", "ok");
     ctx.go("#/connections");
