@@ -8,7 +8,6 @@ import glob
 import json
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pika
@@ -24,16 +23,6 @@ GUEST = ("guest", "guest")
 
 def api(hutch: HutchProcess, method: str, path: str, **kw) -> requests.Response:
     return requests.request(method, hutch.http_url + "api/" + path, auth=GUEST, timeout=5, **kw)
-
-
-@pytest.fixture(autouse=True)
-def _forget_the_session(browser: Browser) -> Iterator[None]:
-    """Log out after the test: the next test's login() would otherwise load a logged-in
-    page whose requests race the storage being cleared (a stray 401 in the console)."""
-    yield
-    if any(b.is_displayed() for b in browser.find_all("#logout")):
-        browser.click("#logout")
-        browser.wait_for("#login")
 
 
 def queue_exists(hutch: HutchProcess, name: str) -> bool:

@@ -4,10 +4,8 @@ queue; a refused definition is shown in the broker's words; Clear removes it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pika
-import pytest
 import requests
 
 from tests.brokerproc import HutchProcess
@@ -18,16 +16,6 @@ GUEST = ("guest", "guest")
 
 def api(hutch: HutchProcess, method: str, path: str, **kw) -> requests.Response:
     return requests.request(method, hutch.http_url + "api/" + path, auth=GUEST, timeout=5, **kw)
-
-
-@pytest.fixture(autouse=True)
-def _forget_the_session(browser: Browser) -> Iterator[None]:
-    """Log out after the test: the next test's login() would otherwise load a logged-in
-    page whose requests race the storage being cleared (a stray 401 in the console)."""
-    yield
-    if any(b.is_displayed() for b in browser.find_all("#logout")):
-        browser.click("#logout")
-        browser.wait_for("#login")
 
 
 def add_policy(browser: Browser, name: str, pattern: str, key: str, value: str) -> None:

@@ -4,11 +4,9 @@ user's page let them connect over AMQP, a password change, delete."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pika
 import pika.exceptions
-import pytest
 import requests
 
 from tests.brokerproc import HutchProcess
@@ -39,16 +37,6 @@ def amqp_refused(hutch: HutchProcess, user: str, password: str, vhost: str = "/"
 
 def api(hutch: HutchProcess, method: str, path: str, **kw) -> requests.Response:
     return requests.request(method, hutch.http_url + "api/" + path, auth=GUEST, timeout=5, **kw)
-
-
-@pytest.fixture(autouse=True)
-def _forget_the_session(browser: Browser) -> Iterator[None]:
-    """Log out after the test: the next test's login() would otherwise load a logged-in
-    page whose requests race the storage being cleared (a stray 401 in the console)."""
-    yield
-    if any(b.is_displayed() for b in browser.find_all("#logout")):
-        browser.click("#logout")
-        browser.wait_for("#login")
 
 
 def test_add_a_management_user_who_sees_no_admin_and_connects_once_permitted(

@@ -4,7 +4,6 @@ that the broker enforces on a pika client, clear it, delete the vhost."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pika
 import pika.exceptions
@@ -19,16 +18,6 @@ GUEST = ("guest", "guest")
 
 def api(hutch: HutchProcess, method: str, path: str, **kw) -> requests.Response:
     return requests.request(method, hutch.http_url + "api/" + path, auth=GUEST, timeout=5, **kw)
-
-
-@pytest.fixture(autouse=True)
-def _forget_the_session(browser: Browser) -> Iterator[None]:
-    """Log out after the test: the next test's login() would otherwise load a logged-in
-    page whose requests race the storage being cleared (a stray 401 in the console)."""
-    yield
-    if any(b.is_displayed() for b in browser.find_all("#logout")):
-        browser.click("#logout")
-        browser.wait_for("#login")
 
 
 def test_add_a_vhost_permit_a_user_limit_its_queues_and_delete_it(
