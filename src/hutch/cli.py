@@ -45,6 +45,10 @@ from .version import RABBITMQ_VERSION, __version__
 _arg = from_value_error
 
 
+def _no_flag(text: str) -> Any:
+    raise ValueError("set by the configuration file's management.headers.* keys only")
+
+
 def build_parser(serve_defaults: dict[str, Any] | None = None) -> argparse.ArgumentParser:
     """The command line; ``serve_defaults`` (a configuration file's values) replace the
     built-in defaults of ``hutch serve``'s flags, so a flag given still wins."""
@@ -100,6 +104,11 @@ def build_parser(serve_defaults: dict[str, Any] | None = None) -> argparse.Argum
                    help="free disk space on the data dir's filesystem below which publishers "
                         "are blocked: a size (default 50MB, as RabbitMQ) or mem_relative:1.5 "
                         "times total memory (disk_free_limit.absolute / .relative)")
+    # Set by the configuration file's management.csp.policy, management.hsts.policy and
+    # management.headers.* keys (admin/web_security.py).
+    for flag in ("--http-csp-policy", "--http-hsts-policy"):
+        s.add_argument(flag, default=None, help=argparse.SUPPRESS)
+    s.add_argument("--http-headers", default=None, type=_no_flag, help=argparse.SUPPRESS)
     add_limit_arguments(s)
     add_ops_arguments(s)
     add_tls_arguments(s)
@@ -328,15 +337,19 @@ async def _start_management(broker: Node, server: Server, args: argparse.Namespa
     if not args.http_port and args._http_tls is None:
         return None
     from .admin.http_api import ManagementApi  # aiohttp is only imported when enabled
+    from .admin.web_security import SecurityHeaders
 
     amqp = [(s.getsockname()[0], s.getsockname()[1]) for srv in server.servers for s in srv.sockets]
     amqps = [(s.getsockname()[0], s.getsockname()[1])
              for srv in server.tls_servers for s in srv.sockets]
     data_dir = None if args.in_memory else (args.data_dir or default_data_dir())
+    security = SecurityHeaders()
+    security.configure(csp=args.http_csp_policy, hsts=args.http_hsts_policy,
+                       extra=args.http_headers)
     api = ManagementApi(broker, args.http_host, args.http_port, data_dir=data_dir,
                         amqp_listeners=amqp, max_body=args.http_max_body,
                         plain_http=bool(args.http_port), https=args._http_tls,
-                        amqps_listeners=amqps)
+                        amqps_listeners=amqps, security=security)
     await api.start()
     log = logging.getLogger("hutch")
     # Lines of their own (tests parse them); printed before the "ready" line.

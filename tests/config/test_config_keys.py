@@ -121,7 +121,6 @@ def test_crl_check_true_refuses_to_start_false_is_accepted(prefix: str) -> None:
      "credential_validator.validation_backend = accept_everything"),
     ("management.restrictions.operator_policy_changes.disabled = true",
      "management.restrictions.operator_policy_changes.disabled = false"),
-    ("management.hsts.policy = max-age=31536000", None),
     ("ssl_options.depth = 2", "ssl_options.depth = 100"),
     ("password_hashing_module = rabbit_password_hashing_sha512",
      "password_hashing_module = rabbit_password_hashing_sha256"),

@@ -17,6 +17,7 @@ from ..broker.definitions import permission_info, user_info
 from ..broker.permissions import validate_regex
 from ..broker.users import HASHING_ALGORITHM, Permission, hash_password, parse_tags, valid_password_hash
 from ..protocol.state import RUNNING
+from .api_history import with_history
 from .definitions import DefinitionsError, export_definitions, export_vhost_definitions, import_definitions
 from .http_api import ApiError, Request, Router, bad_request, json_response, no_content, not_found
 from .schema import PERMISSION_PUT, USER_PUT, VHOST_PUT
@@ -25,14 +26,16 @@ from .views import node_info, node_name, overview, vhost_info
 
 async def get_overview(req: Request) -> web.Response:
     data = overview(req.broker, req.api.rates, req.api.listeners())
+    keys: list[Any] = [("overview",)]
     if not req.sees_all():
         data.update(_own_totals(req))
+        keys = [("vhost", name) for name in list(req.broker.vhosts) if req.may_use_vhost(name)]
         # As RabbitMQ's overview for users who are not administrators or monitoring:
         # no node, listeners or contexts; and no message_stats, which Hutch counts for
         # the whole broker only (RabbitMQ sums the user's vhosts).
         for key in ("node", "listeners", "contexts", "message_stats"):
             data.pop(key, None)
-    return json_response(data)
+    return json_response(with_history(req, data, keys, lengths_in="queue_totals"))
 
 
 def _own_totals(req: Request) -> dict[str, Any]:
@@ -151,7 +154,8 @@ async def list_vhosts(req: Request) -> web.Response:
 async def get_vhost(req: Request) -> web.Response:
     req.require_admin()  # as RabbitMQ 3.10's rabbit_mgmt_wm_vhost, even for its own users
     vhost = req.vhost(req.args["name"])
-    return json_response(vhost_info(req.broker, vhost, req.api.rates))
+    return json_response(with_history(req, vhost_info(req.broker, vhost, req.api.rates),
+                                      [("vhost", vhost.name)]))
 
 
 async def put_vhost(req: Request) -> web.Response:

@@ -33,6 +33,7 @@ from ..protocol import constants as rc
 from ..protocol.frames import content_header_payload
 from ..protocol.properties import encode_properties
 from ..protocol.state import CLOSING, RUNNING
+from .api_history import with_history
 from .http_api import (
     ApiError,
     Request,
@@ -55,6 +56,7 @@ from .views import (
     properties_key,
     queue_detail,
     queue_info,
+    queue_key,
     vhost_bindings,
 )
 
@@ -109,7 +111,9 @@ def _queue(req: Request) -> Any:
 
 
 async def get_queue(req: Request) -> web.Response:
-    return json_response(queue_detail(_queue(req), req.api.rates))
+    q = _queue(req)
+    return json_response(with_history(req, queue_detail(q, req.api.rates), [queue_key(q)],
+                                      ceil_lengths=True))
 
 
 async def put_queue(req: Request) -> web.Response:
@@ -464,7 +468,8 @@ async def get_channel(req: Request) -> web.Response:
         for ch in list(c.channels.values()):
             if channel_name(ch) == req.args["name"]:
                 _authorise_object(req, c.user.name)
-                return json_response(channel_info(ch, req.api.rates))
+                return json_response(with_history(req, channel_info(ch, req.api.rates),
+                                                  [("channel", id(ch))]))
     raise not_found()
 
 

@@ -340,6 +340,7 @@ class ManagementApi:
             api_limits,
             api_objects,
             api_policies,
+            api_shovels,
             metrics,
         )
 
@@ -350,6 +351,7 @@ class ManagementApi:
         api_health.register(self.router)
         api_policies.register(self.router)
         api_limits.register(self.router)
+        api_shovels.register(self.router)
         self.router.add("GET", "metrics", metrics.handle_metrics, auth=False)
 
     # -- lifecycle -----------------------------------------------------------------

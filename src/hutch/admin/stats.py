@@ -15,6 +15,7 @@ from dataclasses import fields
 from typing import Any
 
 from ..server.counters import CHANNEL_COUNTERS, Totals, totals_for
+from .history import History
 
 SAMPLE_INTERVAL = 5.0  # RabbitMQ's collect_statistics_interval default
 
@@ -67,13 +68,19 @@ class Rates:
         # key -> (time, {counter: value}) of the previous and latest sample.
         self._prev: dict[Any, tuple[float, dict[str, float]]] = {}
         self._last: dict[Any, tuple[float, dict[str, float]]] = {}
+        # What ?lengths_age=... and ?msg_rates_age=... answer from (history.py).
+        self.history = History()
 
     def observe(self, key: Any, values: Mapping[str, float], now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         last = self._last.get(key)
         if last is not None:
             self._prev[key] = last
+            if last[1] == values:  # an idle object: share the values, history unchanged
+                self._last[key] = (now, last[1])
+                return
         self._last[key] = (now, dict(values))
+        self.history.observe(key, values)
 
     def rate(self, key: Any, counter: str) -> float:
         prev, last = self._prev.get(key), self._last.get(key)
@@ -86,6 +93,7 @@ class Rates:
         for d in (self._prev, self._last):
             for key in [k for k in d if k not in live]:
                 del d[key]
+        self.history.forget_missing(live)
 
 
 def with_rates(counts: dict[str, int], rates: Rates, key: Any) -> dict[str, Any]:

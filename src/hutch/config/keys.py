@@ -192,9 +192,6 @@ REFUSED: list[Key] = [
     _refused("credential_validator.regexp", _never, "passwords are not checked against a policy"),
     _refused("management.restrictions.operator_policy_changes.disabled", _false,
              "operator policies can always be changed by administrators"),
-    *(_refused(f"management.{h}", _never, "the management API does not send this header")
-      for h in ("hsts.policy", "csp.policy", "headers.content_type_options",
-                "headers.xss_protection", "headers.frame_options", "headers.referrer_policy")),
     *(_refused(f"{p}.depth", _depth_default,
                "Python's ssl cannot limit the certificate chain's depth (OpenSSL's 100 applies)")
       for p in ("ssl_options", "management.ssl", "prometheus.ssl")),
@@ -206,6 +203,26 @@ REFUSED: list[Key] = [
 ]
 
 
+# management.headers.* (rabbit_mgmt_headers) -> the header each one sets.
+MANAGEMENT_HEADERS = {
+    "content_type_options": "X-Content-Type-Options",
+    "xss_protection": "X-XSS-Protection",
+    "frame_options": "X-Frame-Options",
+    "referrer_policy": "Referrer-Policy",
+}
+
+
+def _management_headers(items: list[tuple[str, Any]]) -> dict[str, str]:
+    """``management.headers.NAME = VALUE`` -> {header name: value} (admin/web_security.py)."""
+    out: dict[str, str] = {}
+    for suffix, value in items:
+        if suffix not in MANAGEMENT_HEADERS:
+            raise ValueError(f"Conf file attempted to set unknown variable: "
+                             f"management.headers.{suffix}")
+        out[MANAGEMENT_HEADERS[suffix]] = value
+    return out
+
+
 KEYS: list[Key] = [
     # -- lead: listeners of the HTTP side, message and store settings --
     Key("management.tcp.port", "http_port", c.port, "management API port (0 = disabled)"),
@@ -215,6 +232,12 @@ KEYS: list[Key] = [
     Key("management.listener.ip", "http_host", c.ip_address),
     Key("management.http.max_body_size", "http_max_body", c.integer(0),
         "largest management API request body in bytes"),
+    # The headers of every management reply (Hutch has safe defaults; these replace them).
+    Key("management.csp.policy", "http_csp_policy", c.text, "Content-Security-Policy header"),
+    Key("management.hsts.policy", "http_hsts_policy", c.text, "Strict-Transport-Security header"),
+    Key("management.headers.*", "http_headers", c.text,
+        "X-Content-Type-Options, X-XSS-Protection, X-Frame-Options, Referrer-Policy headers",
+        combine=_management_headers),
     Key("prometheus.tcp.port", "prometheus_port", c.port, "Prometheus endpoint port (0 = disabled)"),
     Key("prometheus.tcp.ip", "prometheus_host", c.ip_address, "Prometheus endpoint listen address"),
     Key("max_message_size", "max_message_size", c.integer(1, 536870912),
