@@ -110,7 +110,7 @@ def test_a_management_user_sees_only_its_own_connections_and_no_admin(
         browser.wait_for(f"[data-table=connections] tr[data-key='{my_name}']")
         table = browser.text("[data-table=connections]")
         assert their_name not in table
-        assert "1 items" in browser.text(".table-controls .count")
+        assert "1 item" in browser.text(".table-controls .count")
     finally:
         mine.close()
         theirs.close()

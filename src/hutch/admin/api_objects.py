@@ -53,6 +53,7 @@ from .views import (
     connection_info,
     consumer_info,
     exchange_info,
+    exchange_key,
     properties_key,
     queue_detail,
     queue_info,
@@ -227,7 +228,9 @@ async def queue_bindings(req: Request) -> web.Response:
 # -- exchanges -----------------------------------------------------------------------------
 async def list_exchanges(req: Request) -> web.Response:
     vhosts = [req.vhost()] if "vhost" in req.args else _visible_vhosts(req)
-    return json_response([exchange_info(ex) for v in vhosts for ex in list(v.exchanges.values())])
+    rates = req.api.rates
+    return json_response([exchange_info(ex, rates) for v in vhosts
+                          for ex in list(v.exchanges.values())])
 
 
 def _exchange(req: Request) -> Any:
@@ -239,7 +242,8 @@ def _exchange(req: Request) -> Any:
 
 
 async def get_exchange(req: Request) -> web.Response:
-    return json_response(exchange_info(_exchange(req)))
+    ex = _exchange(req)
+    return json_response(with_history(req, exchange_info(ex, req.api.rates), [exchange_key(ex)]))
 
 
 async def put_exchange(req: Request) -> web.Response:
@@ -427,7 +431,7 @@ def _authorise_object(req: Request, owner: str) -> None:
 
 
 async def list_connections(req: Request) -> web.Response:
-    return json_response([connection_info(c) for c in _connections(req)])
+    return json_response([connection_info(c, req.api.rates) for c in _connections(req)])
 
 
 def _connection(req: Request) -> Any:
@@ -439,7 +443,7 @@ def _connection(req: Request) -> Any:
 
 
 async def get_connection(req: Request) -> web.Response:
-    return json_response(connection_info(_connection(req)))
+    return json_response(connection_info(_connection(req), req.api.rates))
 
 
 async def close_connection(req: Request) -> web.Response:

@@ -9,7 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from .stats import Rates, broker_counts, channel_counts
-from .views import queue_gauges, queue_key, queue_totals
+from .views import (
+    connection_counts,
+    connection_key,
+    exchange_counts,
+    exchange_key,
+    queue_gauges,
+    queue_key,
+    queue_totals,
+)
 
 
 def sample(broker: Any, rates: Rates) -> None:
@@ -28,7 +36,15 @@ def sample(broker: Any, rates: Rates) -> None:
             qkey = queue_key(q)
             live.add(qkey)
             rates.observe(qkey, queue_gauges(q))
+        for ex in list(vhost.exchanges.values()):
+            if ex.publish_in or ex.publish_out:  # an exchange nobody published to has no rates
+                xkey = exchange_key(ex)
+                live.add(xkey)
+                rates.observe(xkey, exchange_counts(ex))
     for conn in list(broker.connections):
+        ckey = connection_key(conn)
+        live.add(ckey)
+        rates.observe(ckey, connection_counts(conn))
         for ch in list(conn.channels.values()):
             key = ("channel", id(ch))
             live.add(key)

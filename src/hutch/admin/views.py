@@ -104,8 +104,16 @@ def queue_gauges(q: Any) -> dict[str, float]:
 
 
 # -- exchanges ------------------------------------------------------------------------
-def exchange_info(ex: Any) -> dict[str, Any]:
-    info = {
+def exchange_key(ex: Any) -> tuple[str, str, str]:
+    return ("exchange", ex.vhost.name, ex.name)
+
+
+def exchange_counts(ex: Any) -> dict[str, int]:
+    return {"publish_in": ex.publish_in, "publish_out": ex.publish_out}
+
+
+def exchange_info(ex: Any, rates: Rates | None = None) -> dict[str, Any]:
+    info: dict[str, Any] = {
         "arguments": jsonable(ex.arguments),
         "auto_delete": ex.auto_delete,
         "durable": ex.durable,
@@ -118,6 +126,9 @@ def exchange_info(ex: Any) -> dict[str, Any]:
         info["policy"] = ex.policy.name
     if ex.delays:  # the plugin's info/2 item, shown for its exchanges only
         info["messages_delayed"] = ex.store.count
+    # As RabbitMQ: message_stats appear once the exchange has seen a publish.
+    if rates is not None and (ex.publish_in or ex.publish_out):
+        info["message_stats"] = with_rates(exchange_counts(ex), rates, exchange_key(ex))
     return info
 
 
@@ -175,9 +186,42 @@ def connection_state(conn: Any) -> str:
     return str(conn.flow.api_state)  # running, flow, blocked, closing (server/flow.py)
 
 
-def connection_info(conn: Any) -> dict[str, Any]:
+def connection_key(conn: Any) -> tuple[str, int]:
+    return ("connection", id(conn))
+
+
+def connection_counts(conn: Any) -> dict[str, int]:
+    return {"recv_oct": conn.recv_oct, "recv_cnt": conn.recv_cnt,
+            "send_oct": conn.send_oct, "send_cnt": conn.send_cnt}
+
+
+# Python's names for the TLS versions -> Erlang's, which RabbitMQ reports.
+_TLS_NAMES = {"TLSv1.3": "tlsv1.3", "TLSv1.2": "tlsv1.2"}
+
+
+def _tls_info(conn: Any) -> dict[str, Any]:
+    """RabbitMQ's ssl_* fields: null on a plain connection.  The cipher is OpenSSL's
+    name (RabbitMQ gives Erlang's split into key exchange, cipher and hash)."""
+    obj = conn.transport.get_extra_info("ssl_object") if conn.transport else None
+    if obj is None:
+        return {"ssl_protocol": None, "ssl_cipher": None, "ssl_key_exchange": None,
+                "ssl_hash": None}
+    cipher = obj.cipher()
+    return {"ssl_protocol": _TLS_NAMES.get(obj.version() or "", obj.version()),
+            "ssl_cipher": cipher[0] if cipher else None, "ssl_key_exchange": None,
+            "ssl_hash": None}
+
+
+def connection_info(conn: Any, rates: Rates | None = None) -> dict[str, Any]:
     peer_host, peer_port, host, port = _peer(conn)
+    counts: dict[str, Any] = connection_counts(conn)
+    if rates is not None:
+        key = connection_key(conn)
+        for name in ("recv_oct", "send_oct"):
+            counts[name + "_details"] = {"rate": rates.rate(key, name)}
     return {
+        **counts,
+        **_tls_info(conn),
         "auth_mechanism": getattr(conn, "auth_mechanism", ""),
         "channel_max": conn.channel_max,
         "channels": len(conn.channels),

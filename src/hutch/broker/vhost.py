@@ -349,6 +349,7 @@ class Vhost:
         if ex is self.default_exchange:
             # The work-queue case, kept short: one queue or none, no list, no
             # bindings, no alternate exchange.
+            ex.publish_in += 1
             q = self.queues.get(routing_key)
             if q is None:
                 # Never counted as routed (a mandatory reply also comes back), as in
@@ -360,9 +361,11 @@ class Vhost:
             msg = Message(exchange, routing_key, header, body, persistent, expires_at)
             q.enqueue(msg)
             fed.add(q)
+            ex.publish_out += 1
             return ROUTED if msg.msg_id is None else ROUTED | STORED
         if ex is None:
             return 0
+        ex.publish_in += 1
         try:
             queues = self.route(ex, routing_key, header)
         except DelayHeaderError as exc:
@@ -376,6 +379,7 @@ class Vhost:
             result = self._hold_delayed(exchange, routing_key, header, body, persistent)
         if not queues:
             return result
+        ex.publish_out += len(queues)
         return result | self._enqueue(queues, exchange, routing_key, header, body, persistent,
                                       expires_at, fed)
 

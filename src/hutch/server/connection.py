@@ -153,6 +153,8 @@ class Connection(asyncio.Protocol):
         self.fed_queues: set[Any] = set()
         self.flow = FlowControl(self)
         self.connected_at = time.time()
+        # Bytes and socket reads/writes, RabbitMQ's recv_oct/recv_cnt/send_oct/send_cnt.
+        self.recv_oct = self.recv_cnt = self.send_oct = self.send_cnt = 0
 
     # -- asyncio.Protocol --------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -171,6 +173,8 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_recv = time.monotonic()
+        self.recv_oct += len(data)
+        self.recv_cnt += 1
         state = self.state
         if state is PRE_INIT:
             self._receive_header(data)
@@ -245,6 +249,8 @@ class Connection(asyncio.Protocol):
                 ch.emit_confirms()
         if self._out and self.transport is not None and not self.transport.is_closing():
             self.transport.writelines(self._out)
+            self.send_oct += sum(map(len, self._out))
+            self.send_cnt += 1
             self._sent_since_tick = True
         self._out = []
 
@@ -480,6 +486,8 @@ class Connection(asyncio.Protocol):
             return
         if not self._sent_since_tick and self.transport is not None:
             self.transport.write(HEARTBEAT_FRAME)
+            self.send_oct += len(HEARTBEAT_FRAME)
+            self.send_cnt += 1
         self._sent_since_tick = False
         self._timer = self.broker.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
 

@@ -48,6 +48,12 @@ class Exchange:
         self.bindings: dict[tuple[int, str, str], Binding] = {}
         # Set by Vhost when the exchange is deleted, so stale references route nowhere.
         self.deleted = False
+        # RabbitMQ's exchange message_stats: messages clients published to this exchange
+        # (publish_in) and the copies it routed to queues (publish_out); counted by
+        # Vhost.publish, not for dead-lettered or delayed messages (RabbitMQ counts
+        # channel publishes only).
+        self.publish_in = 0
+        self.publish_out = 0
 
     # -- bindings ----------------------------------------------------------
     def bind(self, destination: Any, routing_key: str, arguments: dict[str, Any]) -> bool:
