@@ -1,0 +1,89 @@
+"""The overview in a real browser: totals and object counts that follow pika's
+traffic on their own (the page refreshes itself), node facts, and the memory alarm
+shown in red only while it is set."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pika
+import pytest
+import requests
+
+from tests.brokerproc import HutchProcess
+from tests.ui.conftest import Browser
+
+AUTH = ("guest", "guest")
+REFRESHED = 15.0  # the page refreshes every 5 s: two chances and some slack
+
+
+def login(browser: Browser) -> None:
+    """Log in once per broker (see test_queue_page.login)."""
+    d = browser.d
+    if d.current_url.startswith(browser.base) and d.execute_script(
+            "return sessionStorage.getItem('hutch.auth') !== null"):
+        return
+    browser.login()
+
+
+def total(browser: Browser, key: str) -> int:
+    return int(browser.text(f"[data-total={key}]").replace(",", ""))
+
+
+@pytest.fixture
+def connection(hutch_ui: HutchProcess) -> Iterator[Any]:
+    conn = pika.BlockingConnection(pika.URLParameters(hutch_ui.url))
+    try:
+        yield conn
+    finally:
+        if conn.is_open:
+            conn.close()
+
+
+def test_counts_change_after_publishing(browser: Browser, connection: Any) -> None:
+    login(browser)
+    browser.open("")
+    browser.wait_until(lambda: browser.text("[data-total=queues]") .isdigit(), "the counts")
+    before = {k: total(browser, k) for k in ("messages", "messages_ready", "queues", "connections")}
+    assert before["connections"] == 1  # this test's pika connection
+    ch = connection.channel()
+    q = f"overview-{uuid.uuid4().hex[:8]}"
+    ch.queue_declare(q)
+    for i in range(3):
+        ch.basic_publish("", q, b"m%d" % i)
+    # No reload: the page's own refresh picks the change up.
+    browser.wait_until(lambda: total(browser, "messages") == before["messages"] + 3,
+                       "3 more messages", timeout=REFRESHED)
+    assert total(browser, "messages_ready") == before["messages_ready"] + 3
+    assert total(browser, "queues") == before["queues"] + 1
+    assert total(browser, "channels") >= 1
+    facts = browser.text(".nodes")
+    assert "Hutch" in facts and "high watermark" in facts and "Uptime" in facts
+    assert not browser.find_all(".nodes .alarm")
+    listeners = browser.text("table[data-table=listeners]")
+    assert "amqp" in listeners and "http" in listeners
+    assert browser.find("a[href='#/definitions']")  # guest is an administrator
+    browser.shot("overview")
+
+
+def test_memory_alarm_is_shown_in_red_only_while_set(browser: Browser, hutch_ui: HutchProcess) -> None:
+    url = hutch_ui.http_url + "api/hutch/vm-memory-high-watermark"
+    login(browser)
+    browser.open("")
+    browser.wait_text(".nodes", "Memory")
+    assert not browser.find_all(".nodes .alarm")
+    r = requests.put(url, json={"absolute": 1}, auth=AUTH, timeout=5)
+    assert r.status_code == 204, r.text
+    try:
+        alarm = browser.wait_for(".nodes .alarm[data-alarm=Memory]", timeout=REFRESHED)
+        assert alarm.text == "Memory alarm"
+        colour = browser.d.execute_script("return getComputedStyle(arguments[0]).color", alarm)
+        red, green, blue = (int(x) for x in colour[colour.index("(") + 1:colour.index(")")].split(",")[:3])
+        assert red > 120 and green < 60 and blue < 60, colour
+        assert not browser.find_all(".nodes .alarm[data-alarm=Disk]")
+    finally:
+        r = requests.put(url, json={"relative": 0.6}, auth=AUTH, timeout=5)
+        assert r.status_code == 204, r.text
+    browser.wait_until(lambda: not browser.find_all(".nodes .alarm"), "the alarm gone", timeout=REFRESHED)
