@@ -45,7 +45,7 @@ def connection(hutch_ui: HutchProcess) -> Iterator[Any]:
 def test_counts_change_after_publishing(browser: Browser, connection: Any) -> None:
     login(browser)
     browser.open("")
-    browser.wait_until(lambda: browser.text("[data-total=queues]") .isdigit(), "the counts")
+    browser.wait_until(lambda: browser.text("[data-total=queues]").isdigit(), "the counts")
     before = {k: total(browser, k) for k in ("messages", "messages_ready", "queues", "connections")}
     assert before["connections"] == 1  # this test's pika connection
     ch = connection.channel()
