@@ -101,8 +101,15 @@ class JsonResponse(web.Response):
     column query parameters (``listing.shape``) to every endpoint's reply."""
 
     def __init__(self, data: Any, status: int = 200) -> None:
-        super().__init__(status=status, text=json.dumps(data), content_type="application/json")
+        super().__init__(status=status, content_type="application/json")
         self.data = data
+
+    async def prepare(self, request: web.BaseRequest) -> Any:
+        # Serialised only when sent: a paged list is cut before this, so 10,000 queues
+        # are not turned into megabytes of JSON to send 100 of them.
+        if self.body is None:
+            self.text = json.dumps(self.data)
+        return await super().prepare(request)
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
