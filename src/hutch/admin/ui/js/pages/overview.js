@@ -73,8 +73,8 @@ export async function render(root, params, ctx) {
   const queued = new Chart("Queued messages", "lengths",
     [["Ready", "messages_ready"], ["Unacked", "messages_unacknowledged"], ["Total", "messages"]]);
   const rates = new Chart("Message rates", "rates",
-    [["Publish", "publish"], ["Publisher confirm", "confirm"], ["Deliver (manual ack)", "deliver"],
-      ["Deliver / get", "deliver_get"], ["Consumer ack", "ack"], ["Redelivered", "redeliver"]]);
+    [["Publish", "publish"], ["Publisher confirm", "confirm"], ["Deliver / get", "deliver_get"],
+      ["Consumer ack", "ack"], ["Redelivered", "redeliver"]]);
   const nodes = h("div", { class: "nodes", "aria-live": "polite" });
   const listeners = h("div", {});
   const cluster = h("p", { class: "subtitle" });

@@ -123,15 +123,16 @@ function publishForm({ vhost, name, reload }) {
   return form;
 }
 
-function moveForm({ vhost, name }) {
+function moveForm({ vhost, name, path, reload }) {
   const dest = input({ name: "dest-queue", required: true, autocomplete: "off" });
   const status = h("p", { class: "move-status", role: "status" });
   const shovel = "Move from " + name;
+  const submit = h("button", { type: "submit", class: "primary" }, "Move messages");
   const form = h("form", { class: "form", id: "move-messages" },
     h("p", {}, "Move the messages of this queue to another queue of this virtual host (a one-shot shovel, " +
       "as RabbitMQ's \"Move messages\"; it ends when the messages there at the start have moved)."),
     field("Destination queue", dest),
-    h("div", {}, h("button", { type: "submit", class: "primary" }, "Move messages")), status);
+    h("div", {}, submit), status);
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const target = dest.value;
@@ -146,22 +147,26 @@ function moveForm({ vhost, name }) {
       "dest-add-forward-headers": false, "ack-mode": "on-confirm", "dest-queue": target,
     };
     status.textContent = `Moving messages to "${target}"…`;
+    submit.disabled = true; // one move at a time: the shovel's name is the queue's
     try {
       await api.put(`/api/parameters/shovel/${api.esc(vhost)}/${api.esc(shovel)}`,
         { component: "shovel", vhost, name: shovel, value });
+      await watchMove(vhost, shovel, target, status, path);
+      reload().catch(() => {});
     } catch (e) {
       status.textContent = "The move did not start: " + e.message;
       showError(e);
-      return;
+    } finally {
+      submit.disabled = false;
     }
-    await watchMove(vhost, shovel, target, status);
   });
   return form;
 }
 
-// Follow the shovel until it is gone (a one-shot shovel deletes itself when done).
-async function watchMove(vhost, shovel, target, status) {
-  const deadline = Date.now() + 120000;
+// Follow the shovel until it is gone (a one-shot shovel deletes itself when done),
+// with this queue's count as the progress.
+async function watchMove(vhost, shovel, target, status, path) {
+  const deadline = Date.now() + 300000;
   while (Date.now() < deadline) {
     let list;
     try {
@@ -171,12 +176,19 @@ async function watchMove(vhost, shovel, target, status) {
       return;
     }
     const s = (list || []).find((x) => x.name === shovel);
+    if (s && s.state === "terminated" && s.reason) {
+      status.textContent = `The move to "${target}" stopped: ${typeof s.reason === "string" ? s.reason : JSON.stringify(s.reason)}`;
+      showError(new Error(status.textContent));
+      return;
+    }
     if (!s || s.state === "terminated") {
       status.textContent = `Messages moved to "${target}".`;
       notify(status.textContent, "ok");
       return;
     }
-    status.textContent = `Moving messages to "${target}": ${s.state || "running"}…`;
+    const left = await api.get(path, { columns: "messages" }).then((q) => q.messages).catch(() => undefined);
+    status.textContent = `Moving messages to "${target}": ${s.state || "running"}` +
+      (left !== undefined ? `, ${num(left)} left in this queue` : "") + "…";
     await new Promise((r) => setTimeout(r, 500));
   }
   status.textContent = `The move to "${target}" is still running; see the queue's counts.`;
