@@ -108,6 +108,7 @@ def test_get_shows_the_x_death_entries_of_a_dead_lettered_message(browser: Brows
     heads = [c.text for c in death.find_elements("css selector", "thead th")]
     assert {"count", "reason", "queue", "exchange"} <= set(heads)
     assert "rejected" in cells and work in cells
+    assert any(c.endswith(" UTC)") for c in cells), cells  # the time as a date too
     assert browser.text(".message [data-header=x-first-death-reason]") == "rejected"
     assert browser.text(".message pre.payload") == "poison"
     # "Automatic ack" took it.

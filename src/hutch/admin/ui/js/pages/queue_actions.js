@@ -16,7 +16,9 @@ export function valueView(v) {
       const keys = [...new Set(v.flatMap((x) => Object.keys(x)))];
       return h("table", { class: "list nested" },
         h("thead", {}, h("tr", {}, keys.map((k) => h("th", { scope: "col" }, k)))),
-        h("tbody", {}, v.map((x) => h("tr", {}, keys.map((k) => h("td", {}, valueView(x[k])))))));
+        h("tbody", {}, v.map((x) => h("tr", {}, keys.map((k) => h("td", {},
+          // x-death's "time" is an AMQP timestamp (seconds): the date too.
+          k === "time" && typeof x[k] === "number" ? `${x[k]} (${timestamp(x[k] * 1000)})` : valueView(x[k])))))));
     }
     return v.map((x) => (typeof x === "object" && x !== null ? JSON.stringify(x) : String(x))).join(", ");
   }
