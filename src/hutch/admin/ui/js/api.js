@@ -52,7 +52,9 @@ export function esc(name) {
 }
 
 // path: "/api/..." with its segments already escaped; query: an object of parameters.
-export async function request(method, path, { query, body, raw } = {}) {
+// headers: extra request headers (X-Reason when closing a connection); a header value
+// must be Latin-1 without line breaks, refused here in words rather than by fetch().
+export async function request(method, path, { query, body, raw, headers: extra } = {}) {
   let url = path;
   if (query) {
     const qs = new URLSearchParams();
@@ -62,7 +64,12 @@ export async function request(method, path, { query, body, raw } = {}) {
     const s = qs.toString();
     if (s) url += "?" + s;
   }
-  const headers = { "X-Requested-With": "XMLHttpRequest" };
+  for (const v of Object.values(extra || {})) {
+    if (/[^\x20-\x7e\xa0-\xff]/.test(v)) {
+      throw new ApiError(400, "bad_request", "a header may hold only Latin-1 characters, no line breaks");
+    }
+  }
+  const headers = { "X-Requested-With": "XMLHttpRequest", ...(extra || {}) };
   const auth = sessionStorage.getItem(KEY);
   if (auth) headers["Authorization"] = "Basic " + auth;
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -110,4 +117,5 @@ export function whenUnauthorised(fn) {
 export const get = (path, query) => request("GET", path, { query });
 export const put = (path, body) => request("PUT", path, { body: body ?? {} });
 export const post = (path, body) => request("POST", path, { body: body ?? {} });
-export const del = (path, query) => request("DELETE", path, { query });
+export const del = (path, query, headers) => request("DELETE", path, { query, headers });
+
