@@ -108,3 +108,25 @@ def test_charts_draw_the_sample_history(browser: Browser, hutch_ui: HutchProcess
     browser.open("queues/%2F/" + q)
     browser.wait_for("figure.chart[data-chart='Queued messages'] canvas", timeout=REFRESHED)
     assert "Ready: 20" in browser.text("figure.chart[data-chart='Queued messages'] .chart-summary")
+
+
+def test_a_management_user_sees_totals_but_no_node_facts(browser: Browser, hutch_ui: HutchProcess) -> None:
+    """/api/nodes needs the monitoring tag: the overview leaves the nodes out rather than
+    failing, as RabbitMQ's does, and offers no definitions link."""
+    user = f"mgmt-{uuid.uuid4().hex[:6]}"
+    base = hutch_ui.http_url + "api/"
+    assert requests.put(base + "users/" + user, json={"password": "pw", "tags": "management"},
+                        auth=AUTH, timeout=5).status_code in (201, 204)
+    everything = {"configure": ".*", "write": ".*", "read": ".*"}
+    assert requests.put(base + "permissions/%2F/" + user, json=everything,
+                        auth=AUTH, timeout=5).status_code in (201, 204)
+    try:
+        browser.login(user, "pw")
+        browser.open("")
+        browser.wait_until(lambda: browser.text("[data-total=queues]").isdigit(), "the counts")
+        assert "Queued messages" in browser.text("main")
+        assert not browser.find_all(".nodes")
+        assert not browser.find_all("a[href='#/definitions']")
+    finally:
+        browser.d.execute_script("sessionStorage.clear()")  # the next test logs in as guest
+        requests.delete(base + "users/" + user, auth=AUTH, timeout=5)

@@ -49,9 +49,8 @@ def queue_exists(hutch: HutchProcess, name: str) -> bool:
 
 
 def login(browser: Browser) -> None:
-    """Log in once per module: Browser.login() clears the session under a page that
-    may still be loading with it, and the requests it then sends unauthenticated
-    are logged as console errors."""
+    """Log in once per broker: the login stays in the tab's sessionStorage, so the
+    module's later tests only open their page (a login per test costs a page load)."""
     d = browser.d
     if d.current_url.startswith(browser.base) and d.execute_script(
             "return sessionStorage.getItem('hutch.auth') !== null"):
