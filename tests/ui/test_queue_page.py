@@ -212,9 +212,9 @@ def test_consumers_and_the_queue_screenshot(browser: Browser, hutch_ui: HutchPro
         assert cells[1] == "billing-worker-1" and cells[2] == "yes" and cells[4] == "7"
         channel_link = row.find_element("css selector", "td a")
         assert channel_link.get_attribute("href").split("#", 1)[1].startswith("/channels/")
-        browser.wait_text("table[data-table=counts]", "12")
-        counts = browser.text("table[data-table=counts] tbody tr:first-child")
-        assert counts.split()[1:] == ["5", "7", "12"]
+        first = "table[data-table=counts] tbody tr:first-child"
+        browser.wait_until(lambda: browser.text(first).split()[1:] == ["5", "7", "12"],
+                           "ready 5, unacked 7, total 12", timeout=12)
         dismiss_notices(browser)
         browser.d.execute_script("window.scrollTo(0, 0)")
         browser.shot("queue")
