@@ -164,7 +164,9 @@ export class Table {
     if (this.count) {
       const shown = info.filtered_count ?? items.length;
       const total = info.total_count ?? shown;
-      this.count.textContent = shown === total ? `${num(total)} items` : `${num(shown)} of ${num(total)} items`;
+      const items = (n) => (n === 1 ? "item" : "items");
+      this.count.textContent = shown === total ? `${num(total)} ${items(total)}`
+        : `${num(shown)} of ${num(total)} ${items(total)}`;
     }
     const table = h("table", { class: "list", dataset: { table: o.name } },
       o.caption ? h("caption", {}, o.caption) : null,
