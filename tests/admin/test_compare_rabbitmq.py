@@ -97,6 +97,10 @@ def test_documents_match_rabbitmq_field_by_field() -> None:
         # RabbitMQ's statistics arrive with its next 5 s sample.
         rabbit.wait_for(f"queues/%2F/{q}", lambda d: d.get("messages_unacknowledged") == 2
                         and d.get("consumers") == 1, timeout=20)
+        # A consumer's channel_details is [] until RabbitMQ has its channel's statistics.
+        rabbit.wait_for("consumers/%2F", lambda cs: any(
+            c["queue"]["name"] == q and isinstance(c.get("channel_details"), dict)
+            and c["channel_details"] for c in cs), timeout=20)
         time.sleep(0.2)
         docs: dict[str, list[dict[str, Any]]] = {"queue": [], "exchange": [], "binding": [],
                                                  "consumer": [], "channel": [],

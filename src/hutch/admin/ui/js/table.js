@@ -177,8 +177,14 @@ export class Table {
           : items.map((row) => h("tr", { dataset: { key: o.rowKey ? o.rowKey(row) : row.name } },
             o.columns.map((c) => h("td", { class: c.numeric ? "num" : "" },
               c.render ? c.render(row) : fieldOf(row, c.key)))))));
+    // A refresh rebuilds the rows: keep the keyboard focus on the same sort button.
+    const focused = this.el.contains(document.activeElement) ? document.activeElement.dataset.sort : null;
     fill(this.body, table);
     this.renderPager(info);
+    if (focused) {
+      const again = this.body.querySelector(`button.sort[data-sort="${CSS.escape(focused)}"]`);
+      if (again) again.focus();
+    }
   }
 
   renderPager(info) {
