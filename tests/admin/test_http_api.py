@@ -293,3 +293,54 @@ def test_definitions_export_and_import(api: Api, qname: str) -> None:
         assert guest["password_hash"]
     finally:
         api.delete(f"vhosts/{vhost}")
+
+
+def test_vhost_description_and_tags_are_kept(api: Api) -> None:
+    """A vhost's description and tags are kept and shown (RabbitMQ 3.10 and 4.x), and a PUT
+    replaces them."""
+    name = f"meta-{uuid.uuid4().hex[:8]}"
+    try:
+        assert api.put(f"vhosts/{seg(name)}", {"description": "billing jobs",
+                                               "tags": "team-a,prod"}).status_code == 201
+        v = api.ok("GET", f"vhosts/{seg(name)}")
+        assert v["description"] == "billing jobs" and v["tags"] == ["team-a", "prod"]
+        assert v["metadata"] == {"description": "billing jobs", "tags": ["team-a", "prod"]}
+        assert api.put(f"vhosts/{seg(name)}", {"description": "d2"}).status_code == 204
+        v = api.ok("GET", f"vhosts/{seg(name)}")
+        assert v["description"] == "d2" and v["tags"] == []
+    finally:
+        api.delete(f"vhosts/{seg(name)}")
+
+
+@pytest.mark.hutch_only
+def test_vhost_settings_hutch_cannot_honour_are_refused(api: Api) -> None:
+    """tracing (the firehose) and a default queue type other than classic are refused with
+    400 rather than accepted and ignored (README, Known differences)."""
+    name = f"meta-{uuid.uuid4().hex[:8]}"
+    for body in ({"tracing": True}, {"default_queue_type": "quorum"}):
+        r = api.put(f"vhosts/{seg(name)}", body)
+        assert r.status_code == 400, (body, r.text)
+        assert api.get(f"vhosts/{seg(name)}").status_code == 404
+    assert api.put(f"vhosts/{seg(name)}", {"default_queue_type": "classic",
+                                           "tracing": False}).status_code == 201
+    api.delete(f"vhosts/{seg(name)}")
+
+
+@pytest.mark.hutch_only
+def test_vhost_metadata_survives_a_restart() -> None:
+    from tests.brokerproc import HutchProcess
+    from tests.conftest import EXTERNAL_URL
+
+    if EXTERNAL_URL:
+        pytest.skip("needs its own Hutch process")
+    proc = HutchProcess(http=True)
+    proc.start()
+    try:
+        api = Api(proc.http_url)
+        assert api.put("vhosts/kept", {"description": "kept", "tags": ["x"]}).status_code == 201
+        proc.stop()
+        proc.start()
+        v = Api(proc.http_url).ok("GET", "vhosts/kept")
+        assert (v["description"], v["tags"]) == ("kept", ["x"])
+    finally:
+        proc.stop()

@@ -179,7 +179,7 @@ def test_the_definitions_file_holds_durable_objects_and_comes_back(tmp_path) -> 
                             "topic_permissions", "parameters", "global_parameters", "policies",
                             "queues", "exchanges", "bindings", "hutch"}
     assert on_disk["vhosts"][0] == {"name": "/", "limits": [],
-                                    "metadata": {"description": "", "tags": []}}
+                                    "metadata": {"description": "Default virtual host", "tags": []}}
     assert names(on_disk, "queues") == {("/", "orders", ""), ("dev", "orders", "")}
     assert names(on_disk, "exchanges") == {(v, x, "") for v in ("/", "dev")
                                            for x in ("events", "ae", "hidden")}

@@ -26,14 +26,19 @@ def test_add_a_vhost_permit_a_user_limit_its_queues_and_delete_it(
     browser.login()
     browser.open("vhosts")
     browser.fill("#add-vhost [name=name]", name)
+    browser.fill("#add-vhost [name=description]", "billing <b>jobs</b>")
+    browser.fill("#add-vhost [name=tags]", "team-a, prod")
     browser.click("#add-vhost button[type=submit]")
     browser.wait_text("[data-table=vhosts] tbody", name)
-    assert api(hutch_ui, "GET", f"vhosts/{name}").ok
+    made = api(hutch_ui, "GET", f"vhosts/{name}").json()
+    assert (made["description"], made["tags"]) == ("billing <b>jobs</b>", ["team-a", "prod"])
+    browser.wait_text(f'[data-table=vhosts] tr[data-key="{name}"]', "team-a")
     browser.shot("vhosts")
 
     browser.click(f'[data-table=vhosts] tr[data-key="{name}"] a')
     browser.wait_text("h1", "Virtual host: " + name)
     browser.wait_text("#main .facts", "running")
+    browser.wait_text("#main .facts", "billing <b>jobs</b>")  # as text
     browser.choose("#set-permission [name=user]", "guest")
     browser.click("#set-permission button[type=submit]")
     browser.wait_text("[data-table=vhost-permissions] tbody", "guest")

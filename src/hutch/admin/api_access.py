@@ -160,10 +160,26 @@ async def get_vhost(req: Request) -> web.Response:
 
 async def put_vhost(req: Request) -> web.Response:
     req.require_admin()
-    await req.body(VHOST_PUT)  # checked; description/tags/tracing are accepted, not kept
+    body = await req.body(VHOST_PUT)
+    # What Hutch cannot do is refused rather than accepted and ignored: message tracing
+    # (RabbitMQ's firehose) and a default queue type other than classic (RabbitMQ 4.x
+    # declares the vhost's queues with it; 3.10 accepts it and reports "undefined").
+    if body.get("tracing") is True:
+        raise bad_request("Hutch has no message tracing (the firehose): tracing must be false")
+    dqt = body.get("default_queue_type")
+    if dqt not in (None, "classic", "undefined"):
+        raise bad_request(f"Hutch does not apply a default queue type ({dqt!r}): leave it out or "
+                          "use 'classic', and declare queues with x-queue-type")
+    tags = body.get("tags", [])
+    tags = [t.strip() for t in tags.split(",") if t.strip()] if isinstance(tags, str) else tags
     name = req.args["name"]
     existed = name in req.broker.vhosts
-    req.broker.add_vhost(name)  # calls definitions_changed() when it creates one
+    vhost = req.broker.add_vhost(name)  # calls definitions_changed() when it creates one
+    # As RabbitMQ: a PUT replaces the metadata (what it leaves out becomes empty).
+    description = body.get("description", "")
+    if (vhost.description, vhost.tags) != (description, list(tags)):
+        vhost.description, vhost.tags = description, list(tags)
+        req.broker.definitions_changed()
     if not existed:
         # Like RabbitMQ's management plugin: the creator gets full permissions there.
         req.broker.users.set_permission(name, req.user.name, Permission())

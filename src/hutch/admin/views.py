@@ -311,7 +311,7 @@ def vhost_info(broker: Any, vhost: Any, rates: Rates) -> dict[str, Any]:
     ready = sum(q.message_count for q in vhost.queues.values())
     unacked = sum(q.unacked_count for q in vhost.queues.values())
     key = ("vhost", vhost.name)
-    description = "Default virtual host" if vhost.name == "/" else ""
+    description, tags = vhost.description, list(vhost.tags)
     return {
         "cluster_state": {node_name(): "running"},
         "default_queue_type": "undefined",
@@ -322,9 +322,9 @@ def vhost_info(broker: Any, vhost: Any, rates: Rates) -> dict[str, Any]:
         "messages_ready_details": {"rate": rates.rate(key, "messages_ready")},
         "messages_unacknowledged": unacked,
         "messages_unacknowledged_details": {"rate": rates.rate(key, "messages_unacknowledged")},
-        "metadata": {"description": description, "tags": []},
+        "metadata": {"description": description, "tags": tags},
         "name": vhost.name,
-        "tags": [],
+        "tags": tags,
         "tracing": False,
     }
 

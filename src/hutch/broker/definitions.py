@@ -157,8 +157,9 @@ def store_document(broker: Node) -> Document:
     the loop (the broker is not thread-safe) as plain JSON data, so the store can
     encode and write it on a thread of its own."""
     # The vhosts' limits and metadata are the file's shape since its first version.
-    vhosts = [{"name": name, "limits": [], "metadata": {"description": "", "tags": []}}
-              for name in broker.vhosts]
+    vhosts = [{"name": name, "limits": [],
+               "metadata": {"description": v.description, "tags": list(v.tags)}}
+              for name, v in broker.vhosts.items()]
     out = _document(broker, vhosts, durable_only=True)
     out["hutch"] = {"queue_ids": [{"vhost": vname, "name": q.name, "id": q.store_id}
                                   for vname, vhost in broker.vhosts.items()
@@ -192,6 +193,22 @@ def restore(broker: Node, defs: Document) -> list[str]:
     return _apply(broker, defs, only_vhost=None, restoring=True)
 
 
+def _set_vhost_metadata(vhost: Vhost, entry: dict[str, Any]) -> None:
+    """A vhost's description and tags, from RabbitMQ 4.x's top-level fields or the
+    ``metadata`` object (Hutch's own file, 3.x); an entry with neither (a 3.10
+    export) leaves them alone."""
+    raw = entry.get("metadata")
+    meta: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    description = entry.get("description", meta.get("description"))
+    tags = entry.get("tags", meta.get("tags"))
+    if isinstance(description, str):
+        vhost.description = description
+    if isinstance(tags, list):
+        vhost.tags = [str(t) for t in tags]
+    elif isinstance(tags, str):
+        vhost.tags = [t.strip() for t in tags.split(",") if t.strip()]
+
+
 def _apply(broker: Node, defs: Document, only_vhost: str | None,
            restoring: bool) -> list[str]:
     warnings: list[str] = []
@@ -205,6 +222,8 @@ def _apply(broker: Node, defs: Document, only_vhost: str | None,
             name = v.get("name")
             if isinstance(name, str) and name and name not in broker.vhosts:
                 broker.add_vhost(name)
+            if isinstance(name, str) and name in broker.vhosts:
+                _set_vhost_metadata(broker.vhosts[name], v)
         if restoring and "permissions" in defs:
             users.permissions.clear()
         for p in defs.get("permissions", []):

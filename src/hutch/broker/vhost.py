@@ -74,6 +74,9 @@ class Vhost:
     def __init__(self, broker: Node, name: str) -> None:
         self.broker = broker
         self.name = name
+        # RabbitMQ's vhost metadata, kept and shown; nothing in Hutch acts on it.
+        self.description = "Default virtual host" if name == "/" else ""
+        self.tags: list[str] = []
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         # name -> Policy (policies.py); the two kinds are separate sets, as in RabbitMQ.

@@ -24,6 +24,7 @@ export async function render(root, params, ctx) {
         render: (v) => h("a", { href: "#/vhosts/" + api.esc(v.name) }, v.name) },
       { key: "users", label: "Users", title: "Users with permissions here",
         numeric: true, render: (v) => num(userCount[v.name] || 0) },
+      { key: "tags", label: "Tags", render: (v) => (v.tags || []).map((t) => h("span", { class: "tag" }, t)) },
       { key: "state", label: "State", render: vhostState },
       { key: "messages_ready", label: "Ready", sort: "messages_ready", numeric: true },
       { key: "messages_unacknowledged", label: "Unacked", sort: "messages_unacknowledged", numeric: true },
@@ -42,11 +43,13 @@ export async function render(root, params, ctx) {
     empty: "No virtual hosts",
   });
 
-  // Name only: Hutch accepts RabbitMQ's description, tags and default_queue_type
-  // but does not keep them yet (api_access.put_vhost), so the form does not offer them.
+  // RabbitMQ's form: name, description, tags (Hutch keeps both; its default queue type
+  // is always classic, so the form does not offer one).
   const name = input({ name: "name", required: true, autocomplete: "off" });
   const form = h("form", { class: "form", id: "add-vhost" },
     field("Name", name),
+    field("Description", input({ name: "description", autocomplete: "off" })),
+    field("Tags", input({ name: "tags", autocomplete: "off" }), "Comma-separated"),
     h("button", { type: "submit", class: "primary" }, "Add virtual host"));
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -55,7 +58,7 @@ export async function render(root, params, ctx) {
       showError(new Error("Please give the virtual host a name."));
       return;
     }
-    const body = {};
+    const body = { description: v.description, tags: v.tags };
     try {
       await api.put("/api/vhosts/" + api.esc(v.name), body);
       notify(`Virtual host "${v.name}" added.`, "ok");
