@@ -222,27 +222,58 @@ def test_consumers_and_the_queue_screenshot(browser: Browser, hutch_ui: HutchPro
         conn.close()
 
 
-def test_move_messages_from_a_dead_letter_queue_back(browser: Browser, hutch_ui: HutchProcess,
-                                                     channel: Any) -> None:
+def test_move_messages_from_a_dead_letter_queue_back(browser: Browser, channel: Any) -> None:
     work, dlq = unique("work"), unique("dlq")
-    channel.queue_declare(work)
     channel.queue_declare(dlq)
+    channel.queue_declare(work, arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq})
     for i in range(5):
-        channel.basic_publish("", dlq, b"dead %d" % i, pika.BasicProperties(headers={"n": i}))
-    r = requests.get(hutch_ui.http_url + "api/shovels", auth=AUTH, timeout=5)
-    if r.status_code == 404:
-        pytest.xfail("the move (dynamic shovel) endpoint is not on this branch yet")
+        channel.basic_publish("", work, b"job %d" % i, pika.BasicProperties(headers={"n": i}))
+    for _ in range(5):  # a consumer that fails every job: all five are dead-lettered
+        method, _props, _body = channel.basic_get(work)
+        channel.basic_reject(method.delivery_tag, requeue=False)
+    assert channel.queue_declare(dlq, passive=True).method.message_count == 5
     login(browser)
     browser.open(page(dlq))
     open_section(browser, "move")
     browser.fill("#move-messages [name=dest-queue]", work)
     browser.click("#move-messages button[type=submit]")
     browser.wait_text(".move-status", f'Messages moved to "{work}"', timeout=20)
+    browser.wait_until(lambda: browser.text("table[data-table=counts] tbody tr:first-child").split()[1:]
+                       == ["0", "0", "0"], "the emptied dead-letter queue's counts", timeout=12)
     got = []
     while True:
         method, props, body = channel.basic_get(work, auto_ack=True)
         if method is None:
             break
-        got.append((body, props.headers["n"]))
-    assert got == [(b"dead %d" % i, i) for i in range(5)]
+        got.append((body, props.headers["n"], props.headers["x-death"][0]["reason"]))
+    # In order, bodies and headers kept; x-death says where they had been.
+    assert got == [(b"job %d" % i, i, "rejected") for i in range(5)], got
     assert channel.queue_declare(dlq, passive=True).method.message_count == 0
+
+
+def test_a_move_refused_by_the_api_says_why(browser: Browser, hutch_ui: HutchProcess,
+                                            channel: Any) -> None:
+    """Shovel parameters need the policymaker or administrator tag, as in RabbitMQ: a
+    management user's move is refused, in words, and nothing moves."""
+    dlq, user = unique("dlq"), unique("mover")
+    channel.queue_declare(dlq)
+    channel.basic_publish("", dlq, b"stays")
+    base = hutch_ui.http_url + "api/"
+    assert requests.put(base + "users/" + user, json={"password": "pw", "tags": "management"},
+                        auth=AUTH, timeout=5).status_code in (201, 204)
+    everything = {"configure": ".*", "write": ".*", "read": ".*"}
+    assert requests.put(base + "permissions/%2F/" + user, json=everything,
+                        auth=AUTH, timeout=5).status_code in (201, 204)
+    try:
+        browser.login(user, "pw")
+        browser.open(page(dlq))
+        open_section(browser, "move")
+        browser.fill("#move-messages [name=dest-queue]", unique("work"))
+        browser.click("#move-messages button[type=submit]")
+        browser.wait_text(".move-status", "The move did not start: Not allowed")
+        assert browser.find_all("#notices .notice.error")
+        browser.console_errors()  # the refused PUT is logged by Chromium as a failed load
+        assert channel.queue_declare(dlq, passive=True).method.message_count == 1
+    finally:
+        browser.d.execute_script("sessionStorage.clear()")  # the next test logs in as guest
+        requests.delete(base + "users/" + user, auth=AUTH, timeout=5)
