@@ -358,10 +358,12 @@ async def _start_management(broker: Node, server: Server, args: argparse.Namespa
         log.info("started HTTP listener for the management API on %s",
                  ", ".join(f"{h}:{p}" for h, p in api.http_listeners))
         print(f"hutch management API: {api.url} (HTTP basic auth{who})", flush=True)
+        print(f"hutch web UI: {api.url}", flush=True)
     if api.https.addresses:
         log.info("started HTTPS listener for the management API on %s",
                  ", ".join(f"{h}:{p}" for h, p in api.https.addresses))
         print(f"hutch management API: {api.https.url} (HTTP basic auth{who})", flush=True)
+        print(f"hutch web UI: {api.https.url}", flush=True)
     return api
 
 

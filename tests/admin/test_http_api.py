@@ -344,3 +344,24 @@ def test_vhost_metadata_survives_a_restart() -> None:
         assert (v["description"], v["tags"]) == ("kept", ["x"])
     finally:
         proc.stop()
+
+
+def test_another_connections_exclusive_queue_is_locked_over_http(api: Api, broker_url: str) -> None:
+    """Get, purge and delete of an exclusive queue through the API are refused with 400
+    RESOURCE_LOCKED, as RabbitMQ's management plugin does; nothing is taken."""
+    conn = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        ch = conn.channel()
+        q = ch.queue_declare("", exclusive=True).method.queue
+        ch.basic_publish("", q, b"secret")
+        r = api.post(f"queues/%2F/{seg(q)}/get", {"count": 1, "ackmode": "ack_requeue_false",
+                                                   "encoding": "auto"})
+        assert r.status_code == 400 and "RESOURCE_LOCKED" in r.json()["reason"], r.text
+        for method, path in (("DELETE", f"queues/%2F/{seg(q)}/contents"),
+                             ("DELETE", f"queues/%2F/{seg(q)}")):
+            r = api.request(method, path)
+            assert r.status_code == 400, (path, r.text)
+            assert "cannot obtain exclusive access to locked queue" in r.json()["reason"]
+        assert ch.queue_declare(q, passive=True).method.message_count == 1
+    finally:
+        conn.close()

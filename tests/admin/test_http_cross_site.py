@@ -122,3 +122,37 @@ def test_401_has_a_login_prompt_unless_the_ui_asks(hutch: HutchProcess) -> None:
                      timeout=10)
     assert r.status_code == 401 and "WWW-Authenticate" not in r.headers
     assert r.json() == {"error": "not_authorized", "reason": "Login failed"}
+
+
+def test_a_same_origin_browser_request_behind_a_proxy_is_served(hutch: HutchProcess) -> None:
+    """Behind a reverse proxy that terminates TLS (https://mq.example.com -> http://127.0.0.1),
+    Origin never matches what the server sees; the browser's own Sec-Fetch-Site decides."""
+    q = f"xs-proxy-{uuid.uuid4().hex[:6]}"
+    headers = {"Sec-Fetch-Site": "same-origin", "Origin": "https://mq.example.com"}
+    r = _send(hutch, "PUT", f"queues/%2F/{q}", headers)
+    assert r.status_code == 201, r.text
+    assert _send(hutch, "DELETE", f"queues/%2F/{q}", headers).status_code == 204
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:80", "mq.attacker.test:15672"])
+def test_dns_rebinding_from_loopback_is_refused(hutch: HutchProcess, host: str) -> None:
+    """A page whose name was rebound to 127.0.0.1 sends its own name as Host: refused from
+    a loopback peer, reads included (GET /api/definitions would hand out password hashes)."""
+    port = hutch.http_url.rstrip("/").rsplit(":", 1)[1]
+    for method, path in (("GET", "definitions"), ("GET", "overview"), ("PUT", "queues/%2F/xs-rb")):
+        r = requests.request(method, f"http://127.0.0.1:{port}/api/{path}", json={},
+                             auth=("guest", "guest"), headers={"Host": host}, timeout=10)
+        assert r.status_code == 403, (method, path, r.text)
+        assert "Host" in r.json()["reason"]
+    assert Api(hutch.http_url).get("queues/%2F/xs-rb").status_code == 404
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "[::1]", "app.localhost"])
+def test_this_machines_own_names_are_served(hutch: HutchProcess, host: str) -> None:
+    import socket
+
+    port = hutch.http_url.rstrip("/").rsplit(":", 1)[1]
+    for name in (host, socket.gethostname()):
+        r = requests.get(f"http://127.0.0.1:{port}/api/overview", auth=("guest", "guest"),
+                         headers={"Host": f"{name}:{port}"}, timeout=10)
+        assert r.status_code == 200, (name, r.text)

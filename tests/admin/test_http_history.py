@@ -154,3 +154,10 @@ def test_history_is_run_length_encoded() -> None:
     assert h.series(["q", "r"], "messages", rng) == [400, 398, 397]
     h.forget_missing({"r"})
     assert h.series(["q"], "messages", rng) is None
+
+
+@pytest.mark.hutch_only
+def test_a_parameter_of_thousands_of_digits_is_400_not_500(api: Api, loaded_queue: str) -> None:
+    r = api.get(f"queues/%2F/{seg(loaded_queue)}?lengths_age={'9' * 4400}&lengths_incr=1")
+    assert r.status_code == 400, r.text
+    assert r.json()["reason"].startswith("Invalid range parameters")

@@ -373,3 +373,25 @@ def test_a_big_move_does_not_freeze_the_broker(tmp_path) -> None:
         conn.close()
     finally:
         proc.stop()
+
+
+def test_another_connections_exclusive_queue_is_not_moved(api: Api, channel: Any,
+                                                          broker_url: str) -> None:
+    """The shovel cannot consume a queue another connection holds exclusively
+    (RESOURCE_LOCKED): it moves nothing, on both brokers."""
+    owner = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        och = owner.channel()
+        src = och.queue_declare("", exclusive=True).method.queue
+        for i in range(3):
+            och.basic_publish("", src, f"secret {i}".encode())
+        loot, name = _uid("loot"), _uid("Move from excl")
+        channel.queue_declare(loot, durable=True)
+        api.put(f"parameters/shovel/%2F/{seg(name)}", move_body(name, src, loot))
+        time.sleep(2)
+        assert _count(channel, loot) == 0
+        assert och.queue_declare(src, passive=True).method.message_count == 3
+        api.delete(f"parameters/shovel/%2F/{seg(name)}")
+        channel.queue_delete(loot)
+    finally:
+        owner.close()

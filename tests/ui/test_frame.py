@@ -43,3 +43,16 @@ def test_index_and_assets_carry_the_security_headers(hutch_ui) -> None:
     assert again.status_code == 304
     for bad in ("static/../http_api.py", "static/%2e%2e/ui.py", "static/js/nope.js", "ui.py"):
         assert requests.get(hutch_ui.http_url + bad, timeout=5).status_code == 404, bad
+
+
+def test_after_logout_no_page_renders_without_logging_in(browser: Browser) -> None:
+    browser.login()
+    browser.click("#logout")
+    browser.wait_for("#login")
+    browser.go("users")
+    browser.go("queues")
+    import time
+
+    time.sleep(0.5)  # a route that would render does so within this
+    assert browser.find_all("#login") and not browser.find_all(".page")
+

@@ -137,6 +137,7 @@ async def delete_queue(req: Request) -> web.Response:
     query = req.http.query
     with req.amqp("Delete queue error"):
         req.access(q.vhost).check("queue", q.name, CONFIGURE)
+        q.vhost.check_exclusive(q, None)  # another connection's exclusive queue: 400, as RabbitMQ
         if _flag(query.get("if-unused")) and q.consumers:
             raise ChannelError(rc.PRECONDITION_FAILED,
                                f"queue '{q.name}' in vhost '{q.vhost.name}' in use")
@@ -151,6 +152,7 @@ async def purge_queue(req: Request) -> web.Response:
     q = _queue(req)
     with req.amqp("Error purging queue"):
         req.access(q.vhost).check("queue", q.name, READ)
+        q.vhost.check_exclusive(q, None)
         q.purge()
     return no_content()
 
@@ -185,6 +187,7 @@ async def get_messages(req: Request) -> web.Response:
         q = vhost.queues.get(name)
         if q is None:
             raise ChannelError(rc.NOT_FOUND, f"no queue '{name}' in vhost '{vhost.name}'")
+        vhost.check_exclusive(q, None)  # 400 "405 RESOURCE_LOCKED - ...", as RabbitMQ
         q.check_get()
     taken: list[Message] = []
     out = []

@@ -131,6 +131,9 @@ def _check_access(req: Request, move: Move) -> None:
             req.access(dest).check("exchange", exchange, WRITE)
 
 
+MAX_MOVES = 100  # moves running at once, per broker
+
+
 async def put_parameter(req: Request) -> web.Response:
     _authorise(req)
     _component(req)
@@ -149,6 +152,10 @@ async def put_parameter(req: Request) -> web.Response:
         raise bad_request(str(exc)) from None
     _check_access(req, move)
     registry = shovels(req)
+    if (vhost.name, name) not in registry.moves and len(registry.moves) >= MAX_MOVES:
+        # A guard RabbitMQ lacks: each move is a task of the broker's own loop.
+        raise bad_request(f"{MAX_MOVES} moves are running already: wait for one to end "
+                          "or delete one (DELETE /api/parameters/shovel/VHOST/NAME)")
     existed = registry.remove(vhost.name, name)  # a new definition restarts it, as RabbitMQ
     registry.moves[(vhost.name, name)] = move
     registry.mover.start(move)

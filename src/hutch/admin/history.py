@@ -50,6 +50,10 @@ def _int(query: Mapping[str, str], name: str) -> int | None:
     raw = query.get(name)
     if raw is None or not _INT.fullmatch(raw):
         return None
+    if len(raw) > 18:
+        # Python refuses to convert a string of thousands of digits; anything this long
+        # is far beyond MAX_RANGE samples anyway.
+        raise RangeError(f"Invalid range parameters: {name} {raw[:20]}...")
     return int(raw)
 
 

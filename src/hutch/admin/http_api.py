@@ -50,7 +50,13 @@ from .schema import BodyError, Schema, decode_object
 from .stats import SAMPLE_INTERVAL, Rates
 from .ui import load_assets, serve_asset, ui_path
 from .views import node_name
-from .web_security import CROSS_SITE_REASON, SecurityHeaders, cross_site
+from .web_security import (
+    CROSS_SITE_REASON,
+    REBINDING_REASON,
+    SecurityHeaders,
+    cross_site,
+    rebinding,
+)
 
 log = logging.getLogger("hutch.management")
 
@@ -452,9 +458,13 @@ class ManagementApi:
             if found_asset is not None and http.method in ("GET", "HEAD"):
                 return found_asset
             return json_response({"error": "Object Not Found", "reason": "Not Found"}, 404)
+        if rebinding(http, is_loopback(http.remote or "")):
+            log.warning("HTTP API: refused %s %s from %s with Host %s (DNS rebinding?)",
+                        http.method, http.raw_path, http.remote, http.headers.get("Host"))
+            return json_response({"error": "forbidden", "reason": REBINDING_REASON}, 403)
         if cross_site(http):
             log.warning("HTTP API: refused a cross-site %s %s (Origin %s, Sec-Fetch-Site %s)",
-                        http.method, http.path, http.headers.get("Origin"),
+                        http.method, http.raw_path, http.headers.get("Origin"),
                         http.headers.get("Sec-Fetch-Site"))
             return json_response({"error": "forbidden", "reason": CROSS_SITE_REASON}, 403)
         try:

@@ -43,6 +43,8 @@ DEFAULT_HEADERS = {
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CROSS_SITE_REASON = "cross-site request refused: state-changing requests must come from this origin"
+REBINDING_REASON = ("the Host header names another host: a request from this machine must "
+                    "address it as localhost, by IP address or by its own host name")
 
 
 @dataclass
@@ -73,10 +75,52 @@ def cross_site(request: web.Request) -> bool:
     if request.method in SAFE_METHODS:
         return False
     site = request.headers.get("Sec-Fetch-Site")
-    if site is not None and site not in ("same-origin", "none"):
-        return True
+    if site is not None:
+        # Set by the browser itself (no page can forge it), and right behind a reverse
+        # proxy that terminates TLS or rewrites Host, where Origin would not match
+        # the scheme and host this server sees.
+        return site not in ("same-origin", "none")
     origin = request.headers.get("Origin")
     if origin is None:
         return False
     own = f"{request.scheme}://{request.host}"
     return origin.rstrip("/").lower() != own.lower()
+
+
+# -- DNS rebinding -----------------------------------------------------------------------------
+# A page on evil.example can make its name resolve to 127.0.0.1 and then talk to this
+# port as "its own" origin, sending guest/guest, which loopback accepts.  What gives it
+# away is the Host header: a browser sends the name it resolved.  So a request from a
+# loopback peer must name this machine: localhost, an IP address, or the host's own name
+# (Debian maps it to 127.0.1.1).  Requests from other peers cannot use the loopback-only
+# users and are not restricted (operators reach the broker under any DNS name).
+
+def _own_names() -> set[str]:
+    import socket
+
+    names = {"localhost", "localhost.localdomain"}
+    for name in (socket.gethostname(), socket.getfqdn()):
+        if name:
+            names.add(name.lower())
+    return names
+
+
+_OWN_NAMES: set[str] | None = None
+
+
+def rebinding(request: web.Request, loopback_peer: bool) -> bool:
+    """True when a loopback peer's Host names some other host (see above)."""
+    global _OWN_NAMES
+    if not loopback_peer:
+        return False
+    host = (request.headers.get("Host") or "").strip().lower()
+    if not host:
+        return False  # HTTP/1.0 clients (curl -0) send none: not a browser
+    if host.startswith("["):  # [::1]:15672
+        return False
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if name.replace(".", "").isdigit() or ":" in name:
+        return False  # an IP literal: no DNS involved
+    if _OWN_NAMES is None:
+        _OWN_NAMES = _own_names()
+    return name.rstrip(".") not in _OWN_NAMES and not name.endswith(".localhost")

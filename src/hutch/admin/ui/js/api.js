@@ -47,6 +47,9 @@ export function hasCredentials() {
 }
 
 // A path segment: names may hold any character, "/" and "%" included (vhost "/" is %2F).
+// A queue named "." or ".." cannot be addressed from a browser (it resolves them as
+// path steps, %2E%2E included, as the URL standard says); RabbitMQ's UI has the same
+// limit, and the HTTP API reaches them from other clients.
 export function esc(name) {
   return encodeURIComponent(name);
 }

@@ -86,6 +86,7 @@ function parseHash() {
 
 async function route() {
   const gen = ++generation;
+  if (!ctx.user) return; // logged out (or the session ended): the login form stays
   const main = document.getElementById("main");
   if (current && current.dispose) current.dispose();
   current = null;
@@ -108,14 +109,14 @@ async function route() {
     if (gen !== generation) return;
     const root = h("div", { class: "page", dataset: { page: found.module } });
     const page = await mod.render(root, found.params, ctx);
-    if (gen !== generation) {
+    if (gen !== generation || !ctx.user) {
       if (page && page.dispose) page.dispose();
       return;
     }
     fill(main, root);
     current = page || {};
   } catch (e) {
-    if (gen !== generation) return;
+    if (gen !== generation || !ctx.user) return;
     fill(main, h("h1", {}, found.title), h("p", { class: "error", role: "alert" }, e.message || String(e)));
   }
 }
@@ -198,6 +199,7 @@ function loginForm(message) {
 }
 
 function logout() {
+  ctx.user = null;
   api.clearCredentials();
   clearInterval(timer);
   if (current && current.dispose) current.dispose();
