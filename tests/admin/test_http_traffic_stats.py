@@ -4,6 +4,7 @@ connection rates.  RabbitMQ's statistics lag by up to 5 s, so each check waits."
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pika
@@ -58,9 +59,38 @@ def test_connection_byte_counters(api: Api, broker_url: str) -> None:
         conns = api.wait_for("connections", mine)
         c = next(c for c in conns if c["client_properties"].get("connection_name") == name)
         assert c["recv_cnt"] > 0 and c["send_cnt"] > 0
+        assert c["user_provided_name"] == name
         assert "rate" in c["recv_oct_details"] and "rate" in c["send_oct_details"]
         assert c["ssl_protocol"] is None  # a plain connection
         one = api.ok("GET", "connections/" + seg(c["name"]))
         assert one["recv_oct"] >= c["recv_oct"]
     finally:
         conn.close()
+
+
+def test_http_publish_and_get_count_in_the_overview(api: Api, broker_url: str) -> None:
+    """The management API's own publish and get are counted like a channel's, as in
+    RabbitMQ (its plugin uses a channel): the overview's rates see them."""
+    q = f"stats-http-{uuid.uuid4().hex[:8]}"
+    api.ok("PUT", f"queues/%2F/{seg(q)}", {"durable": False})
+    try:
+        def counts() -> tuple[int, int]:
+            s = api.ok("GET", "overview").get("message_stats", {})
+            return s.get("publish", 0), s.get("get_no_ack", 0)
+
+        # RabbitMQ's numbers lag: settle first.
+        time.sleep(0.2)
+        before = counts()
+        for i in range(3):
+            api.ok("POST", "exchanges/%2F/amq.default/publish",
+                   {"properties": {}, "routing_key": q, "payload": f"p{i}",
+                    "payload_encoding": "string"})
+        got = api.ok("POST", f"queues/%2F/{seg(q)}/get",
+                     {"count": 2, "ackmode": "ack_requeue_false", "encoding": "auto"})
+        assert len(got) == 2
+        api.wait_for("overview", lambda o: (o.get("message_stats", {}).get("publish", 0)
+                                            >= before[0] + 3 and
+                                            o["message_stats"].get("get_no_ack", 0)
+                                            >= before[1] + 2), timeout=20)
+    finally:
+        api.delete(f"queues/%2F/{seg(q)}")

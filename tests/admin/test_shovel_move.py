@@ -395,3 +395,9 @@ def test_another_connections_exclusive_queue_is_not_moved(api: Api, channel: Any
         channel.queue_delete(loot)
     finally:
         owner.close()
+
+
+def test_one_shovels_status_and_404(api: Api) -> None:
+    r = api.get("shovels/vhost/%2F/no-such-shovel")
+    assert r.status_code == 404, r.text
+    assert r.json() == {"error": "Object Not Found", "reason": "Not Found"}

@@ -56,3 +56,49 @@ def test_after_logout_no_page_renders_without_logging_in(browser: Browser) -> No
     time.sleep(0.5)  # a route that would render does so within this
     assert browser.find_all("#login") and not browser.find_all(".page")
 
+
+
+def test_a_refresh_keeps_the_keyboard_focus_in_a_table(browser: Browser, hutch_ui) -> None:
+    """The 5 s refresh rebuilds a table's rows, headers and pager: a keyboard user's focus
+    stays on the same control."""
+    import time
+
+    import pika
+
+    conn = pika.BlockingConnection(pika.URLParameters(hutch_ui.url))
+    try:
+        conn.channel().queue_declare("focus-kept")
+        browser.login()
+        browser.open("queues")
+        browser.wait_text("[data-table=queues] tbody", "focus-kept")
+        browser.d.execute_script("document.querySelector('button.sort[data-sort=\"name\"]').focus()")
+        time.sleep(6.5)  # at least one refresh (every 5 s)
+        focused = browser.d.execute_script(
+            "const e = document.activeElement; return e.tagName + ':' + (e.dataset.sort || '')")
+        assert focused == "BUTTON:name"
+        browser.d.execute_script("document.querySelector('.pager select').focus()")
+        time.sleep(5.5)
+        assert browser.d.execute_script("return document.activeElement.name") == "page_size"
+    finally:
+        conn.close()
+
+
+def test_a_deleted_objects_page_says_so_once(browser: Browser, hutch_ui) -> None:
+    import time
+
+    import pika
+
+    conn = pika.BlockingConnection(pika.URLParameters(hutch_ui.url))
+    try:
+        ch = conn.channel()
+        ch.queue_declare("gone-soon")
+        browser.login()
+        browser.open("queues/%2F/gone-soon")
+        browser.wait_text("h1", "gone-soon")
+        ch.queue_delete("gone-soon")
+        browser.wait_text("#notices", "no longer exists", timeout=8)
+        time.sleep(6)
+        assert len(browser.find_all("#notices .notice.error")) == 1
+        browser.console_errors()  # the 404 is logged by Chromium as a failed load
+    finally:
+        conn.close()

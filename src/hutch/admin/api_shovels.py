@@ -184,6 +184,16 @@ async def delete_shovel(req: Request) -> web.Response:
     return no_content()
 
 
+async def get_shovel(req: Request) -> web.Response:
+    """``GET /api/shovels/vhost/{vhost}/{name}``: one shovel's status, 404 when none."""
+    req.require_monitor()
+    vhost = req.vhost().name
+    move = shovels(req).moves.get((vhost, req.args["name"]))
+    if move is None:
+        raise not_found()
+    return json_response(move.status(node_name()))
+
+
 def register(router: Router) -> None:
     add = router.add
     add("GET", "parameters", list_parameters)
@@ -194,4 +204,5 @@ def register(router: Router) -> None:
     add("DELETE", "parameters/{component}/{vhost}/{name}", delete_parameter)
     add("GET", "shovels", list_shovels)
     add("GET", "shovels/{vhost}", list_shovels)
+    add("GET", "shovels/vhost/{vhost}/{name}", get_shovel)
     add("DELETE", "shovels/vhost/{vhost}/{name}", delete_shovel)

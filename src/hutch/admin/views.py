@@ -219,7 +219,7 @@ def connection_info(conn: Any, rates: Rates | None = None) -> dict[str, Any]:
         key = connection_key(conn)
         for name in ("recv_oct", "send_oct"):
             counts[name + "_details"] = {"rate": rates.rate(key, name)}
-    return {
+    info = {
         **counts,
         **_tls_info(conn),
         "auth_mechanism": getattr(conn, "auth_mechanism", ""),
@@ -242,6 +242,12 @@ def connection_info(conn: Any, rates: Rates | None = None) -> dict[str, Any]:
         "user": conn.user.name if conn.user else "",
         "vhost": conn.vhost.name if conn.vhost else "",
     }
+    # RabbitMQ shows the name a client gave its connection (client property
+    # connection_name) as user_provided_name, when there is one.
+    provided = conn.client_properties.get("connection_name")
+    if isinstance(provided, bytes | str) and provided:
+        info["user_provided_name"] = provided.decode() if isinstance(provided, bytes) else provided
+    return info
 
 
 def channel_name(ch: Any) -> str:

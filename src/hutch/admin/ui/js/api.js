@@ -21,6 +21,10 @@ export class ApiError extends Error {
 function plainWords(status, error, reason) {
   const text = typeof reason === "string" ? reason : JSON.stringify(reason);
   if (status === 0) return "The broker did not answer (is it running?): " + text;
+  if (status === 401 && text === "Access refused.") {
+    return "Not allowed: your user lacks the permission this needs in this virtual host "
+      + "(configure, write or read; see Admin > Users). The broker said: Access refused.";
+  }
   if (status === 401) return "Not allowed: " + text;
   if (status === 403) return "Refused: " + text;
   if (status === 404) return "Not found: " + text;

@@ -134,3 +134,27 @@ export function formValues(form) {
   }
   return out;
 }
+
+// Rebuild part of a page without losing the keyboard focus inside it: the focused control
+// is found again after the rebuild by its row (data-key), its tag, name, class and text.
+function focusSignature(el, container) {
+  if (!el || el === document.body || !container.contains(el)) return null;
+  const row = el.closest("[data-key]");
+  return {
+    row: row ? row.dataset.key : null, tag: el.tagName, name: el.getAttribute("name"),
+    cls: el.className, text: el.tagName === "BUTTON" || el.tagName === "A" ? el.textContent : null,
+  };
+}
+
+export function keepFocus(container, rebuild) {
+  const sig = focusSignature(document.activeElement, container);
+  rebuild();
+  if (!sig) return;
+  const scope = sig.row === null ? container
+    : [...container.querySelectorAll("[data-key]")].find((r) => r.dataset.key === sig.row);
+  if (!scope) return;
+  const match = [...scope.querySelectorAll(sig.tag)].find((el) =>
+    el.getAttribute("name") === sig.name && el.className === sig.cls
+    && (sig.text === null || el.textContent === sig.text));
+  if (match) match.focus();
+}

@@ -93,11 +93,13 @@ async function route() {
   const found = parseHash();
   markNav();
   if (!found) {
+    document.title = "Not found - Hutch";
     fill(main, h("h1", {}, "Not found"), h("p", {}, "There is no such page. ",
       h("a", { href: "#/" }, "Back to the overview")));
     return;
   }
   if (!ctx.has(found.tags)) {
+    document.title = found.title + " - Hutch";
     fill(main, h("h1", {}, found.title), h("p", { class: "error", role: "alert" },
       "Your user's tags do not allow this page (it needs " + found.tags.join(" or ") + ")."));
     return;
@@ -121,13 +123,26 @@ async function route() {
   }
 }
 
+// A failing refresh is reported once, not every 5 s; a page whose object is gone (404)
+// says so and stops refreshing.
+let lastRefreshError = null;
+
 async function refresh() {
   if (document.hidden || !current || !current.refresh) return;
   const gen = generation;
+  const page = current;
   try {
-    await current.refresh();
+    await page.refresh();
+    lastRefreshError = null;
   } catch (e) {
-    if (gen === generation && e.status !== 401) showError(e);
+    if (gen !== generation || e.status === 401) return;
+    if (e.status === 404) {
+      page.refresh = null;
+      showError(new Error("This object no longer exists (" + e.message + "). The page has stopped refreshing."));
+      return;
+    }
+    if (e.message !== lastRefreshError) showError(e);
+    lastRefreshError = e.message;
   }
 }
 

@@ -5,7 +5,7 @@
 // a broker with 10,000 queues sends the browser one page of rows.  Other tables get the
 // whole (short) list and do the same in the browser.
 
-import { h, fill, button, uid } from "./dom.js";
+import { h, fill, button, uid, keepFocus } from "./dom.js";
 import { num } from "./format.js";
 
 const PAGE_SIZES = [20, 100, 500]; // 500 is the API's largest page
@@ -63,6 +63,9 @@ export class Table {
 
   async refresh() {
     const o = this.opts;
+    // Refreshes overlap (the timer, a click, the filter): only the newest answer is drawn.
+    this.seq = (this.seq || 0) + 1;
+    const mine = this.seq;
     let items;
     let info;
     try {
@@ -94,9 +97,11 @@ export class Table {
         items = info.items;
       }
     } catch (e) {
+      if (mine !== this.seq) return;
       fill(this.body, h("p", { class: "error", role: "alert" }, e.message || String(e)));
       return;
     }
+    if (mine !== this.seq) return;
     this.render(items, info);
   }
 
@@ -177,14 +182,11 @@ export class Table {
           : items.map((row) => h("tr", { dataset: { key: o.rowKey ? o.rowKey(row) : row.name } },
             o.columns.map((c) => h("td", { class: c.numeric ? "num" : "" },
               c.render ? c.render(row) : fieldOf(row, c.key)))))));
-    // A refresh rebuilds the rows: keep the keyboard focus on the same sort button.
-    const focused = this.el.contains(document.activeElement) ? document.activeElement.dataset.sort : null;
-    fill(this.body, table);
-    this.renderPager(info);
-    if (focused) {
-      const again = this.body.querySelector(`button.sort[data-sort="${CSS.escape(focused)}"]`);
-      if (again) again.focus();
-    }
+    // A refresh rebuilds rows, headers and pager: the keyboard focus stays where it was.
+    keepFocus(this.el, () => {
+      fill(this.body, table);
+      this.renderPager(info);
+    });
   }
 
   renderPager(info) {

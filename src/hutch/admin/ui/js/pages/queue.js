@@ -4,7 +4,7 @@
 // parts; the forms are built once and never rebuilt under the user's typing.
 
 import * as api from "../api.js";
-import { h, fill, section, facts, field, input, button, act, confirmed } from "../dom.js";
+import { h, fill, section, facts, field, input, button, act, confirmed, keepFocus } from "../dom.js";
 import { Chart, chartQuery } from "../charts.js";
 import { featureTags, ArgsEditor } from "../widgets.js";
 import { num, bytes, bool, kv } from "../format.js";
@@ -118,7 +118,7 @@ export async function render(root, params, ctx) {
   async function loadBindings() {
     const list = await api.get(path + "/bindings");
     bindingsTitle.textContent = `Bindings (${list.length})`;
-    fill(bindingsBox, bindingsTable(list, unbind));
+    keepFocus(bindingsBox, () => fill(bindingsBox, bindingsTable(list, unbind)));
   }
 
   async function unbind(b) {

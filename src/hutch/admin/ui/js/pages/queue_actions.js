@@ -249,8 +249,10 @@ export function actionSections(opts) {
   return [
     section("Publish message", publishForm(opts), { open: false, id: "publish" }),
     section("Get messages", getForm(opts), { open: false, id: "get" }),
-    section("Move messages", moveForm(opts), { open: false, id: "move" }),
+    // As RabbitMQ's queue page: only users who may create shovel parameters see it.
+    opts.ctx.has(["administrator", "policymaker"])
+      ? section("Move messages", moveForm(opts), { open: false, id: "move" }) : null,
     section("Delete", deleteForm(opts), { open: false, id: "delete" }),
     section("Purge", purgeForm(opts), { open: false, id: "purge" }),
-  ];
+  ].filter(Boolean);
 }
