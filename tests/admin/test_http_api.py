@@ -365,3 +365,26 @@ def test_another_connections_exclusive_queue_is_locked_over_http(api: Api, broke
         assert ch.queue_declare(q, passive=True).method.message_count == 1
     finally:
         conn.close()
+
+
+def test_definitions_naming_a_missing_vhost_are_refused(api: Api) -> None:
+    """A queue, exchange or permission in a vhost that neither exists nor is in the file:
+    400 ["no_such_vhost", NAME], as RabbitMQ answers (nothing skipped silently)."""
+    vh = f"nosuch-{uuid.uuid4().hex[:8]}"
+    q = f"defs-q-{uuid.uuid4().hex[:8]}"
+    queue = {"name": q, "vhost": vh, "durable": True, "auto_delete": False, "arguments": {}}
+    exchange = {"name": q, "vhost": vh, "type": "direct", "durable": True,
+                "auto_delete": False, "internal": False, "arguments": {}}
+    perm = {"user": "guest", "vhost": vh, "configure": ".*", "write": ".*", "read": ".*"}
+    for doc in ({"queues": [queue]}, {"exchanges": [exchange]}, {"permissions": [perm]}):
+        r = api.post("definitions", doc)
+        assert r.status_code == 400, (doc, r.text)
+        assert r.json()["reason"] == ["no_such_vhost", vh]
+    assert api.get(f"vhosts/{seg(vh)}").status_code == 404
+    # With the vhost in the same file, it is created first.
+    try:
+        r = api.post("definitions", {"vhosts": [{"name": vh}], "queues": [queue]})
+        assert r.status_code in (200, 201, 204), r.text
+        assert api.get(f"queues/{seg(vh)}/{seg(q)}").status_code == 200
+    finally:
+        api.delete(f"vhosts/{seg(vh)}")

@@ -251,10 +251,27 @@ async def get_definitions(req: Request) -> web.Response:
     return json_response(export_definitions(req.broker))
 
 
+def _missing_vhost(broker: Any, defs: dict[str, Any]) -> str | None:
+    """The first vhost a queue, exchange or permission of ``defs`` names that neither
+    exists nor is created by the file (bindings are not checked, as in RabbitMQ)."""
+    known = set(broker.vhosts) | {v.get("name") for v in defs.get("vhosts") or []
+                                  if isinstance(v, dict)}
+    for kind in ("queues", "exchanges", "permissions"):
+        for obj in defs.get(kind) or []:
+            if isinstance(obj, dict) and obj.get("vhost", "/") not in known:
+                return str(obj.get("vhost"))
+    return None
+
+
 async def post_definitions(req: Request) -> web.Response:
     req.require_admin()
     only = req.vhost().name if "vhost" in req.args else None
     body = await req.body()
+    missing = _missing_vhost(req.broker, body) if only is None else None
+    if missing is not None:
+        # RabbitMQ's answer (rabbit_definitions: a queue, exchange or permission in a vhost
+        # that neither exists nor is in the file); Hutch refuses before changing anything.
+        raise ApiError(400, "bad_request", ["no_such_vhost", missing])  # type: ignore[arg-type]
     try:
         import_definitions(req.broker, body, only_vhost=only)
     except DefinitionsError as exc:

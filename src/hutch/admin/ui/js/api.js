@@ -19,7 +19,9 @@ export class ApiError extends Error {
 
 // An API error in plain words: what happened first, then the broker's own text.
 function plainWords(status, error, reason) {
-  const text = typeof reason === "string" ? reason : JSON.stringify(reason);
+  // RabbitMQ answers some refusals with a list, e.g. ["no_such_vhost", "billing"].
+  const text = typeof reason === "string" ? reason
+    : Array.isArray(reason) ? reason.map(String).join(": ") : JSON.stringify(reason);
   if (status === 0) return "The broker did not answer (is it running?): " + text;
   if (status === 401 && text === "Access refused.") {
     return "Not allowed: your user lacks the permission this needs in this virtual host "
