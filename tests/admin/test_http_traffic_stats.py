@@ -94,3 +94,29 @@ def test_http_publish_and_get_count_in_the_overview(api: Api, broker_url: str) -
                                             >= before[1] + 2), timeout=20)
     finally:
         api.delete(f"queues/%2F/{seg(q)}")
+
+
+def test_vhost_message_stats(api: Api, broker_url: str) -> None:
+    """A vhost's message_stats count its channels' publishes and deliveries, closed
+    channels included, as RabbitMQ's do."""
+    q = f"stats-vh-{uuid.uuid4().hex[:8]}"
+
+    def publish() -> int:
+        return api.ok("GET", "vhosts/%2F").get("message_stats", {}).get("publish", 0)
+
+    before = publish()
+    conn = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        ch = conn.channel()
+        ch.queue_declare(q)
+        for i in range(4):
+            ch.basic_publish("", q, f"m{i}".encode())
+        for _ in range(4):
+            ch.basic_get(q, auto_ack=True)
+        ch.queue_delete(q)
+    finally:
+        conn.close()  # its counts must survive the channel
+    v = api.wait_for("vhosts/%2F", lambda d: d.get("message_stats", {}).get("publish", 0)
+                     >= before + 4 and d["message_stats"].get("get_no_ack", 0) >= 4, timeout=20)
+    assert "rate" in v["message_stats"]["publish_details"]
+    assert v["message_stats"]["deliver_get"] >= 4

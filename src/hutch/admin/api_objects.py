@@ -33,7 +33,7 @@ from ..protocol import constants as rc
 from ..protocol.frames import content_header_payload
 from ..protocol.properties import encode_properties
 from ..protocol.state import CLOSING, RUNNING
-from ..server.counters import totals_for
+from ..server.counters import totals_for, vhost_totals_for
 from .api_history import with_history
 from .http_api import (
     ApiError,
@@ -212,13 +212,13 @@ async def get_messages(req: Request) -> web.Response:
     finally:
         # In the broker's message counts as RabbitMQ has them: its management plugin gets
         # through a channel (ack_requeue_false is a basic.get with no_ack).
-        totals = totals_for(req.broker)
-        if ackmode == "ack_requeue_false":
-            totals.get_no_ack += len(taken)
-        else:
-            totals.get += len(taken)
-        if len(taken) < count:
-            totals.get_empty += 1
+        for totals in (totals_for(req.broker), vhost_totals_for(vhost)):
+            if ackmode == "ack_requeue_false":
+                totals.get_no_ack += len(taken)
+            else:
+                totals.get += len(taken)
+            if len(taken) < count:
+                totals.get_empty += 1
         # Settled whatever happens above: a message taken must never stay unacked.
         if ackmode.endswith("requeue_true"):
             # A failed delivery for the delivery limit (RabbitMQ 4.3): reject_requeue_true
@@ -317,6 +317,7 @@ async def publish(req: Request) -> web.Response:
     try:
         result = vhost.publish(name, routing_key, header, data, persistent, expires_at, set())
         totals_for(req.broker).publish += 1  # counted as a channel's publish is
+        vhost_totals_for(vhost).publish += 1
     except HardError as exc:  # an x-delay string that is not an integer
         raise bad_request(exc.text.split(" - ", 1)[-1]) from None
     return json_response({"routed": bool(result & ROUTED)})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .stats import Rates, broker_counts, channel_counts
+from .stats import Rates, broker_counts, channel_counts, vhost_counts
 from .views import (
     connection_counts,
     connection_key,
@@ -31,7 +31,8 @@ def sample(broker: Any, rates: Rates) -> None:
         ready = sum(q.message_count for q in vhost.queues.values())
         unacked = sum(q.unacked_count for q in vhost.queues.values())
         rates.observe(key, {"messages": ready + unacked, "messages_ready": ready,
-                            "messages_unacknowledged": unacked})
+                            "messages_unacknowledged": unacked,
+                            **vhost_counts(broker, vhost)})
         for q in list(vhost.queues.values()):
             qkey = queue_key(q)
             live.add(qkey)

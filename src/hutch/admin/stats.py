@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-from ..server.counters import CHANNEL_COUNTERS, Totals, totals_for
+from ..server.counters import CHANNEL_COUNTERS, Totals, totals_for, vhost_totals_for
 from .history import History
 
 SAMPLE_INTERVAL = 5.0  # RabbitMQ's collect_statistics_interval default
@@ -37,6 +37,25 @@ def broker_counts(broker: Any) -> dict[str, int]:
     out["deliver_get"] = out["deliver"] + out["deliver_no_ack"] + out["get"] + out["get_no_ack"]
     # Routed: received and neither dropped nor returned as unroutable.
     out["routed"] = out["publish"] - out["drop_unroutable"] - out["return_unroutable"]
+    return out
+
+
+# The counters RabbitMQ shows in a vhost's message_stats.
+VHOST_COUNTERS = ("publish", "confirm", "deliver", "deliver_no_ack", "get", "get_no_ack",
+                  "get_empty", "ack", "redeliver", "return_unroutable", "drop_unroutable")
+
+
+def vhost_counts(broker: Any, vhost: Any) -> dict[str, int]:
+    """One vhost's monotonic counters: its closed channels plus its live ones."""
+    t = vhost_totals_for(vhost)
+    out = {k: getattr(t, k) for k in VHOST_COUNTERS}
+    for conn in list(broker.connections):
+        if getattr(conn, "vhost", None) is not vhost:
+            continue
+        for ch in list(getattr(conn, "channels", {}).values()):
+            for attr, key in CHANNEL_COUNTERS.items():
+                out[key] += getattr(ch, attr)
+    out["deliver_get"] = out["deliver"] + out["deliver_no_ack"] + out["get"] + out["get_no_ack"]
     return out
 
 

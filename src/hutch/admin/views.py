@@ -20,7 +20,7 @@ from ..broker.alarms import rss
 from ..broker.definitions import jsonable
 from ..protocol.state import RUNNING
 from ..version import RABBITMQ_VERSION, __version__
-from .stats import Rates, broker_counts, channel_counts, with_rates
+from .stats import Rates, broker_counts, channel_counts, vhost_counts, with_rates
 
 MESSAGE_OVERHEAD = 96  # rough bytes per queued Message object, for "memory"
 PAGED_OVERHEAD = 8  # a paged-out message: one int in the backlog
@@ -328,6 +328,7 @@ def vhost_info(broker: Any, vhost: Any, rates: Rates) -> dict[str, Any]:
         "messages_ready_details": {"rate": rates.rate(key, "messages_ready")},
         "messages_unacknowledged": unacked,
         "messages_unacknowledged_details": {"rate": rates.rate(key, "messages_unacknowledged")},
+        "message_stats": with_rates(vhost_counts(broker, vhost), rates, key),
         "metadata": {"description": description, "tags": tags},
         "name": vhost.name,
         "tags": tags,

@@ -61,9 +61,23 @@ def totals_for(broker: Any) -> Totals:
     return t
 
 
+_VHOST_TOTALS: weakref.WeakKeyDictionary[Any, Totals] = weakref.WeakKeyDictionary()
+
+
+def vhost_totals_for(vhost: Any) -> Totals:
+    """The closed channels' counts of one vhost (RabbitMQ's vhost message_stats)."""
+    t = _VHOST_TOTALS.get(vhost)
+    if t is None:
+        t = _VHOST_TOTALS[vhost] = Totals()
+    return t
+
+
 def fold_into_totals(channel: Any) -> None:
-    """A channel is going away: move its counters into the broker totals (idempotent)."""
+    """A channel is going away: move its counters into the broker's and its vhost's
+    totals (idempotent)."""
     totals = totals_for(channel.conn.broker)
+    vhost = getattr(channel.conn, "vhost", None)
+    vtotals = vhost_totals_for(vhost) if vhost is not None else None
     if not channel.stats_folded:
         channel.stats_folded = True
         totals.channels_closed += 1
@@ -73,4 +87,6 @@ def fold_into_totals(channel: Any) -> None:
         n = getattr(channel, attr)
         if n:
             setattr(totals, key, getattr(totals, key) + n)
+            if vtotals is not None:
+                setattr(vtotals, key, getattr(vtotals, key) + n)
             setattr(channel, attr, 0)
