@@ -388,3 +388,17 @@ def test_definitions_naming_a_missing_vhost_are_refused(api: Api) -> None:
         assert api.get(f"queues/{seg(vh)}/{seg(q)}").status_code == 200
     finally:
         api.delete(f"vhosts/{seg(vh)}")
+
+
+def test_a_put_without_password_clears_an_existing_users_password(api: Api) -> None:
+    """PUT /api/users/NAME with neither password nor password_hash leaves the user with no
+    password, new or existing, as RabbitMQ does."""
+    name = f"nopw-{uuid.uuid4().hex[:8]}"
+    try:
+        assert api.put(f"users/{seg(name)}", {"password": "pw1", "tags": "management"}).status_code == 201
+        assert api.as_user(name, "pw1").get("whoami").status_code == 200
+        assert api.put(f"users/{seg(name)}", {"tags": "management"}).status_code == 204
+        assert api.as_user(name, "pw1").get("whoami").status_code == 401
+        assert api.ok("GET", f"users/{seg(name)}")["password_hash"] == ""
+    finally:
+        api.delete(f"users/{seg(name)}")

@@ -112,10 +112,10 @@ async def put_user(req: Request) -> web.Response:
         password_hash = body["password_hash"]
         if not valid_password_hash(password_hash, algorithm):
             raise bad_request("invalid password_hash or hashing_algorithm")
-    elif existing is not None:
-        password_hash, algorithm = existing.password_hash, existing.hashing_algorithm
     else:
-        password_hash = ""  # a user who cannot log in with a password, as RabbitMQ allows
+        # Neither: a user who cannot log in with a password, as RabbitMQ allows; for an
+        # existing user this clears the password, as RabbitMQ 3.10 and 4.x do.
+        password_hash = ""
     new_limits = None
     if body.get("limits") is not None:  # as RabbitMQ 3.10+: merged into the user's
         try:
