@@ -146,6 +146,14 @@ class Browser:
         self.click("#login button[type=submit]")
         self.wait_for("#whoami")
 
+    def login_once(self) -> None:
+        """Log in unless this broker's tab already is: the login stays in the tab's
+        sessionStorage, so a module's later tests only open their page."""
+        if self.d.current_url.startswith(self.base) and self.d.execute_script(
+                "return sessionStorage.getItem('hutch.auth') !== null"):
+            return
+        self.login()
+
     # -- finding and waiting ------------------------------------------------------------
     def find(self, css: str) -> Any:
         from selenium.webdriver.common.by import By
@@ -215,3 +223,16 @@ def browser(driver: Any, hutch_ui: HutchProcess, screenshot_dir: str) -> Iterato
     errors = b.console_errors()
     assert not errors, "the browser console reported errors:\n" + "\n".join(errors)
 
+
+
+@pytest.fixture
+def channel(hutch_ui: HutchProcess) -> Iterator[Any]:
+    """A pika channel on the module's broker."""
+    import pika
+
+    conn = pika.BlockingConnection(pika.URLParameters(hutch_ui.url))
+    try:
+        yield conn.channel()
+    finally:
+        if conn.is_open:
+            conn.close()

@@ -4,12 +4,9 @@ publishing from it (routed / not routed, seen by pika) and deleting it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-import pika
-import pytest
 import requests
 
 from tests.brokerproc import HutchProcess
@@ -21,14 +18,6 @@ AUTH = ("guest", "guest")
 def api(hutch: HutchProcess, method: str, path: str, **kw: Any) -> requests.Response:
     return requests.request(method, hutch.http_url.rstrip("/") + path, auth=AUTH, timeout=5, **kw)
 
-
-@pytest.fixture
-def channel(hutch_ui: HutchProcess) -> Iterator[Any]:
-    conn = pika.BlockingConnection(pika.URLParameters(hutch_ui.url))
-    try:
-        yield conn.channel()
-    finally:
-        conn.close()
 
 
 def test_the_list_shows_the_default_exchange_and_adds_one(browser: Browser, hutch_ui: HutchProcess,

@@ -19,14 +19,6 @@ AUTH = ("guest", "guest")
 REFRESHED = 15.0  # the page refreshes every 5 s: two chances and some slack
 
 
-def login(browser: Browser) -> None:
-    """Log in once per broker (see test_queue_page.login)."""
-    d = browser.d
-    if d.current_url.startswith(browser.base) and d.execute_script(
-            "return sessionStorage.getItem('hutch.auth') !== null"):
-        return
-    browser.login()
-
 
 def total(browser: Browser, key: str) -> int:
     return int(browser.text(f"[data-total={key}]").replace(",", ""))
@@ -43,7 +35,7 @@ def connection(hutch_ui: HutchProcess) -> Iterator[Any]:
 
 
 def test_counts_change_after_publishing(browser: Browser, connection: Any) -> None:
-    login(browser)
+    browser.login_once()
     browser.open("")
     browser.wait_until(lambda: browser.text("[data-total=queues]").isdigit(), "the counts")
     before = {k: total(browser, k) for k in ("messages", "messages_ready", "queues", "connections")}
@@ -70,7 +62,7 @@ def test_counts_change_after_publishing(browser: Browser, connection: Any) -> No
 
 def test_memory_alarm_is_shown_in_red_only_while_set(browser: Browser, hutch_ui: HutchProcess) -> None:
     url = hutch_ui.http_url + "api/hutch/vm-memory-high-watermark"
-    login(browser)
+    browser.login_once()
     browser.open("")
     browser.wait_text(".nodes", "Memory")
     assert not browser.find_all(".nodes .alarm")
@@ -96,7 +88,7 @@ def test_charts_draw_the_sample_history(browser: Browser, connection: Any) -> No
     ch.queue_declare(q)
     for i in range(20):
         ch.basic_publish("", q, b"m%d" % i)
-    login(browser)
+    browser.login_once()
     browser.open("")
     for title in ("Queued messages", "Message rates"):
         browser.wait_for(f"figure.chart[data-chart='{title}'] canvas", timeout=REFRESHED)

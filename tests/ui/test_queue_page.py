@@ -5,12 +5,10 @@ and moving messages from a dead-letter queue back."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import pika
-import pytest
 import requests
 
 from tests.brokerproc import HutchProcess
@@ -18,15 +16,6 @@ from tests.ui.conftest import Browser
 
 AUTH = ("guest", "guest")
 
-
-@pytest.fixture
-def channel(hutch_ui: HutchProcess) -> Iterator[Any]:
-    conn = pika.BlockingConnection(pika.URLParameters(hutch_ui.url))
-    try:
-        yield conn.channel()
-    finally:
-        if conn.is_open:
-            conn.close()
 
 
 def unique(prefix: str) -> str:
@@ -47,15 +36,6 @@ def queue_exists(hutch: HutchProcess, name: str) -> bool:
     r = requests.get(hutch.http_url + "api/queues/%2F/" + quote(name, safe=""), auth=AUTH, timeout=5)
     return r.status_code == 200
 
-
-def login(browser: Browser) -> None:
-    """Log in once per broker: the login stays in the tab's sessionStorage, so the
-    module's later tests only open their page (a login per test costs a page load)."""
-    d = browser.d
-    if d.current_url.startswith(browser.base) and d.execute_script(
-            "return sessionStorage.getItem('hutch.auth') !== null"):
-        return
-    browser.login()
 
 
 def dismiss_notices(browser: Browser) -> None:
@@ -80,7 +60,7 @@ def test_get_message_shows_its_body_and_header(browser: Browser, channel: Any) -
     channel.queue_declare(q)
     channel.basic_publish("", q, b"the stuck order #42",
                           pika.BasicProperties(headers={"tenant": "acme"}, content_type="text/plain"))
-    login(browser)
+    browser.login_once()
     browser.open(page(q))
     browser.wait_text(".queue-title", q)
     get_messages(browser)
@@ -99,7 +79,7 @@ def test_get_shows_the_x_death_entries_of_a_dead_lettered_message(browser: Brows
     channel.basic_publish("", work, b"poison")
     method, _props, _body = channel.basic_get(work)
     channel.basic_reject(method.delivery_tag, requeue=False)
-    login(browser)
+    browser.login_once()
     browser.open(page(dlq))
     get_messages(browser, "ack_requeue_false")
     death = browser.wait_for(".message [data-header=x-death] table")
@@ -117,7 +97,7 @@ def test_get_shows_the_x_death_entries_of_a_dead_lettered_message(browser: Brows
 def test_publish_from_the_page_reaches_pika(browser: Browser, channel: Any) -> None:
     q = unique("pub")
     channel.queue_declare(q)
-    login(browser)
+    browser.login_once()
     browser.open(page(q))
     open_section(browser, "publish")
     browser.choose("#publish-message [name=delivery_mode]", "2")
@@ -138,7 +118,7 @@ def test_purge_empties_the_queue_after_confirming(browser: Browser, channel: Any
     channel.queue_declare(q)
     for i in range(3):
         channel.basic_publish("", q, b"m%d" % i)
-    login(browser)
+    browser.login_once()
     browser.open(page(q))
     browser.wait_text("table[data-table=counts]", "3")
     open_section(browser, "purge")
@@ -153,7 +133,7 @@ def test_delete_confirms_then_goes_back_to_the_list(browser: Browser, hutch_ui: 
     q = unique("del")
     channel.queue_declare(q)
     channel.basic_publish("", q, b"x")
-    login(browser)
+    browser.login_once()
     browser.open(page(q))
     open_section(browser, "delete")
     # "Only if empty": the broker refuses, the page says why, the queue stays.
@@ -173,7 +153,7 @@ def test_delete_confirms_then_goes_back_to_the_list(browser: Browser, hutch_ui: 
 def test_bindings_add_and_remove(browser: Browser, hutch_ui: HutchProcess, channel: Any) -> None:
     q = unique("bind")
     channel.queue_declare(q)
-    login(browser)
+    browser.login_once()
     browser.open(page(q))
     browser.wait_text("#bindings", "(Default exchange binding)")
     browser.fill("#add-binding [name=source]", "amq.topic")
@@ -205,7 +185,7 @@ def test_consumers_and_the_queue_screenshot(browser: Browser, hutch_ui: HutchPro
         ch.basic_qos(prefetch_count=7)
         tag = ch.basic_consume(q, lambda *a: None, consumer_tag="billing-worker-1")
         conn.process_data_events(time_limit=0.5)
-        login(browser)
+        browser.login_once()
         browser.open(page(q))
         row = browser.wait_for(f"table[data-table=consumers] tr[data-key={tag}]")
         cells = [c.text for c in row.find_elements("css selector", "td")]
@@ -232,7 +212,7 @@ def test_move_messages_from_a_dead_letter_queue_back(browser: Browser, channel: 
         method, _props, _body = channel.basic_get(work)
         channel.basic_reject(method.delivery_tag, requeue=False)
     assert channel.queue_declare(dlq, passive=True).method.message_count == 5
-    login(browser)
+    browser.login_once()
     browser.open(page(dlq))
     open_section(browser, "move")
     browser.fill("#move-messages [name=dest-queue]", work)

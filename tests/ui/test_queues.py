@@ -25,14 +25,6 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def login(browser: Browser) -> None:
-    """Log in once per broker (see test_queue_page.login)."""
-    d = browser.d
-    if d.current_url.startswith(browser.base) and d.execute_script(
-            "return sessionStorage.getItem('hutch.auth') !== null"):
-        return
-    browser.login()
-
 
 def row_css(name: str, vhost: str = "/") -> str:
     return f'table[data-table=queues] tr[data-key="{vhost}/{name}"]'
@@ -68,7 +60,7 @@ def test_the_list_screenshot(browser: Browser, hutch_ui: HutchProcess) -> None:
         ch.basic_qos(prefetch_count=10)
         ch.basic_consume("orders", lambda *a: None)
         conn.process_data_events(time_limit=0.5)
-        login(browser)
+        browser.login_once()
         browser.open("queues")
         browser.wait_for(row_css("orders"))
         browser.wait_until(lambda: cells(browser, "orders")[4:7] == ["15", "10", "25"], "orders' counts")
@@ -91,7 +83,7 @@ def test_counts_follow_pika_publishes_and_unacked_deliveries(browser: Browser,
         ch.basic_qos(prefetch_count=2)
         ch.basic_consume(q, lambda *a: None)
         conn.process_data_events(time_limit=0.5)
-        login(browser)
+        browser.login_once()
         browser.open("queues")
         filter_by(browser, q)
         browser.wait_for(row_css(q))
@@ -112,7 +104,7 @@ def test_counts_follow_pika_publishes_and_unacked_deliveries(browser: Browser,
 
 def test_add_a_queue_with_an_argument_shortcut(browser: Browser, hutch_ui: HutchProcess) -> None:
     q = unique("added")
-    login(browser)
+    browser.login_once()
     browser.open("queues")
     browser.click("#add-queue-section > summary")
     browser.choose("#add-queue [name=queuetype]", "quorum")
@@ -161,7 +153,7 @@ def test_ten_thousand_queues_one_page_at_a_time(driver: Any, many_queues: HutchP
                                                 screenshot_dir: str) -> None:
     browser = Browser(driver, many_queues.http_url, screenshot_dir)
     browser.console_errors()
-    login(browser)
+    browser.login_once()
     started = time.monotonic()
     browser.open("queues")
     browser.wait_text("[data-table=queues] .count", "10,000 items", timeout=20)

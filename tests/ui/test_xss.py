@@ -19,14 +19,6 @@ BODY = '<img src=x onerror=alert("body")><script>alert("body")</script>'
 HEADER = '<b onmouseover=alert("h")>bold</b><svg onload=alert("svg")>'
 
 
-def login(browser: Browser) -> None:
-    """Log in once per broker (see test_queue_page.login)."""
-    d = browser.d
-    if d.current_url.startswith(browser.base) and d.execute_script(
-            "return sessionStorage.getItem('hutch.auth') !== null"):
-        return
-    browser.login()
-
 
 @pytest.fixture(scope="module")
 def hostile(hutch_ui: HutchProcess) -> Iterator[None]:
@@ -57,7 +49,7 @@ def no_alert(browser: Browser) -> None:
 
 
 def test_the_list_shows_hostile_names_as_text(browser: Browser, hostile: None) -> None:
-    login(browser)
+    browser.login_once()
     browser.open("queues")
     for name in NAMES:
         link = browser.wait_for(f"table[data-table=queues] tr[data-key={_css_str('//' + name)}] a.queue-name")
@@ -72,7 +64,7 @@ def test_the_list_shows_hostile_names_as_text(browser: Browser, hostile: None) -
 @pytest.mark.parametrize("name", NAMES)
 def test_the_queue_page_shows_hostile_names_bodies_and_headers_as_text(browser: Browser, hostile: None,
                                                                         name: str) -> None:
-    login(browser)
+    browser.login_once()
     browser.open("queues/%2F/" + quote(name, safe=""))
     assert browser.wait_for(".queue-title").text == name
     browser.click("details#get > summary")
