@@ -254,10 +254,14 @@ async def get_definitions(req: Request) -> web.Response:
 def _missing_vhost(broker: Any, defs: dict[str, Any]) -> str | None:
     """The first vhost a queue, exchange or permission of ``defs`` names that neither
     exists nor is created by the file (bindings are not checked, as in RabbitMQ)."""
-    known = set(broker.vhosts) | {v.get("name") for v in defs.get("vhosts") or []
-                                  if isinstance(v, dict)}
+    def items(kind: str) -> list[Any]:
+        # Not checked yet (import_definitions checks the shapes): a wrong one is its 400.
+        value = defs.get(kind)
+        return value if isinstance(value, list) else []
+
+    known = set(broker.vhosts) | {v.get("name") for v in items("vhosts") if isinstance(v, dict)}
     for kind in ("queues", "exchanges", "permissions"):
-        for obj in defs.get(kind) or []:
+        for obj in items(kind):
             if isinstance(obj, dict) and obj.get("vhost", "/") not in known:
                 return str(obj.get("vhost"))
     return None
