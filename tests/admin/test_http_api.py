@@ -197,8 +197,10 @@ def test_connections_channels_consumers_and_forced_close(api: Api, broker_url: s
                              lambda cs: len(cs) == 1 and cs[0]["consumer_count"] == 1)
         assert chans[0]["name"] == f"{name} (1)" and chans[0]["number"] == 1
         assert chans[0]["prefetch_count"] == 3
+        # RabbitMQ's channel_details is [] until it has the channel's statistics.
         consumers = api.wait_for("consumers/%2F", lambda cs: any(
-            c["consumer_tag"] == "ctag-" + qname for c in cs))
+            c["consumer_tag"] == "ctag-" + qname and isinstance(c["channel_details"], dict)
+            and c["channel_details"] for c in cs))
         c = next(c for c in consumers if c["consumer_tag"] == "ctag-" + qname)
         assert c["queue"] == {"name": qname, "vhost": "/"}
         assert c["ack_required"] is True and c["prefetch_count"] == 3
