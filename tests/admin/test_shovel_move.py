@@ -227,6 +227,7 @@ def test_needs_a_policymaker(api: Api, channel: Any) -> None:
     ({"src-protocol": "amqp10"}, "AMQP 0-9-1 only"),
     ({"dest-add-forward-headers": True}, "does not support dest-add-forward-headers"),
     ({"src-queue": None, "src-exchange": "amq.direct"}, "from a queue only"),
+    ({"dest-queue": "q" * 256}, "at most 255 bytes"),
 ])
 def test_what_hutch_does_not_do_is_refused(api: Api, change: dict[str, Any], words: str) -> None:
     name = _uid("no")

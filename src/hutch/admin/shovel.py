@@ -198,6 +198,10 @@ def plan(name: str, vhost: str, value: Mapping[str, Any]) -> Plan:
         raise ShovelError(f"Hutch's shovel does not support {', '.join(unsupported)}")
     if "dest-queue" in value and "dest-exchange" in value:
         raise ShovelError("Cannot specify 'dest-exchange' and 'dest-queue'")
+    for key in ("src-queue", "dest-queue", "dest-exchange"):
+        # AMQP's short string: a longer name could never be declared or used by a client.
+        if isinstance(value.get(key), str) and len(value[key].encode()) > 255:
+            raise ShovelError(f"{key}: a name is at most 255 bytes long")
     for key in ("src-queue-args", "dest-queue-args"):
         if key in value and not isinstance(value[key], dict):
             raise ShovelError(f"{key} should be an object, actually was {_term(value[key])}")
