@@ -236,3 +236,16 @@ def channel(hutch_ui: HutchProcess) -> Iterator[Any]:
     finally:
         if conn.is_open:
             conn.close()
+
+
+def add_user(hutch: HutchProcess, name: str, tags: str, password: str = "pw") -> None:
+    """A user with these tags and every permission on "/", made through the API."""
+    import requests
+
+    base = hutch.http_url + "api/"
+    r = requests.put(base + "users/" + name, json={"password": password, "tags": tags},
+                     auth=("guest", "guest"), timeout=5)
+    assert r.status_code in (201, 204), r.text
+    r = requests.put(base + "permissions/%2F/" + name, auth=("guest", "guest"), timeout=5,
+                     json={"configure": ".*", "write": ".*", "read": ".*"})
+    assert r.status_code in (201, 204), r.text

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.brokerproc import HutchProcess
-from tests.ui.conftest import Browser
+from tests.ui.conftest import Browser, add_user
 
 AUTH = ("guest", "guest")
 REFRESHED = 15.0  # the page refreshes every 5 s: two chances and some slack
@@ -104,11 +104,7 @@ def test_a_management_user_sees_totals_but_no_node_facts(browser: Browser, hutch
     failing, as RabbitMQ's does, and offers no definitions link."""
     user = f"mgmt-{uuid.uuid4().hex[:6]}"
     base = hutch_ui.http_url + "api/"
-    assert requests.put(base + "users/" + user, json={"password": "pw", "tags": "management"},
-                        auth=AUTH, timeout=5).status_code in (201, 204)
-    everything = {"configure": ".*", "write": ".*", "read": ".*"}
-    assert requests.put(base + "permissions/%2F/" + user, json=everything,
-                        auth=AUTH, timeout=5).status_code in (201, 204)
+    add_user(hutch_ui, user, "management")
     try:
         browser.login(user, "pw")
         browser.open("")

@@ -12,7 +12,7 @@ import pika
 import requests
 
 from tests.brokerproc import HutchProcess
-from tests.ui.conftest import Browser
+from tests.ui.conftest import Browser, add_user
 
 AUTH = ("guest", "guest")
 
@@ -239,11 +239,7 @@ def test_move_is_offered_to_policymakers_only(browser: Browser, hutch_ui: HutchP
     channel.queue_declare(dlq)
     channel.basic_publish("", dlq, b"stays")
     base = hutch_ui.http_url + "api/"
-    assert requests.put(base + "users/" + user, json={"password": "pw", "tags": "management"},
-                        auth=AUTH, timeout=5).status_code in (201, 204)
-    everything = {"configure": ".*", "write": ".*", "read": ".*"}
-    assert requests.put(base + "permissions/%2F/" + user, json=everything,
-                        auth=AUTH, timeout=5).status_code in (201, 204)
+    add_user(hutch_ui, user, "management")
     try:
         browser.login(user, "pw")
         browser.open(page(dlq))

@@ -54,11 +54,15 @@ class Totals:
 _TOTALS: weakref.WeakKeyDictionary[Any, Totals] = weakref.WeakKeyDictionary()
 
 
-def totals_for(broker: Any) -> Totals:
-    t = _TOTALS.get(broker)
+def _totals_in(table: weakref.WeakKeyDictionary[Any, Totals], owner: Any) -> Totals:
+    t = table.get(owner)
     if t is None:
-        t = _TOTALS[broker] = Totals()
+        t = table[owner] = Totals()
     return t
+
+
+def totals_for(broker: Any) -> Totals:
+    return _totals_in(_TOTALS, broker)
 
 
 _VHOST_TOTALS: weakref.WeakKeyDictionary[Any, Totals] = weakref.WeakKeyDictionary()
@@ -66,10 +70,7 @@ _VHOST_TOTALS: weakref.WeakKeyDictionary[Any, Totals] = weakref.WeakKeyDictionar
 
 def vhost_totals_for(vhost: Any) -> Totals:
     """The closed channels' counts of one vhost (RabbitMQ's vhost message_stats)."""
-    t = _VHOST_TOTALS.get(vhost)
-    if t is None:
-        t = _VHOST_TOTALS[vhost] = Totals()
-    return t
+    return _totals_in(_VHOST_TOTALS, vhost)
 
 
 def fold_into_totals(channel: Any) -> None:
