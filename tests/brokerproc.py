@@ -134,6 +134,14 @@ class HutchProcess:
         self.proc = None
         return code
 
+    def __enter__(self) -> HutchProcess:
+        """``with HutchProcess(...) as proc:`` starts it and stops it at the end."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 

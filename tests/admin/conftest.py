@@ -23,12 +23,8 @@ def private_hutch():
     guest or global state."""
     if EXTERNAL_URL:
         pytest.skip("needs its own Hutch process")
-    proc = HutchProcess("--in-memory", http=True)
-    proc.start()
-    try:
+    with HutchProcess("--in-memory", http=True) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="session")

@@ -49,12 +49,8 @@ def test_the_route_list_is_the_routers() -> None:
 def hutch() -> Iterator[HutchProcess]:
     if EXTERNAL_URL:
         pytest.skip("needs its own Hutch process")
-    proc = HutchProcess("--in-memory", http=True)
-    proc.start()
-    try:
+    with HutchProcess("--in-memory", http=True) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def _send(hutch: HutchProcess, method: str, path: str, headers: dict[str, str]) -> requests.Response:

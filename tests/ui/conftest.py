@@ -106,12 +106,8 @@ def driver() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def hutch_ui() -> Iterator[HutchProcess]:
     """A broker of this module's own, in memory, with its management port and UI."""
-    proc = HutchProcess("--in-memory", http=True)
-    proc.start()
-    try:
+    with HutchProcess("--in-memory", http=True) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 class Browser:
